@@ -1,0 +1,240 @@
+"""Configuration checks that run before any data or TensorFlow work, and recipe registration.
+
+This module imports only Hydra/OmegaConf: ``python train.py`` with a bad config fails in about a
+second with one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+RECIPES_DIR = REPO / "recipes"
+GROUPS = ("arch", "data", "quant", "schedule", "trainer", "logger")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; ``str()`` is the one line shown to the user."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one field accepts: a kind (int, float, bool, path) and bounds."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "path":
+            text = "a path to an existing file"
+        else:
+            text = "an integer" if self.kind == "int" else "a number"
+            if self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+            if self.high is not None:
+                text += f"{' and' if self.low is not None else ''} {'<' if self.high_open else '<='} {self.high:g}"
+        return f"{text} or null" if self.optional else text
+
+    def accepts(self, value) -> bool:
+        if value is None:
+            return self.optional
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "path":
+            return isinstance(value, str) and Path(os.path.expanduser(value)).is_file()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+
+def _int(low=None, high=None):
+    return Rule("int", low, high)
+
+
+def _frac():
+    return Rule("float", 0, 0.5, low_open=True, high_open=True)
+
+
+#: Every field a config group may hold (beyond ``_target_``, ``name`` and ``task``), and what it accepts.
+RULES: dict[str, dict[str, Rule]] = {
+    "schedule": {
+        "float_epochs": _int(0),
+        "qat_epochs": _int(0),
+        "batch_size": _int(1),
+        "lr": Rule("float", 0, low_open=True),
+        "qat_lr": Rule("float", 0, low_open=True),
+    },
+    "trainer": {
+        "seed": _int(0, 2**31 - 1),
+        "representative_samples": _int(1),
+        "threads": _int(0),
+        "deterministic": Rule("bool"),
+        "init_checkpoint": Rule("path", optional=True),
+        "verbose": _int(0, 2),
+    },
+    "quant": {"qat": Rule("bool"), "int8": Rule("bool")},
+    "arch": {
+        "filters": _int(1),
+        "dense_units": _int(1),
+        "dropout": Rule("float", 0, 1, high_open=True),
+        "patch_size": _int(1),
+        "dim": _int(1),
+        "depth": _int(1),
+        "num_heads": _int(1),
+        "mlp_dim": _int(1),
+        "norm": Rule("bool"),
+    },
+    "data": {
+        "builder": Rule("str"),
+        "data_dir": Rule("str"),
+        "source_dir": Rule("str", optional=True),
+        "splits": Rule("dict"),
+        "window": _int(2),
+        "horizon": _int(1),
+        "val_fraction": _frac(),
+        "test_fraction": _frac(),
+    },
+    "logger": {"run_dir": Rule("str", optional=True)},
+}
+COMMON = {"_target_", "name", "task"}
+
+
+def _check_field(group: str, key: str, value) -> None:
+    rules = RULES.get(group, {})
+    if key in COMMON:
+        return
+    if key not in rules:
+        allowed = ", ".join(sorted(rules)) or "none"
+        raise ConfigError(f"{group}.{key}: unknown field; {group} fields are: {allowed}")
+    rule = rules[key]
+    if rule.kind == "str":
+        ok = (value is None and rule.optional) or isinstance(value, str)
+        if not ok:
+            raise ConfigError(f"{group}.{key}: expected a string, got {value!r}")
+    elif rule.kind == "dict":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{group}.{key}: expected a mapping, got {value!r}")
+    elif not rule.accepts(value):
+        raise ConfigError(f"{group}.{key}: expected {rule.describe()}, got {value!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first field that cannot work. Imports nothing heavy."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for group in GROUPS:
+        node = plain.get(group)
+        if not isinstance(node, dict):
+            raise ConfigError(f"{group}: missing config group; pick one with {group}=OPTION")
+        for key, value in node.items():
+            _check_field(group, key, value)
+    arch, data, quant, schedule = plain["arch"], plain["data"], plain["quant"], plain["schedule"]
+    if arch.get("task") != data.get("task"):
+        raise ConfigError(
+            f"arch={arch.get('name')} is a {arch.get('task')} model but data={data.get('name')} is a "
+            f"{data.get('task')} dataset; pick a {arch.get('task')} dataset"
+        )
+    if "dim" in arch and "num_heads" in arch and arch["dim"] % arch["num_heads"]:
+        raise ConfigError(f"arch.num_heads: must divide arch.dim={arch['dim']}, got {arch['num_heads']}")
+    if quant["qat"] and not quant["int8"]:
+        raise ConfigError("quant.int8: must be true when quant.qat is true (QAT exports an int8 model)")
+    if quant["qat"] and schedule["qat_epochs"] < 1:
+        raise ConfigError(
+            f"schedule.qat_epochs: expected an integer >= 1 with quant={quant['name']} (QAT), got "
+            f"{schedule['qat_epochs']}; use quant=ptq_int8 for int8 without fine-tuning"
+        )
+    source = data.get("source_dir")
+    if source and not Path(os.path.expanduser(source)).is_dir():
+        raise ConfigError(f"data.source_dir: {source} is not a directory; it must hold the dataset's files")
+
+
+def recipe_names() -> list[str]:
+    """The recipes shipped in ``recipes/``: every ``*.yaml`` file, by stem."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def register_recipes() -> None:
+    """Make ``recipes/*.yaml`` selectable as ``recipe=NAME`` (a Hydra config group outside conf/)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name in recipe_names():
+        store.store(group="recipe", name=name, node=OmegaConf.load(RECIPES_DIR / f"{name}.yaml"), package="_global_")
+
+
+def group_options(group: str) -> list[str]:
+    if group == "recipe":
+        return recipe_names()
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_overrides(overrides: list[str]) -> DictConfig:
+    """Compose the config for command-line ``overrides`` and validate it; one-line ConfigError if not.
+
+    Group choices and field names are checked first, so the message names the override that is
+    wrong and lists what is allowed instead of Hydra's multi-line composition report.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    register_recipes()
+    choices = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ConfigError(f"{override}: expected KEY=VALUE")
+        bare = key.lstrip("+~")
+        if "." not in bare and (bare in GROUPS or bare == "recipe") and not key.startswith(("+", "~")):
+            options = group_options(bare)
+            if value not in options:
+                raise ConfigError(f"{bare}={value}: no such option; {bare} is one of: {', '.join(options)}")
+            choices.append(override)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = _compose_checked(compose, overrides, choices)
+    except HydraException as error:
+        raise ConfigError(_first_line(error)) from error
+    finally:
+        GlobalHydra.instance().clear()
+    validate(cfg)
+    return cfg
+
+
+def _first_line(error: BaseException) -> str:
+    while error.__cause__ is not None and not str(error).strip():
+        error = error.__cause__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _compose_checked(compose, overrides: list[str], choices: list[str]) -> DictConfig:
+    base = compose("config", overrides=choices)
+    for override in overrides:
+        key = override.partition("=")[0]
+        if key.startswith(("+", "~")) or override in choices or key.startswith("hydra."):
+            continue
+        if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
+            parent = key.rpartition(".")[0]
+            node = OmegaConf.select(base, parent) if parent else base
+            allowed = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+            raise ConfigError(f"{key}: unknown field; {parent or 'top-level'} fields are: {allowed}")
+    return compose("config", overrides=[o for o in overrides if not o.startswith("hydra.")])
+
+
+_MISSING = object()

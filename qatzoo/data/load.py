@@ -1,0 +1,118 @@
+"""Loaders named by ``conf/data/*.yaml``: prepare a TFDS dataset (offline for the local builders) and
+return :class:`Splits`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from qatzoo.data.splits import DataSourceMissing, Splits
+
+
+def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):
+    import tensorflow_datasets as tfds
+
+    import qatzoo.data.builders  # noqa: F401 - registers this project's builders with TFDS
+
+    data_dir = os.path.expanduser(data_dir)
+    builder = tfds.builder(builder_name, data_dir=data_dir)
+    if not builder.is_prepared():
+        config = tfds.download.DownloadConfig(manual_dir=source_dir) if source_dir else None
+        try:
+            builder.download_and_prepare(download_config=config)
+        except DataSourceMissing:
+            raise
+        except Exception as error:  # noqa: BLE001 - turned into one line for the user
+            raise DataSourceMissing(
+                f"{builder_name}: could not prepare it in {data_dir} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:200]}); TFDS's own datasets need internet once - offline, use "
+                f"data=mnist_5k or data=fashion_mnist"
+            ) from error
+    return builder
+
+
+def _as_arrays(builder, split: str) -> dict[str, np.ndarray]:
+    import tensorflow_datasets as tfds
+
+    return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+
+
+def image_classification(
+    *, name: str, builder: str, data_dir: str, splits: dict[str, str], source_dir: str | None = None
+) -> Splits:
+    """28x28 grey images scaled to [0, 1], integer labels; ``splits`` maps train/val/test to TFDS splits."""
+    tfds_builder = _prepared(builder, data_dir, source_dir)
+    arrays = {}
+    for part in ("train", "val", "test"):
+        data = _as_arrays(tfds_builder, splits[part])
+        arrays[f"x_{part}"] = data["image"].astype(np.float32) / 255.0
+        arrays[f"y_{part}"] = data["label"].astype(np.int32)
+    return Splits(
+        name=name,
+        task="classification",
+        num_outputs=tfds_builder.info.features["label"].num_classes,
+        info={"builder": builder, "version": str(tfds_builder.info.version), "splits": dict(splits)},
+        **arrays,
+    )
+
+
+def co2_forecast(
+    *,
+    name: str,
+    data_dir: str,
+    window: int,
+    horizon: int,
+    val_fraction: float,
+    test_fraction: float,
+) -> Splits:
+    """Windows of the weekly CO2 series, each expressed relative to its last observed value.
+
+    The series is split chronologically (train, then validation, then test weeks). A window's inputs
+    are ``window`` weeks, its targets the next ``horizon`` weeks; a window belongs to the part that
+    holds its first target week. Inputs and targets are ``(value - last input value) / scale`` with
+    ``scale`` the standard deviation of the training windows' relative inputs, so the level of the
+    trending series never leaves the int8 input range. MAE in ppm is ``scale`` times MAE in these units.
+    """
+    builder = _prepared("co2_weekly", data_dir)
+    series = _as_arrays(builder, "full")["co2"].astype(np.float64)
+    n = len(series)
+    n_test, n_val = round(test_fraction * n), round(val_fraction * n)
+    first_val, first_test = n - n_test - n_val, n - n_test
+    starts = np.arange(window, n - horizon + 1)  # index of the first target week
+    inputs = np.stack([series[s - window : s] for s in starts])
+    targets = np.stack([series[s : s + horizon] for s in starts])
+    last = inputs[:, -1:]
+    inputs, targets = inputs - last, targets - last
+    part = np.where(starts < first_val, 0, np.where(starts < first_test, 1, 2))
+    # Training windows must not see validation or test weeks among their targets either.
+    train = (part == 0) & (starts + horizon <= first_val)
+    scale = float(np.std(inputs[train]))
+    arrays = {}
+    for key, mask in (("train", train), ("val", part == 1), ("test", part == 2)):
+        arrays[f"x_{key}"] = (inputs[mask] / scale).astype(np.float32)[..., None]
+        arrays[f"y_{key}"] = (targets[mask] / scale).astype(np.float32)
+    return Splits(
+        name=name,
+        task="forecast",
+        num_outputs=horizon,
+        target_scale=scale,
+        target_unit="ppm",
+        info={
+            "builder": "co2_weekly",
+            "version": str(builder.info.version),
+            "weeks": n,
+            "filled_weeks": int(_as_arrays(builder, "full")["filled"].sum()),
+            "first_val_week": int(first_val),
+            "first_test_week": int(first_test),
+            "window": window,
+            "horizon": horizon,
+            "scale": scale,
+        },
+        **arrays,
+    )
+
+
+def source_dir_exists(path: str | None) -> bool:
+    return path is None or Path(path).is_dir()

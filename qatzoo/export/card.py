@@ -1,0 +1,83 @@
+"""The model card: a short markdown page with the numbers of one run, written beside its models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from qatzoo.files import write_text
+
+LABELS = {
+    "float": "float (Keras)",
+    "float_tflite": "float (TFLite, LiteRT)",
+    "ptq_int8": "PTQ int8 (LiteRT)",
+    "qat": "QAT fake-quant (Keras)",
+    "qat_int8": "QAT int8 (LiteRT)",
+}
+
+
+def render(metrics: dict, cfg: DictConfig) -> str:
+    metric, unit = metrics["metric"], metrics["unit"]
+    better = "higher" if metrics["higher_is_better"] else "lower"
+    sizes = metrics["dataset"]["sizes"]
+    lines = [
+        f"# {metrics['name']}",
+        "",
+        f"{metrics['arch']} on {metrics['data']} ({metrics['task']}), quantization scheme `{metrics['quant']}`.",
+        "",
+        "Reproduce:",
+        "",
+        f"    {metrics['command']}",
+        "",
+        f"## Test results ({metric}, {unit}, {better} is better; test split of {sizes['test']} examples)",
+        "",
+        "| model | " + metric + " |",
+        "|---|---|",
+    ]
+    for name, values in metrics["results"].items():
+        value = values[metric]
+        lines.append(f"| {LABELS.get(name, name)} | {value:.2f} |" if unit == "%" else f"| {LABELS.get(name, name)} | {value:.4f} |")
+    lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
+    if "int8" in metrics:
+        q = metrics["int8"]
+        parity = q["parity"]
+        lines += [
+            f"## The int8 model (`model_int8.tflite`, {metrics['int8_model']})",
+            "",
+            f"- input: {q['input']['dtype']}, scale {q['input']['scale']:.8g}, zero point {q['input']['zero_point']}",
+            f"- output: {q['output']['dtype']}, scale {q['output']['scale']:.8g}, zero point {q['output']['zero_point']}",
+            f"- size: {metrics['sizes']['int8_tflite']:,} bytes, {metrics['sizes']['int8_over_float']:.2f}x the float .tflite "
+            f"({metrics['sizes']['float_tflite']:,} bytes)",
+            f"- ops: {', '.join(q['ops'])}",
+        ]
+        if q["full_integer"]:
+            lines.append("- full integer: yes, every tensor an op computes is int8 or int32")
+        else:
+            names = ", ".join(f"{t['name']} ({t['dtype']})" for t in q["non_integer_tensors"][:10])
+            lines.append(f"- full integer: NO, tensors not int8/int32: {names}")
+        if "agreement" in parity:
+            lines.append(
+                f"- parity with the {q['parity_reference']} Keras model: {parity['agreement']:.2%} of test predictions "
+                f"agree (threshold {parity['threshold']:.0%}): {'pass' if parity['pass'] else 'FAIL'}"
+            )
+        else:
+            lines.append(
+                f"- parity with the {q['parity_reference']} Keras model: MAE differs by {parity['mae_gap']:.2%} "
+                f"(threshold {parity['threshold']:.0%}), mean |difference| {parity['mean_abs_diff']:.4f} {unit}: "
+                f"{'pass' if parity['pass'] else 'FAIL'}"
+            )
+        lines.append("")
+    lines += [
+        "## Settings",
+        "",
+        f"- schedule: {dict(cfg.schedule)}",
+        f"- seed: {cfg.trainer.seed}; data: {metrics['dataset']}",
+        f"- time: {metrics['timing']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: str | Path, metrics: dict, cfg: DictConfig) -> Path:
+    return write_text(path, render(metrics, cfg))

@@ -1,0 +1,49 @@
+"""Conformance checks shared by every model: full-integer and parity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qatzoo.export.litert import interpreter
+
+#: Tensor types an op of a full-integer model may compute.
+INTEGER_TYPES = ("int8", "int32")
+
+
+@dataclass
+class FullIntegerReport:
+    """Which tensors computed by ops are not int8/int32 (empty when the model is full integer)."""
+
+    ops: list[str]
+    non_integer: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.non_integer
+
+
+def full_integer(model: bytes | str) -> FullIntegerReport:
+    """Check that every tensor an op writes, and the model's input, is int8 or int32."""
+    it = interpreter(model)
+    details = {d["index"]: d for d in it.get_tensor_details()}
+    ops = it._get_ops_details()  # noqa: SLF001 - LiteRT exposes op details only here
+    computed = {i for op in ops for i in op["outputs"] if i >= 0}
+    computed |= {d["index"] for d in it.get_input_details()}
+    bad = [
+        {"name": details[i]["name"], "dtype": np.dtype(details[i]["dtype"]).name}
+        for i in sorted(computed)
+        if np.dtype(details[i]["dtype"]).name not in INTEGER_TYPES
+    ]
+    return FullIntegerReport(ops=sorted({op["op_name"] for op in ops}), non_integer=bad)
+
+
+def classification_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of examples whose arg-max class is the same in both prediction arrays."""
+    return float(np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
+
+
+def relative_mae_gap(mae_a: float, mae_b: float) -> float:
+    """|MAE_a - MAE_b| / MAE_b: how far apart two forecasters' errors are, relatively."""
+    return abs(mae_a - mae_b) / max(mae_b, 1e-12)

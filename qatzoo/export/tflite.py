@@ -1,0 +1,51 @@
+"""Conversion of tf_keras models to TFLite flatbuffers: float, and full-integer int8."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import tensorflow as tf
+
+from qatzoo.keras import keras
+
+
+def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
+    # A concrete function with a fixed batch of 1 gives static shapes, which the int8 kernels want.
+    shape = (1, *model.input_shape[1:])
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+
+
+def to_float_tflite(model: keras.Model) -> bytes:
+    """A float32 TFLite model, the size and accuracy reference for int8."""
+    return _converter(model).convert()
+
+
+def to_int8_tflite(model: keras.Model, representative: Callable[[], Iterable[np.ndarray]]) -> bytes:
+    """A full-integer TFLite model: int8 builtin ops only, int8 input and output.
+
+    For a float model this is post-training quantization calibrated on ``representative``; for a
+    QAT model the fake-quant ranges are used and ``representative`` calibrates any tensor left without
+    one. Conversion fails (rather than keeping a float op) if an op has no int8 kernel.
+    """
+    converter = _converter(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative())
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def strip_names(model: bytes) -> bytes:
+    """The same model without tensor names and other non-essential strings, as deployed.
+
+    Names are a large share of a small model's file; both the float and the int8 files are written
+    stripped so their size ratio compares weights and graph, not debug strings.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    flatbuffer_utils.strip_strings(obj)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

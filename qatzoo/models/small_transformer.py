@@ -1,0 +1,35 @@
+"""A ViT-style encoder for small images: patches, position embedding, encoder blocks, linear head."""
+
+from __future__ import annotations
+
+from qatzoo.keras import keras
+from qatzoo.models.blocks import encoder_block
+from qatzoo.models.layers import PositionEmbedding
+
+
+def small_transformer(
+    *,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    patch_size: int = 4,
+    dim: int = 64,
+    depth: int = 2,
+    num_heads: int = 4,
+    mlp_dim: int = 128,
+) -> keras.Model:
+    """Patchify with a strided conv, add positions, run ``depth`` pre-norm blocks, mean-pool, classify."""
+    height, width = int(input_shape[0]), int(input_shape[1])
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"arch.patch_size={patch_size} must divide the image size {height}x{width}")
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = keras.layers.Conv2D(dim, patch_size, strides=patch_size, name="patchify")(inputs)
+    x = keras.layers.Reshape(((height // patch_size) * (width // patch_size), dim), name="tokens")(x)
+    x = PositionEmbedding(name="position")(x)
+    for i in range(depth):
+        x = encoder_block(
+            x, num_heads=num_heads, key_dim=dim // num_heads, mlp_dim=mlp_dim, norm=True, name=f"block{i}"
+        )
+    x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = keras.layers.Dense(num_outputs, name="logits")(x)
+    return keras.Model(inputs, outputs, name="small_transformer")

@@ -1,0 +1,1 @@
+"""Quantization: quantizers, QuantizeConfigs, the layer->config registry and the schemes."""

@@ -1,0 +1,42 @@
+"""Experiment tracking behind one small interface: ``log(phase, epoch, metrics)``, ``summary(metrics)``,
+``finish()``. Options of the ``logger`` config group; W&B joins them as another option."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+class Logger:
+    """The interface, and the option that records nothing (``logger=none``)."""
+
+    def log(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        """Per-epoch metrics of one training phase (``float`` or ``qat``)."""
+
+    def summary(self, metrics: dict) -> None:
+        """The final metrics of the run (the content of metrics.json)."""
+
+    def finish(self) -> None:
+        """Flush and close."""
+
+
+def none(run_dir: str | None = None) -> Logger:
+    return Logger()
+
+
+class CsvLogger(Logger):
+    """Appends one row per epoch to ``<run dir>/history.csv``."""
+
+    def __init__(self, run_dir: str):
+        self.path = Path(run_dir) / "history.csv"
+        self._fields: list[str] | None = None
+
+    def log(self, phase, epoch, metrics):
+        row = {"phase": phase, "epoch": epoch, **{k: float(v) for k, v in metrics.items()}}
+        if self._fields is None:
+            self._fields = list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            if f.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)

@@ -1,0 +1,1 @@
+"""The shared trainer: ``train(cfg, run_dir) -> metrics`` for every recipe."""

@@ -1,0 +1,214 @@
+"""The one trainer all recipes share: float phase, quantize, QAT phase, export, evaluate, report.
+
+``train(cfg, run_dir)`` reads top to bottom; each step is one call with plain inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from qatzoo.config import validate
+from qatzoo.files import write_bytes, write_json, write_text
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (e.g. the loss became NaN); the message is one line."""
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict:
+    """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``)."""
+    validate(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    _seed(cfg.trainer)
+
+    from hydra.utils import instantiate
+
+    from qatzoo.export import checks, evaluate, litert
+    from qatzoo.export.card import write_card
+    from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
+
+    timing, start = {}, time.perf_counter()
+    data = instantiate(_kwargs(cfg.data, drop=("task",)))
+    timing["data_s"] = time.perf_counter() - start
+    model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
+    logger = instantiate(cfg.logger, run_dir=str(run_dir))
+    scheme = instantiate(cfg.quant)
+    print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
+
+    phase_start = time.perf_counter()
+    if cfg.trainer.init_checkpoint:
+        model.load_weights(os.path.expanduser(cfg.trainer.init_checkpoint))
+    else:
+        _fit(model, data, cfg, "float", cfg.schedule.float_epochs, cfg.schedule.lr, run_dir, logger)
+    timing["float_train_s"] = time.perf_counter() - phase_start
+    _save_keras(model, run_dir / "model_float.keras")
+
+    representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
+    phase_start = time.perf_counter()
+    exported = {"float": to_float_tflite(model)}
+    keras_models = {"float": model}
+    if scheme.int8:
+        exported["ptq_int8"] = to_int8_tflite(model, lambda: representative)
+    if scheme.qat:
+        qat_model = scheme.quantize(model)
+        qat_start = time.perf_counter()
+        _fit(qat_model, data, cfg, "qat", cfg.schedule.qat_epochs, cfg.schedule.qat_lr, run_dir, logger)
+        timing["qat_train_s"] = time.perf_counter() - qat_start
+        keras_models["qat"] = qat_model
+        exported["qat_int8"] = to_int8_tflite(qat_model, lambda: representative)
+    timing["export_s"] = time.perf_counter() - phase_start - timing.get("qat_train_s", 0.0)
+
+    # The truth: every number below is measured on the full test split; int8 ones in LiteRT.
+    phase_start = time.perf_counter()
+    predictions = {name: evaluate.keras_predictions(m, data) for name, m in keras_models.items()}
+    files = {name: strip_names(blob) for name, blob in exported.items()}
+    for name, blob in files.items():
+        predictions[f"{name}_tflite" if name == "float" else name] = evaluate.tflite_predictions(blob, data)
+    timing["evaluate_s"] = time.perf_counter() - phase_start
+
+    metric = evaluate.metric_name(data)
+    results = {name: {metric: evaluate.score(data, p)} for name, p in predictions.items()}
+    int8_name = "qat_int8" if scheme.qat else ("ptq_int8" if scheme.int8 else None)
+    metrics = {
+        "name": cfg.name,
+        "arch": cfg.arch.name,
+        "data": data.name,
+        "quant": scheme.name,
+        "task": data.task,
+        "metric": metric,
+        "unit": "%" if metric == "accuracy" else data.target_unit,
+        "higher_is_better": evaluate.higher_is_better(data),
+        "int8_model": int8_name,
+        "dataset": {"sizes": data.sizes(), **data.info},
+        "results": results,
+    }
+    write_bytes(run_dir / "model_float.tflite", files["float"])
+    sizes = {"float_tflite": len(files["float"])}
+    if int8_name:
+        if "ptq_int8" in files and int8_name != "ptq_int8":
+            write_bytes(run_dir / "model_ptq_int8.tflite", files["ptq_int8"])
+        write_bytes(run_dir / "model_int8.tflite", files[int8_name])
+        sizes.update(int8_tflite=len(files[int8_name]), int8_over_float=len(files[int8_name]) / len(files["float"]))
+        reference = "qat" if scheme.qat else "float"
+        report = checks.full_integer(exported[int8_name])
+        in_q, out_q = litert.io_quant(litert.interpreter(files[int8_name]))
+        metrics["int8"] = {
+            "input": vars(in_q),
+            "output": vars(out_q),
+            "ops": report.ops,
+            "full_integer": report.ok,
+            "non_integer_tensors": report.non_integer,
+            "parity_reference": reference,
+            "parity": evaluate.parity(data, predictions[int8_name], predictions[reference]),
+        }
+        if "ptq_int8" in exported and int8_name != "ptq_int8":
+            metrics["ptq_int8"] = {"full_integer": checks.full_integer(exported["ptq_int8"]).ok}
+        metrics["checks"] = {"full_integer": report.ok, "parity": metrics["int8"]["parity"]["pass"]}
+    metrics["sizes"] = sizes
+    timing["total_s"] = time.perf_counter() - start
+    metrics["timing"] = {k: round(v, 2) for k, v in timing.items()}
+    metrics["command"] = f"python train.py recipe={cfg.name}" if cfg.name != "custom" else "python train.py"
+
+    write_card(run_dir / "card.md", metrics, cfg)
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
+    logger.summary(metrics)
+    logger.finish()
+    _print_summary(run_dir, metrics)
+    return metrics
+
+
+def _kwargs(node: DictConfig, drop: tuple[str, ...] = ("name", "task")) -> DictConfig:
+    """A group's config without the descriptive keys that are not arguments of its ``_target_``."""
+    return OmegaConf.create({k: v for k, v in node.items() if k not in drop} | {"_convert_": "all"})
+
+
+def _seed(trainer: DictConfig) -> None:
+    import tensorflow as tf
+
+    from qatzoo.keras import keras
+
+    if trainer.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(trainer.seed)
+    if trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
+    """Compile and fit one phase: Adam with cosine decay, per-epoch checkpoints, NaN stops the run."""
+    import tensorflow as tf
+
+    from qatzoo.keras import keras
+
+    if epochs == 0:
+        return
+    batch = cfg.schedule.batch_size
+    steps = math.ceil(len(data.x_train) / batch)
+    classify = data.task == "classification"
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, epochs * steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if classify else keras.losses.MeanSquaredError(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")] if classify else [keras.metrics.MeanAbsoluteError(name="mae")],
+    )
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        .shuffle(len(data.x_train), seed=cfg.trainer.seed, reshuffle_each_iteration=True)
+        .batch(batch)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(256)
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(str(ckpt_dir / f"{phase}-{{epoch:03d}}.h5"), save_weights_only=True),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logger.log(phase, epoch + 1, logs or {})),
+    ]
+    print(f"[qatzoo] {phase} phase: {epochs} epochs x {steps} steps")
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=cfg.trainer.verbose
+    )
+    losses = history.history.get("loss", [])
+    if not losses or not all(np.isfinite(losses)) or len(losses) < epochs:
+        raise TrainingError(
+            f"{phase} phase: the loss became NaN or Inf at epoch {len(losses)}; the last good weights are in "
+            f"{ckpt_dir} - lower schedule.{'lr' if phase == 'float' else 'qat_lr'}"
+        )
+
+
+def _save_keras(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _print_summary(run_dir: Path, metrics: dict) -> None:
+    metric, unit, results = metrics["metric"], metrics["unit"], metrics["results"]
+
+    def fmt(name):
+        value = results.get(name, {}).get(metric)
+        return "-" if value is None else (f"{value:.2f}%" if unit == "%" else f"{value:.4f} {unit}")
+
+    print(f"[qatzoo] run directory: {run_dir}")
+    line = f"[qatzoo] {metric}: float {fmt('float')}"
+    if "ptq_int8" in results:
+        line += f" | PTQ int8 {fmt('ptq_int8')}"
+    if "qat" in results:
+        line += f" | QAT fake-quant {fmt('qat')} | QAT int8 (LiteRT) {fmt('qat_int8')}"
+    print(line)
+    if "int8" in metrics:
+        parity = metrics["int8"]["parity"]
+        agree = f"agreement {parity['agreement']:.2%}" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"
+        print(
+            f"[qatzoo] int8 file {metrics['sizes']['int8_over_float']:.2f}x float | full integer: "
+            f"{metrics['int8']['full_integer']} | parity: {agree} ({'pass' if parity['pass'] else 'FAIL'})"
+        )
