@@ -16,10 +16,10 @@ def ts_attention(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
-    dim: int = 32,
+    dim: int = 64,
     depth: int = 1,
-    num_heads: int = 2,
-    mlp_dim: int = 64,
+    num_heads: int = 4,
+    mlp_dim: int = 128,
     norm: bool = False,
 ) -> keras.Model:
     """Embed each step, add positions, ``depth`` attention blocks, flatten, linear forecast head."""

@@ -7,7 +7,10 @@ Activations: asymmetric, per tensor, moving-average min/max ranges.
 
 from __future__ import annotations
 
+import tensorflow as tf
 import tensorflow_model_optimization as tfmot
+
+from qatzoo.keras import keras
 
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 
@@ -20,9 +23,57 @@ def weight_quantizer(per_channel: bool = True) -> quantizers.Quantizer:
     return quantizers.LastValueQuantizer(num_bits=8, per_axis=per_channel, symmetric=True, narrow_range=True)
 
 
+class EmaRangeQuantizer(quantizers.Quantizer):
+    """Asymmetric per-tensor fake quantization with a moving-average min/max range.
+
+    The same arithmetic as tfmot's MovingAverageQuantizer (range always holds 0, EMA of the batch
+    min/max, ``tf.quantization.fake_quant_with_min_max_vars``), with one difference: the first
+    training-mode batch sets the range instead of being averaged into tfmot's fixed [-6, 6] start.
+    With tfmot's decay of 0.999 and no debiasing, a few hundred QAT steps leave ranges far wider than
+    the data, and QAT ends up worse than post-training calibration. The trainer runs one calibration
+    batch through the model before QAT, so QAT starts from calibrated ranges.
+    """
+
+    def __init__(self, num_bits: int = 8, ema_decay: float = 0.999, narrow_range: bool = False):
+        self.num_bits = int(num_bits)
+        self.ema_decay = float(ema_decay)
+        self.narrow_range = bool(narrow_range)
+
+    def build(self, tensor_shape, name, layer):
+        def var(suffix, value):
+            return layer.add_weight(
+                f"{name}_{suffix}", shape=(), initializer=keras.initializers.Constant(value), trainable=False
+            )
+
+        return {"min_var": var("min", -6.0), "max_var": var("max", 6.0), "seen": var("seen", 0.0)}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        min_var, max_var = weights["min_var"], weights["max_var"]
+        if training:
+            seen = weights["seen"]
+            batch_min = tf.minimum(tf.reduce_min(inputs), 0.0)
+            batch_max = tf.maximum(tf.reduce_max(inputs), 0.0)
+            decay = tf.where(seen > 0.0, self.ema_decay, 0.0)
+            new_min = min_var.assign(decay * min_var + (1.0 - decay) * batch_min)
+            new_max = max_var.assign(decay * max_var + (1.0 - decay) * batch_max)
+            with tf.control_dependencies([seen.assign(1.0)]):
+                return tf.quantization.fake_quant_with_min_max_vars(
+                    inputs, new_min, new_max, num_bits=self.num_bits, narrow_range=self.narrow_range
+                )
+        return tf.quantization.fake_quant_with_min_max_vars(
+            inputs, min_var, max_var, num_bits=self.num_bits, narrow_range=self.narrow_range
+        )
+
+    def get_config(self):
+        return {"num_bits": self.num_bits, "ema_decay": self.ema_decay, "narrow_range": self.narrow_range}
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
 def activation_quantizer() -> quantizers.Quantizer:
     """Asymmetric 8-bit activations, one range per tensor, tracked by moving average."""
-    return quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)
+    return EmaRangeQuantizer(num_bits=8)
 
 
 #: The int8 runtime's fixed output grid of SOFTMAX: scale 1/256, zero point -128, i.e. [0, 255/256].
@@ -63,7 +114,7 @@ class NamedQuantizer(quantizers.Quantizer):
     @classmethod
     def from_config(cls, config):
         quantizer = tfmot.quantization.keras.utils.deserialize_keras_object(
-            config["quantizer"], module_objects=vars(quantizers)
+            config["quantizer"], module_objects={**vars(quantizers), "EmaRangeQuantizer": EmaRangeQuantizer}
         )
         return cls(config["prefix"], quantizer)
 
@@ -157,6 +208,7 @@ class AttentionQuantizeConfig(QuantizeConfig):
 
 CUSTOM_OBJECTS = {
     "NamedQuantizer": NamedQuantizer,
+    "EmaRangeQuantizer": EmaRangeQuantizer,
     "LayerQuantizeConfig": LayerQuantizeConfig,
     "AttentionQuantizeConfig": AttentionQuantizeConfig,
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
@@ -42,11 +43,17 @@ class Scheme:
     qat: bool
     int8: bool
 
-    def quantize(self, model: keras.Model) -> keras.Model:
-        """Return the fake-quant (QAT) version of a float functional model."""
+    def quantize(self, model: keras.Model, calibration: np.ndarray) -> keras.Model:
+        """Return the fake-quant (QAT) version of a float functional model, ranges calibrated.
+
+        One training-mode pass over ``calibration`` (the same representative sample that PTQ uses)
+        sets every activation range, so QAT starts where post-training quantization stands.
+        """
         with tfmot.quantization.keras.quantize_scope(custom_objects()):
             annotated = tfmot.quantization.keras.quantize_annotate_model(model)
-            return tfmot.quantization.keras.quantize_apply(annotated, Int8QuantizeScheme())
+            quantized = tfmot.quantization.keras.quantize_apply(annotated, Int8QuantizeScheme())
+        quantized(calibration, training=True)
+        return quantized
 
 
 def scheme(name: str, qat: bool, int8: bool) -> Scheme:

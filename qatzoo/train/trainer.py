@@ -58,7 +58,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if scheme.int8:
         exported["ptq_int8"] = to_int8_tflite(model, lambda: representative)
     if scheme.qat:
-        qat_model = scheme.quantize(model)
+        qat_model = scheme.quantize(model, representative)
         qat_start = time.perf_counter()
         _fit(qat_model, data, cfg, "qat", cfg.schedule.qat_epochs, cfg.schedule.qat_lr, run_dir, logger)
         timing["qat_train_s"] = time.perf_counter() - qat_start

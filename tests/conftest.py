@@ -1,0 +1,36 @@
+"""Shared fixtures: a TFDS data directory shared by the whole session, and config composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+    """Where TFDS prepares datasets in tests: $QATZOO_TEST_DATA_DIR to reuse a cache, else a temp dir."""
+    return os.environ.get("QATZOO_TEST_DATA_DIR") or str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture
+def compose_cfg(data_dir):
+    """Compose the real Hydra config (conf/ + recipes/) with overrides, as train.py would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from qatzoo.config import CONF_DIR, register_recipes
+
+    def _compose(*overrides: str):
+        register_recipes()
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[f"paths.data_dir={data_dir}", *overrides])
+
+    yield _compose
+    GlobalHydra.instance().clear()

@@ -1,0 +1,73 @@
+"""Bad input fails fast with one line, before TensorFlow or any data is touched, and leaves nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from qatzoo.config import ConfigError, recipe_names, validate
+from tests.conftest import REPO
+
+BAD = [
+    (["recipe=no_such_recipe"], "recipe=no_such_recipe: no such option; recipe is one of: attention_int8"),
+    (["arch=resnet"], "arch=resnet: no such option; arch is one of:"),
+    (["schedule.qat_epoch=2"], "schedule.qat_epoch: unknown field; schedule fields are: batch_size, float_epochs, lr, qat_epochs, qat_lr"),
+    (["schedule.qat_epochs=two"], "schedule.qat_epochs: expected an integer >= 0, got 'two'"),
+    (["schedule.batch_size=0"], "schedule.batch_size: expected an integer >= 1, got 0"),
+    (["schedule.lr=-1.0"], "schedule.lr: expected a number > 0, got -1.0"),
+    (["recipe=mnist_cnn_int8", "schedule.qat_epochs=0"], "schedule.qat_epochs: expected an integer >= 1 with quant=int8"),
+    (["recipe=attention_int8", "data=mnist_5k"], "arch=ts_attention is a forecast model but data=mnist_5k"),
+    (["recipe=transformer_int8", "arch.num_heads=3"], "arch.num_heads: must divide arch.dim=64, got 3"),
+    (["trainer.init_checkpoint=/no/such/file.h5"], "trainer.init_checkpoint: expected a path to an existing file or null"),
+    (["data=fashion_mnist", "data.source_dir=/no/such/dir"], "data.source_dir: /no/such/dir is not a directory"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_config_fails_with_one_line_and_no_run_dir(tmp_path, overrides, message):
+    runs = tmp_path / "runs"
+    # -X importtime lists every module imported: TensorFlow must not be among them.
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "train.py", *overrides, f"paths.runs_dir={runs}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert errors == [f"error: {errors[0][7:]}"] and message in errors[0], errors
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "tensorflow" not in imported
+    assert not runs.exists()
+
+
+def test_every_recipe_composes_and_validates(compose_cfg):
+    assert len(recipe_names()) >= 3
+    for name in recipe_names():
+        cfg = compose_cfg(f"recipe={name}")
+        validate(cfg)
+        assert cfg.name == name
+
+
+def test_validate_rejects_a_recipe_file_typo(compose_cfg):
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose_cfg("recipe=mnist_cnn_int8")
+    with open_dict(cfg):
+        cfg.trainer.sead = 1
+    with pytest.raises(ConfigError, match=r"trainer.sead: unknown field; trainer fields are: deterministic"):
+        validate(cfg)
+    assert OmegaConf.select(cfg, "trainer.seed") == 0
+
+
+def test_bool_is_not_accepted_as_an_integer(compose_cfg):
+    cfg = compose_cfg("schedule.float_epochs=true")
+    with pytest.raises(ConfigError, match="schedule.float_epochs: expected an integer >= 0, got True"):
+        validate(cfg)
+
+
+def test_help_lists_the_config_groups():
+    result = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for group in ("arch", "data", "quant", "schedule", "trainer", "logger", "recipe"):
+        assert f"{group}:" in result.stdout
