@@ -19,7 +19,7 @@ BAD = [
     (["schedule.lr=-1.0"], "schedule.lr: expected a number > 0, got -1.0"),
     (["recipe=mnist_cnn_int8", "schedule.qat_epochs=0"], "schedule.qat_epochs: expected an integer >= 1 with quant=int8"),
     (["recipe=attention_int8", "data=mnist_5k"], "arch=ts_attention is a forecast model but data=mnist_5k"),
-    (["recipe=transformer_int8", "arch.num_heads=3"], "arch.num_heads: must divide arch.dim=64, got 3"),
+    (["recipe=transformer_int8", "arch.num_heads=5"], "arch.num_heads: must divide arch.dim=96, got 5"),
     (["trainer.init_checkpoint=/no/such/file.h5"], "trainer.init_checkpoint: expected a path to an existing file or null"),
     (["data=fashion_mnist", "data.source_dir=/no/such/dir"], "data.source_dir: /no/such/dir is not a directory"),
 ]

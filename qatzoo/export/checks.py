@@ -26,7 +26,7 @@ class FullIntegerReport:
 
 def full_integer(model: bytes | str) -> FullIntegerReport:
     """Check that every tensor an op writes, and the model's input, is int8 or int32."""
-    it = interpreter(model)
+    it = interpreter(model, delegates=False)
     details = {d["index"]: d for d in it.get_tensor_details()}
     ops = it._get_ops_details()  # noqa: SLF001 - LiteRT exposes op details only here
     computed = {i for op in ops for i in op["outputs"] if i >= 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,15 @@ class TensorQuant:
     zero_point: int
 
 
-def interpreter(model: bytes | str, num_threads: int | None = None) -> Interpreter:
-    """A ready (allocated) LiteRT interpreter for a flatbuffer or a path."""
+def interpreter(model: bytes | str, num_threads: int | None = None, delegates: bool = True) -> Interpreter:
+    """A ready (allocated) LiteRT interpreter for a flatbuffer or a path.
+
+    ``delegates=False`` runs the builtin kernels only, so op details show the model's own ops
+    rather than the XNNPACK delegate that replaces them.
+    """
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    if not delegates:
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     it = Interpreter(**kwargs, num_threads=num_threads)
     it.allocate_tensors()
     return it

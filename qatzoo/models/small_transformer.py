@@ -11,11 +11,11 @@ def small_transformer(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
-    patch_size: int = 4,
-    dim: int = 64,
+    patch_size: int = 7,
+    dim: int = 96,
     depth: int = 2,
     num_heads: int = 4,
-    mlp_dim: int = 128,
+    mlp_dim: int = 192,
 ) -> keras.Model:
     """Patchify with a strided conv, add positions, run ``depth`` pre-norm blocks, mean-pool, classify."""
     height, width = int(input_shape[0]), int(input_shape[1])

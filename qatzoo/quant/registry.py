@@ -95,3 +95,9 @@ class TableQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):
                 f"{type(layer).__name__} to qatzoo.quant.registry.INT8_TABLE, or keep the model float (quant=none)"
             )
         return factory()
+
+    def check_model(self, model) -> None:
+        """Raise :class:`UnsupportedLayerError` for the first layer of ``model`` no row covers."""
+        for layer in model.layers:
+            if not isinstance(layer, keras.layers.InputLayer):
+                self.get_quantize_config(layer)

@@ -49,6 +49,7 @@ class Scheme:
         One training-mode pass over ``calibration`` (the same representative sample that PTQ uses)
         sets every activation range, so QAT starts where post-training quantization stands.
         """
+        Int8QuantizeScheme().get_quantize_registry().check_model(model)
         with tfmot.quantization.keras.quantize_scope(custom_objects()):
             annotated = tfmot.quantization.keras.quantize_annotate_model(model)
             quantized = tfmot.quantization.keras.quantize_apply(annotated, Int8QuantizeScheme())

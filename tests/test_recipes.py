@@ -1,0 +1,103 @@
+"""Every recipe in recipes/ runs end to end on a tiny budget (discovered, not listed by hand), and the
+int8 numbers it reports are what the exported .tflite gives in LiteRT on the full test split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from qatzoo.config import recipe_names
+from tests.conformance import assert_int8_conformance
+
+TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", recipe_names())
+def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    cfg = compose_cfg(f"recipe={recipe}", *TINY)
+    metrics = train(cfg, tmp_path)
+
+    for name in ("config.yaml", "metrics.json", "card.md", "model_float.keras", "model_float.tflite",
+                 "model_int8.tflite", "model_ptq_int8.tflite", "checkpoints/float-001.h5", "checkpoints/qat-001.h5"):
+        assert (tmp_path / name).is_file(), name
+    assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert set(metrics["results"]) == {"float", "float_tflite", "ptq_int8", "qat", "qat_int8"}
+    assert metrics["int8_model"] == "qat_int8"
+
+    # The truth: recompute the int8 metric from the file on disk, on the full test split.
+    data = _data(cfg)
+    reported = metrics["results"]["qat_int8"][metrics["metric"]]
+    assert _score_file(tmp_path / "model_int8.tflite", data) == pytest.approx(reported, abs=1e-9)
+    assert _score_file(tmp_path / "model_ptq_int8.tflite", data) == pytest.approx(
+        metrics["results"]["ptq_int8"][metrics["metric"]], abs=1e-9
+    )
+    assert metrics["dataset"]["sizes"]["test"] == len(data.x_test)
+    # The float .tflite computes what the float Keras model does.
+    float_keras, float_tflite = (metrics["results"][k][metrics["metric"]] for k in ("float", "float_tflite"))
+    assert float_tflite == pytest.approx(float_keras, rel=0.01, abs=0.5)
+
+    assert_int8_conformance(tmp_path / "model_int8.tflite", metrics)
+    card = (tmp_path / "card.md").read_text()
+    assert f"python train.py recipe={recipe}" in card
+    assert f"zero point {metrics['int8']['input']['zero_point']}" in card
+
+
+@pytest.mark.slow
+def test_ptq_only_and_float_only_schemes(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    ptq = train(compose_cfg("recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY), tmp_path / "ptq")
+    assert set(ptq["results"]) == {"float", "float_tflite", "ptq_int8"}
+    assert ptq["int8_model"] == "ptq_int8" and ptq["int8"]["parity_reference"] == "float"
+    assert not (tmp_path / "ptq" / "model_ptq_int8.tflite").exists()
+    assert_int8_conformance(tmp_path / "ptq" / "model_int8.tflite", ptq)
+
+    none = train(compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY), tmp_path / "none")
+    assert set(none["results"]) == {"float", "float_tflite"} and none["int8_model"] is None
+    assert not (tmp_path / "none" / "model_int8.tflite").exists()
+
+
+@pytest.mark.slow
+def test_init_checkpoint_skips_the_float_phase(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    first = train(compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY), tmp_path / "a")
+    again = train(
+        compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY, f"trainer.init_checkpoint={tmp_path}/a/checkpoints/float-001.h5"),
+        tmp_path / "b",
+    )
+    assert again["results"]["float"] == first["results"]["float"]
+    assert again["timing"]["float_train_s"] < first["timing"]["float_train_s"]
+    assert not (tmp_path / "b" / "checkpoints" / "float-001.h5").exists()
+
+
+def _data(cfg):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create({k: v for k, v in cfg.data.items() if k != "task"})
+    return instantiate(node, _convert_="all")
+
+
+def _score_file(path, data) -> float:
+    from qatzoo.export.litert import interpreter
+
+    it = interpreter(str(path))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    (in_scale, in_zero), (out_scale, out_zero) = inp["quantization"], out["quantization"]
+    predictions = []
+    for x in data.x_test:  # quantize/dequantize written out here, independently of qatzoo.export
+        q = np.clip(np.round(x / in_scale) + in_zero, -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], q[None])
+        it.invoke()
+        predictions.append((it.get_tensor(out["index"])[0].astype(np.float32) - out_zero) * out_scale)
+    predictions = np.stack(predictions)
+    if data.task == "classification":
+        return float(np.mean(np.argmax(predictions, -1) == data.y_test) * 100.0)
+    return float(np.mean(np.abs(predictions - data.y_test)) * data.target_scale)
