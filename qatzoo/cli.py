@@ -1,7 +1,7 @@
 """The ``qatzoo`` command: look at recipes and check exported models.
 
-    qatzoo recipes                 # the shipped recipes and the command that runs each
-    qatzoo check MODEL.tflite      # is it full integer? which ops, which input/output quantization
+qatzoo recipes                 # the shipped recipes and the command that runs each
+qatzoo check MODEL.tflite      # is it full integer? which ops, which input/output quantization
 """
 
 from __future__ import annotations
@@ -32,12 +32,16 @@ def _check(args) -> int:
     if report.ok:
         print("full integer: yes")
         return 0
-    print(f"full integer: NO ({len(report.non_integer)} tensors): " + ", ".join(t["name"] for t in report.non_integer[:5]))
+    print(
+        f"full integer: NO ({len(report.non_integer)} tensors): " + ", ".join(t["name"] for t in report.non_integer[:5])
+    )
     return 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qatzoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="qatzoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(func=_recipes)
     check = sub.add_parser("check", help="full-integer check of a .tflite model")

@@ -13,14 +13,23 @@ from tests.conftest import REPO
 BAD = [
     (["recipe=no_such_recipe"], "recipe=no_such_recipe: no such option; recipe is one of: attention_int8"),
     (["arch=resnet"], "arch=resnet: no such option; arch is one of:"),
-    (["schedule.qat_epoch=2"], "schedule.qat_epoch: unknown field; schedule fields are: batch_size, float_epochs, lr, qat_epochs, qat_lr"),
+    (
+        ["schedule.qat_epoch=2"],
+        "schedule.qat_epoch: unknown field; schedule fields are: batch_size, float_epochs, lr, qat_epochs, qat_lr",
+    ),
     (["schedule.qat_epochs=two"], "schedule.qat_epochs: expected an integer >= 0, got 'two'"),
     (["schedule.batch_size=0"], "schedule.batch_size: expected an integer >= 1, got 0"),
     (["schedule.lr=-1.0"], "schedule.lr: expected a number > 0, got -1.0"),
-    (["recipe=mnist_cnn_int8", "schedule.qat_epochs=0"], "schedule.qat_epochs: expected an integer >= 1 with quant=int8"),
+    (
+        ["recipe=mnist_cnn_int8", "schedule.qat_epochs=0"],
+        "schedule.qat_epochs: expected an integer >= 1 with quant=int8",
+    ),
     (["recipe=attention_int8", "data=mnist_5k"], "arch=ts_attention is a forecast model but data=mnist_5k"),
     (["recipe=transformer_int8", "arch.num_heads=5"], "arch.num_heads: must divide arch.dim=96, got 5"),
-    (["trainer.init_checkpoint=/no/such/file.h5"], "trainer.init_checkpoint: expected a path to an existing file or null"),
+    (
+        ["trainer.init_checkpoint=/no/such/file.h5"],
+        "trainer.init_checkpoint: expected a path to an existing file or null",
+    ),
     (["data=fashion_mnist", "data.source_dir=/no/such/dir"], "data.source_dir: /no/such/dir is not a directory"),
 ]
 
@@ -31,7 +40,10 @@ def test_bad_config_fails_with_one_line_and_no_run_dir(tmp_path, overrides, mess
     # -X importtime lists every module imported: TensorFlow must not be among them.
     result = subprocess.run(
         [sys.executable, "-X", "importtime", "train.py", *overrides, f"paths.runs_dir={runs}"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     errors = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
     assert result.returncode == 2, result.stderr[-2000:]
@@ -67,7 +79,9 @@ def test_bool_is_not_accepted_as_an_integer(compose_cfg):
 
 
 def test_help_lists_the_config_groups():
-    result = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0
     for group in ("arch", "data", "quant", "schedule", "trainer", "logger", "recipe"):
         assert f"{group}:" in result.stdout

@@ -16,7 +16,9 @@ MNIST_5K = {"train": "train", "val": "validation", "test": "test"}
 
 
 def test_co2_windows_are_chronological_and_relative_to_the_last_week(data_dir):
-    data = co2_forecast(name="co2_weekly", data_dir=data_dir, window=52, horizon=4, val_fraction=0.15, test_fraction=0.15)
+    data = co2_forecast(
+        name="co2_weekly", data_dir=data_dir, window=52, horizon=4, val_fraction=0.15, test_fraction=0.15
+    )
     info = data.info
     assert info["weeks"] == 2284 and info["filled_weeks"] == 59
     assert data.task == "forecast" and data.num_outputs == 4 and data.input_shape == (52, 1)
@@ -46,8 +48,11 @@ def test_mnist_5k_is_stratified_and_disjoint(data_dir):
 def test_missing_fashion_mnist_source_is_one_clear_line(tmp_path):
     with pytest.raises(DataSourceMissing) as error:
         image_classification(
-            name="fashion_mnist", builder="fashion_mnist_local", data_dir=str(tmp_path / "tfds"),
-            source_dir=str(tmp_path), splits={"train": "train", "val": "test", "test": "test"},
+            name="fashion_mnist",
+            builder="fashion_mnist_local",
+            data_dir=str(tmp_path / "tfds"),
+            source_dir=str(tmp_path),
+            splits={"train": "train", "val": "test", "test": "test"},
         )
     message = str(error.value)
     assert "\n" not in message and "apt-get install dataset-fashion-mnist" in message
@@ -69,7 +74,10 @@ def test_read_idx_reads_and_rejects(tmp_path):
 @pytest.mark.skipif(not Path(FASHION_MNIST_DIR).is_dir(), reason="apt-get install dataset-fashion-mnist")
 def test_full_fashion_mnist_from_the_debian_package(data_dir):
     data = image_classification(
-        name="fashion_mnist", builder="fashion_mnist_local", data_dir=data_dir, source_dir=FASHION_MNIST_DIR,
+        name="fashion_mnist",
+        builder="fashion_mnist_local",
+        data_dir=data_dir,
+        source_dir=FASHION_MNIST_DIR,
         splits={"train": "train[:55000]", "val": "train[55000:]", "test": "test"},
     )
     assert data.sizes() == {"train": 55000, "val": 5000, "test": 10000}

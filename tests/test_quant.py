@@ -31,8 +31,7 @@ def test_attention_matches_a_numpy_reference():
     model = _attention_model()
     x = np.random.default_rng(0).normal(size=(3, 6, 8)).astype(np.float32)
     layer = model.get_layer("attn")
-    w = {name: layer.get_weights()[i] for i, name in enumerate(
-        ["qk", "qb", "kk", "kb", "vk", "vb", "ok", "ob"])}
+    w = {name: layer.get_weights()[i] for i, name in enumerate(["qk", "qb", "kk", "kb", "vk", "vb", "ok", "ob"])}
 
     def heads(t):
         return t.reshape(3, 6, 2, 4).transpose(0, 2, 1, 3)
@@ -116,7 +115,9 @@ def test_per_channel_dense_weights_are_rejected_by_the_converter():
 
     inputs = keras.Input((8,))
     model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
-    qat = tfmot.quantization.keras.quantize_apply(tfmot.quantization.keras.quantize_annotate_model(model), PerChannelDense())
+    qat = tfmot.quantization.keras.quantize_apply(
+        tfmot.quantization.keras.quantize_annotate_model(model), PerChannelDense()
+    )
     x = np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)
     with pytest.raises(Exception, match="mismatched quantized axes"):
         to_int8_tflite(qat, lambda: x)

@@ -22,8 +22,17 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     cfg = compose_cfg(f"recipe={recipe}", *TINY)
     metrics = train(cfg, tmp_path)
 
-    for name in ("config.yaml", "metrics.json", "card.md", "model_float.keras", "model_float.tflite",
-                 "model_int8.tflite", "model_ptq_int8.tflite", "checkpoints/float-001.h5", "checkpoints/qat-001.h5"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "card.md",
+        "model_float.keras",
+        "model_float.tflite",
+        "model_int8.tflite",
+        "model_ptq_int8.tflite",
+        "checkpoints/float-001.h5",
+        "checkpoints/qat-001.h5",
+    ):
         assert (tmp_path / name).is_file(), name
     assert not list(tmp_path.glob(".*tmp*")), "temporary files left behind"
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
@@ -69,7 +78,12 @@ def test_init_checkpoint_skips_the_float_phase(compose_cfg, tmp_path):
 
     first = train(compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY), tmp_path / "a")
     again = train(
-        compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY, f"trainer.init_checkpoint={tmp_path}/a/checkpoints/float-001.h5"),
+        compose_cfg(
+            "recipe=mnist_cnn_int8",
+            "quant=none",
+            *TINY,
+            f"trainer.init_checkpoint={tmp_path}/a/checkpoints/float-001.h5",
+        ),
         tmp_path / "b",
     )
     assert again["results"]["float"] == first["results"]["float"]

@@ -98,8 +98,7 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
                 parts[name].extend(idx[start : start + count].tolist())
                 start += count
         return {
-            name: self._generate_examples(images, labels, rng.permutation(np.array(idx)))
-            for name, idx in parts.items()
+            name: self._generate_examples(images, labels, rng.permutation(np.array(idx))) for name, idx in parts.items()
         }
 
     def _generate_examples(self, images, labels, order):
@@ -110,7 +109,7 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder):
 def read_idx(path: Path) -> np.ndarray:
     """Read a (gzipped) IDX file of unsigned bytes, the format MNIST-like datasets ship in."""
     with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        magic, = struct.unpack(">I", f.read(4))
+        (magic,) = struct.unpack(">I", f.read(4))
         if magic >> 8 != 0x08:
             raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {magic:#x})")
         dims = struct.unpack(f">{magic & 0xFF}I", f.read(4 * (magic & 0xFF)))

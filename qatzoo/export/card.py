@@ -37,7 +37,11 @@ def render(metrics: dict, cfg: DictConfig) -> str:
     ]
     for name, values in metrics["results"].items():
         value = values[metric]
-        lines.append(f"| {LABELS.get(name, name)} | {value:.2f} |" if unit == "%" else f"| {LABELS.get(name, name)} | {value:.4f} |")
+        lines.append(
+            f"| {LABELS.get(name, name)} | {value:.2f} |"
+            if unit == "%"
+            else f"| {LABELS.get(name, name)} | {value:.4f} |"
+        )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
     if "int8" in metrics:
         q = metrics["int8"]

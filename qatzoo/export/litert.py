@@ -33,6 +33,7 @@ def interpreter(model: bytes | str, num_threads: int | None = None, delegates: b
 
 def io_quant(it: Interpreter) -> tuple[TensorQuant, TensorQuant]:
     """The input and output quantization of a single-input, single-output model."""
+
     def q(detail):
         scale, zero = detail["quantization"]
         return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero))

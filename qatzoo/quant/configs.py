@@ -11,7 +11,6 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
-
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -109,7 +108,10 @@ class NamedQuantizer(quantizers.Quantizer):
         return self.quantizer(inputs, training, weights, **kwargs)
 
     def get_config(self):
-        return {"prefix": self.prefix, "quantizer": tfmot.quantization.keras.utils.serialize_keras_object(self.quantizer)}
+        return {
+            "prefix": self.prefix,
+            "quantizer": tfmot.quantization.keras.utils.serialize_keras_object(self.quantizer),
+        }
 
     @classmethod
     def from_config(cls, config):

@@ -67,7 +67,9 @@ INT8_TABLE: dict[type, Callable[[], tfmot.quantization.keras.QuantizeConfig]] = 
     L.Dropout: _passthrough,
     L.Permute: _passthrough,
     Attention: AttentionQuantizeConfig,
-    PositionEmbedding: lambda: LayerQuantizeConfig(weight_attrs=("embeddings",), quantize_output=True, per_channel=False),
+    PositionEmbedding: lambda: LayerQuantizeConfig(
+        weight_attrs=("embeddings",), quantize_output=True, per_channel=False
+    ),
 }
 
 

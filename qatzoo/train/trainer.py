@@ -156,8 +156,12 @@ def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
     classify = data.task == "classification"
     model.compile(
         optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, epochs * steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True) if classify else keras.losses.MeanSquaredError(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")] if classify else [keras.metrics.MeanAbsoluteError(name="mae")],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if classify
+        else keras.losses.MeanSquaredError(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")]
+        if classify
+        else [keras.metrics.MeanAbsoluteError(name="mae")],
     )
     train_ds = (
         tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))

@@ -1,0 +1,105 @@
+"""Run the shipped recipes at their default settings and check the targets of the foundation issue.
+
+    python scripts/measure_recipes.py                       # all recipes
+    python scripts/measure_recipes.py attention_int8        # one; also the wall-time benchmark
+
+Prints one row per recipe (float / PTQ int8 / QAT int8 measured in LiteRT, parity, size, wall time)
+and a line per target; exits 1 if a target is missed. Wall time is the whole `python train.py` process
+(import, data, float, QAT, three conversions, evaluation), measured on this machine as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from qatzoo.config import recipe_names  # noqa: E402
+
+#: recipe -> largest allowed loss of the int8 model against float: accuracy points, or MAE ratio.
+TARGETS = {"mnist_cnn_int8": ("points", 0.5), "transformer_int8": ("points", 1.0), "attention_int8": ("ratio", 1.05)}
+MAX_SIZE_RATIO = 0.30
+MAX_ATTENTION_SECONDS = 300
+
+
+def run(recipe: str, runs_dir: Path, extra: list[str]) -> tuple[dict, float]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "train.py", f"recipe={recipe}", f"paths.runs_dir={runs_dir}", "trainer.verbose=0", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"{recipe} failed:\n{result.stderr[-3000:]}")
+    metrics_file = sorted((runs_dir / recipe).glob("*/metrics.json"))[-1]
+    return json.loads(metrics_file.read_text()), seconds
+
+
+def check(recipe: str, m: dict, seconds: float) -> list[tuple[str, bool]]:
+    metric, r = m["metric"], m["results"]
+    fl, ptq, qat = r["float"][metric], r["ptq_int8"][metric], r["qat_int8"][metric]
+    better = (qat >= ptq) if m["higher_is_better"] else (qat <= ptq)
+    kind, limit = TARGETS.get(recipe, ("points", 1.0) if m["higher_is_better"] else ("ratio", 1.05))
+    if kind == "points":
+        close = (f"int8 within {limit} points of float ({fl - qat:+.2f})", fl - qat <= limit)
+    else:
+        close = (f"int8 MAE <= {limit}x float ({qat / fl:.3f}x)", qat <= limit * fl)
+    out = [
+        ("full integer", m["int8"]["full_integer"]),
+        close,
+        ("QAT int8 at least as good as PTQ int8", better),
+        ("parity with the QAT Keras model", m["int8"]["parity"]["pass"]),
+        (
+            f"int8 file <= {MAX_SIZE_RATIO}x float ({m['sizes']['int8_over_float']:.3f}x)",
+            m["sizes"]["int8_over_float"] <= MAX_SIZE_RATIO,
+        ),
+    ]
+    if recipe == "attention_int8":
+        out.append((f"finishes in under {MAX_ATTENTION_SECONDS} s ({seconds:.0f} s)", seconds < MAX_ATTENTION_SECONDS))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipes", nargs="*", default=recipe_names())
+    parser.add_argument("--runs-dir", default=None, help="where to keep the runs (default: a temporary directory)")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="extra overrides after --")
+    args = parser.parse_args()
+    runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="qatzoo-measure-"))
+    extra = [o for o in args.overrides if o != "--"]
+    rows, failed = [], False
+    for recipe in args.recipes:
+        metrics, seconds = run(recipe, runs_dir, extra)
+        r, metric, unit = metrics["results"], metrics["metric"], metrics["unit"]
+        parity = metrics["int8"]["parity"]
+        agree = f"{parity['agreement']:.1%} agree" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"
+        fmt = "{:.2f}" if unit == "%" else "{:.4f}"
+        rows.append(
+            f"| {recipe} | {metrics['data']} | {metric} ({unit}) | {fmt.format(r['float'][metric])} | "
+            f"{fmt.format(r['ptq_int8'][metric])} | {fmt.format(r['qat'][metric])} | {fmt.format(r['qat_int8'][metric])} | "
+            f"{agree} | {metrics['sizes']['int8_over_float']:.2f}x | {seconds:.0f} s |"
+        )
+        for name, ok in check(recipe, metrics, seconds):
+            failed |= not ok
+            print(f"{'PASS' if ok else 'FAIL'}  {recipe}: {name}")
+    print()
+    print(
+        "| recipe | data | metric | float | PTQ int8 | QAT fake-quant | QAT int8 | int8 vs QAT Keras | int8/float size | wall time |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\nruns kept in {runs_dir}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
