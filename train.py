@@ -10,8 +10,11 @@ stops the run in about a second with one line, and leaves no run directory behin
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 import hydra
 from omegaconf import DictConfig

@@ -115,3 +115,27 @@ def _score_file(path, data) -> float:
     if data.task == "classification":
         return float(np.mean(np.argmax(predictions, -1) == data.y_test) * 100.0)
     return float(np.mean(np.abs(predictions - data.y_test)) * data.target_scale)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_one_line_and_keeps_no_bad_checkpoint(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import TrainingError, train
+
+    cfg = compose_cfg("recipe=mnist_cnn_int8", "schedule.float_epochs=2", "schedule.lr=1e12", "trainer.verbose=0")
+    with pytest.raises(TrainingError) as error:
+        train(cfg, tmp_path)
+    assert "\n" not in str(error.value) and "lower schedule.lr" in str(error.value)
+    assert not list((tmp_path / "checkpoints").glob("*.h5"))
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_csv_logger_records_both_phases(compose_cfg, tmp_path):
+    import csv
+
+    from qatzoo.train.trainer import train
+
+    train(compose_cfg("recipe=mnist_cnn_int8", "logger=csv", *TINY), tmp_path)
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [(r["phase"], r["epoch"]) for r in rows] == [("float", "1"), ("qat", "1")]
+    assert all(0.0 <= float(r["val_acc"]) <= 1.0 for r in rows)

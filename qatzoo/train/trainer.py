@@ -1,6 +1,7 @@
 """The one trainer all recipes share: float phase, quantize, QAT phase, export, evaluate, report.
 
 ``train(cfg, run_dir)`` reads top to bottom; each step is one call with plain inputs and outputs.
+This module imports TensorFlow; train.py imports it only after the config has been checked.
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.config import validate
+from qatzoo.export import checks, evaluate, litert
+from qatzoo.export.card import write_card
+from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.files import write_bytes, write_json, write_text
+from qatzoo.keras import keras
 
 
 class TrainingError(RuntimeError):
@@ -28,12 +35,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     _seed(cfg.trainer)
-
-    from hydra.utils import instantiate
-
-    from qatzoo.export import checks, evaluate, litert
-    from qatzoo.export.card import write_card
-    from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 
     timing, start = {}, time.perf_counter()
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
@@ -131,10 +132,6 @@ def _kwargs(node: DictConfig, drop: tuple[str, ...] = ("name", "task")) -> DictC
 
 
 def _seed(trainer: DictConfig) -> None:
-    import tensorflow as tf
-
-    from qatzoo.keras import keras
-
     if trainer.threads:
         tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -145,10 +142,6 @@ def _seed(trainer: DictConfig) -> None:
 
 def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
     """Compile and fit one phase: Adam with cosine decay, per-epoch checkpoints, NaN stops the run."""
-    import tensorflow as tf
-
-    from qatzoo.keras import keras
-
     if epochs == 0:
         return
     batch = cfg.schedule.batch_size
@@ -174,7 +167,7 @@ def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
     ckpt_dir.mkdir(exist_ok=True)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(str(ckpt_dir / f"{phase}-{{epoch:03d}}.h5"), save_weights_only=True),
+        _EpochCheckpoint(ckpt_dir, phase),
         keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logger.log(phase, epoch + 1, logs or {})),
     ]
     print(f"[qatzoo] {phase} phase: {epochs} epochs x {steps} steps")
@@ -182,11 +175,30 @@ def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
         train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=cfg.trainer.verbose
     )
     losses = history.history.get("loss", [])
-    if not losses or not all(np.isfinite(losses)) or len(losses) < epochs:
+    if not losses or not all(np.isfinite(losses)) or len(losses) < epochs or model.stop_training:
+        saved = sorted(ckpt_dir.glob(f"{phase}-*.h5"))
+        kept = f"the last good weights are {saved[-1]}" if saved else "no epoch finished, so no checkpoint was kept"
+        knob = "lr" if phase == "float" else "qat_lr"
         raise TrainingError(
-            f"{phase} phase: the loss became NaN or Inf at epoch {len(losses)}; the last good weights are in "
-            f"{ckpt_dir} - lower schedule.{'lr' if phase == 'float' else 'qat_lr'}"
+            f"{phase} phase: the loss became NaN or Inf in epoch {len(losses)}; {kept}; lower schedule.{knob}"
         )
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Weights after each epoch as ``<phase>-NNN.h5``, written atomically and never when the loss is
+    not finite (TerminateOnNaN stops mid-epoch, and those weights are not worth keeping)."""
+
+    def __init__(self, directory: Path, phase: str):
+        super().__init__()
+        self.directory, self.phase = directory, phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training or not np.isfinite((logs or {}).get("loss", np.nan)):
+            return
+        path = self.directory / f"{self.phase}-{epoch + 1:03d}.h5"
+        tmp = path.with_name(f".{path.stem}.tmp.h5")
+        self.model.save_weights(str(tmp))
+        os.replace(tmp, path)
 
 
 def _save_keras(model, path: Path) -> None:
