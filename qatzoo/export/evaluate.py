@@ -32,8 +32,8 @@ def keras_predictions(model, data: Splits) -> np.ndarray:
     return model.predict(data.x_test, batch_size=256, verbose=0)
 
 
-def tflite_predictions(model: bytes, data: Splits) -> np.ndarray:
-    return litert.predict(model, data.x_test)
+def tflite_predictions(model: bytes, data: Splits, label: str = "") -> np.ndarray:
+    return litert.predict(model, data.x_test, progress=f"LiteRT {label}".strip())
 
 
 def parity(data: Splits, int8_predictions: np.ndarray, keras_predictions: np.ndarray) -> dict:

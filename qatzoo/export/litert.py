@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def io_quant(it: Interpreter) -> tuple[TensorQuant, TensorQuant]:
     return q(it.get_input_details()[0]), q(it.get_output_details()[0])
 
 
-def predict(model: bytes | str | Interpreter, x: np.ndarray) -> np.ndarray:
+def predict(model: bytes | str | Interpreter, x: np.ndarray, progress: str | None = None) -> np.ndarray:
     """Run ``x`` (float, batch first) through the model one example at a time; float outputs.
 
     Integer models get their input quantized and their output dequantized with the scale and zero
@@ -52,7 +53,8 @@ def predict(model: bytes | str | Interpreter, x: np.ndarray) -> np.ndarray:
     in_scale, in_zero = inp["quantization"]
     out_scale, out_zero = out["quantization"]
     results = []
-    for example in x:
+    # A progress bar on a terminal (tqdm turns itself off when output is not a TTY).
+    for example in tqdm(x, desc=progress, disable=None if progress else True, leave=False, unit="ex"):
         value = example[None]
         if inp["dtype"] != np.float32:
             info = np.iinfo(inp["dtype"])

@@ -72,7 +72,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     predictions = {name: evaluate.keras_predictions(m, data) for name, m in keras_models.items()}
     files = {name: strip_names(blob) for name, blob in exported.items()}
     for name, blob in files.items():
-        predictions[f"{name}_tflite" if name == "float" else name] = evaluate.tflite_predictions(blob, data)
+        predictions[f"{name}_tflite" if name == "float" else name] = evaluate.tflite_predictions(blob, data, name)
     timing["evaluate_s"] = time.perf_counter() - phase_start
 
     metric = evaluate.metric_name(data)
