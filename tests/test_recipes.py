@@ -38,6 +38,7 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     assert set(metrics["results"]) == {"float", "float_tflite", "ptq_int8", "qat", "qat_int8"}
     assert metrics["int8_model"] == "qat_int8"
+    assert set(metrics["agreement"]) == {"ptq_int8 vs float", "qat vs float", "qat_int8 vs qat", "qat_int8 vs float"}
 
     # The truth: recompute the int8 metric from the file on disk, on the full test split.
     data = _data(cfg)
@@ -139,3 +140,15 @@ def test_csv_logger_records_both_phases(compose_cfg, tmp_path):
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [(r["phase"], r["epoch"]) for r in rows] == [("float", "1"), ("qat", "1")]
     assert all(0.0 <= float(r["val_acc"]) <= 1.0 for r in rows)
+
+
+@pytest.mark.slow
+def test_same_config_gives_byte_identical_models(compose_cfg, tmp_path):
+    import hashlib
+
+    from qatzoo.train.trainer import train
+
+    for run in ("a", "b"):
+        train(compose_cfg("recipe=mnist_cnn_int8", *TINY), tmp_path / run)
+    digest = {run: hashlib.sha256((tmp_path / run / "model_int8.tflite").read_bytes()).hexdigest() for run in "ab"}
+    assert digest["a"] == digest["b"]

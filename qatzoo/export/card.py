@@ -43,6 +43,11 @@ def render(metrics: dict, cfg: DictConfig) -> str:
             else f"| {LABELS.get(name, name)} | {value:.4f} |"
         )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
+    if metrics.get("agreement"):
+        what = "share of equal predicted classes" if unit == "%" else f"mean |difference| of forecasts, {unit}"
+        lines += [f"Agreement of test predictions ({what}):", ""]
+        lines += [f"- {pair}: {value:.4f}" for pair, value in metrics["agreement"].items()]
+        lines.append("")
     if "int8" in metrics:
         q = metrics["int8"]
         parity = q["parity"]

@@ -44,3 +44,10 @@ def parity(data: Splits, int8_predictions: np.ndarray, keras_predictions: np.nda
     gap = relative_mae_gap(score(data, int8_predictions), score(data, keras_predictions))
     mean_diff = float(np.mean(np.abs(int8_predictions - keras_predictions)) * data.target_scale)
     return {"mae_gap": gap, "mean_abs_diff": mean_diff, "threshold": MAX_MAE_GAP, "pass": gap <= MAX_MAE_GAP}
+
+
+def agreement(data: Splits, a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two models' test predictions are: share of equal classes, or mean |difference| in the unit."""
+    if data.task == "classification":
+        return classification_agreement(a, b)
+    return float(np.mean(np.abs(a - b)) * data.target_scale)

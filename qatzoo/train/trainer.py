@@ -76,7 +76,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     timing["evaluate_s"] = time.perf_counter() - phase_start
 
     metric = evaluate.metric_name(data)
-    results = {name: {metric: evaluate.score(data, p)} for name, p in predictions.items()}
+    order = ("float", "float_tflite", "ptq_int8", "qat", "qat_int8")
+    results = {name: {metric: evaluate.score(data, predictions[name])} for name in order if name in predictions}
     int8_name = "qat_int8" if scheme.qat else ("ptq_int8" if scheme.int8 else None)
     metrics = {
         "name": cfg.name,
@@ -90,6 +91,12 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "int8_model": int8_name,
         "dataset": {"sizes": data.sizes(), **data.info},
         "results": results,
+        # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
+        "agreement": {
+            f"{a} vs {b}": evaluate.agreement(data, predictions[a], predictions[b])
+            for a, b in (("ptq_int8", "float"), ("qat", "float"), ("qat_int8", "qat"), ("qat_int8", "float"))
+            if a in predictions and b in predictions
+        },
     }
     write_bytes(run_dir / "model_float.tflite", files["float"])
     sizes = {"float_tflite": len(files["float"])}
