@@ -48,6 +48,10 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
         metrics["results"]["ptq_int8"][metrics["metric"]], abs=1e-9
     )
     assert metrics["dataset"]["sizes"]["test"] == len(data.x_test)
+    from qatzoo.provenance import config_hash, data_fingerprint
+
+    assert metrics["provenance"]["data_sha256"] == data_fingerprint(data)
+    assert metrics["provenance"]["config_sha256"] == config_hash(cfg)
     # The float .tflite computes what the float Keras model does.
     float_keras, float_tflite = (metrics["results"][k][metrics["metric"]] for k in ("float", "float_tflite"))
     assert float_tflite == pytest.approx(float_keras, rel=0.01, abs=0.5)

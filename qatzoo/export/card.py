@@ -77,6 +77,23 @@ def render(metrics: dict, cfg: DictConfig) -> str:
                 f"{'pass' if parity['pass'] else 'FAIL'}"
             )
         lines.append("")
+    prov = metrics.get("provenance")
+    if prov:
+        git = prov["git"]
+        code = (
+            f"{git['commit'][:12]}{' (uncommitted changes)' if git['dirty'] else ''}"
+            if git["commit"]
+            else "not a git checkout"
+        )
+        lines += [
+            "## Provenance",
+            "",
+            f"- code: {code}",
+            f"- config sha256: {prov['config_sha256']}",
+            f"- data: {prov['dataset']}, sha256 {prov['data_sha256']}",
+            f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
+            "",
+        ]
     lines += [
         "## Settings",
         "",

@@ -22,6 +22,7 @@ from qatzoo.export.card import write_card
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.files import write_bytes, write_json, write_text
 from qatzoo.keras import keras
+from qatzoo.provenance import provenance
 
 
 class TrainingError(RuntimeError):
@@ -91,6 +92,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "int8_model": int8_name,
         "dataset": {"sizes": data.sizes(), **data.info},
         "results": results,
+        "provenance": provenance(cfg, data),
         # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
         "agreement": {
             f"{a} vs {b}": evaluate.agreement(data, predictions[a], predictions[b])

@@ -1,0 +1,86 @@
+"""Where a run came from: code version, config hash, package versions and a fingerprint of the data."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = (
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "hydra-core",
+    "tensorflow-datasets",
+    "numpy",
+)
+#: Config keys that say where things go or how much is printed, not what is computed.
+NOT_HASHED = ("paths", "trainer.verbose", "logger")
+
+
+def git_state(repo: Path = REPO) -> dict:
+    """The commit checked out and whether tracked files differ from it (None outside a git checkout)."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode:
+            return {"commit": None, "dirty": None}
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
+        return {"commit": head.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 of the resolved config without the keys that do not change results (paths, verbosity, logger)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in NOT_HASHED:
+        node, *rest = key.split(".")
+        if rest:
+            plain.get(node, {}).pop(rest[0], None)
+        else:
+            plain.pop(node, None)
+    text = OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def data_fingerprint(splits) -> str:
+    """sha256 over the exact arrays used (every split's inputs and targets, with their shapes and types)."""
+    digest = hashlib.sha256()
+    for part in ("train", "val", "test"):
+        for array in (getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}")):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{part}{array.shape}{array.dtype}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def provenance(cfg: DictConfig, splits) -> dict:
+    return {
+        "git": git_state(),
+        "config_sha256": config_hash(cfg),
+        "versions": versions(),
+        "platform": platform.platform(),
+        "dataset": {"name": splits.name, **{k: splits.info[k] for k in ("builder", "version") if k in splits.info}},
+        "data_sha256": data_fingerprint(splits),
+    }
