@@ -11,6 +11,7 @@ stops the run in about a second with one line, and leaves no run directory behin
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -42,8 +43,20 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = train(cfg, run_dir)
-    except TrainingError as error:
+    except (TrainingError, ConfigError) as error:
         _fail(str(error))
+    except OSError as error:  # unwritable or full disk: say which file, not a traceback pile
+        where = f" {error.filename}" if error.filename else ""
+        _fail(f"cannot write{where}: {error.strerror or error}")
+    except Exception as error:  # TensorFlow's own file errors (checkpoints on a full disk)
+        import tensorflow as tf
+
+        if not isinstance(
+            error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError)
+        ):
+            raise
+        message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
+        _fail(f"cannot write in {run_dir}: {message[:300]}")
     # The value a sweeper optimises: the int8 model's metric when there is one.
     name = metrics.get("int8_model") or "float"
     return metrics["results"][name][metrics["metric"]]

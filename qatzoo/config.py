@@ -38,6 +38,8 @@ class Rule:
             text = "true or false"
         elif self.kind == "path":
             text = "a path to an existing file"
+        elif self.kind == "resume":
+            text = "auto, never, or a run directory"
         else:
             text = "an integer" if self.kind == "int" else "a number"
             if self.low is not None:
@@ -53,6 +55,10 @@ class Rule:
             return isinstance(value, bool)
         if self.kind == "path":
             return isinstance(value, str) and Path(os.path.expanduser(value)).is_file()
+        if self.kind == "resume":
+            return value in ("auto", "never") or (
+                isinstance(value, str) and (Path(os.path.expanduser(value)) / "config.yaml").is_file()
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind == "int" and not isinstance(value, int):
@@ -86,6 +92,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "deterministic": Rule("bool"),
         "init_checkpoint": Rule("path", optional=True),
         "verbose": _int(0, 2),
+        "checkpoint_every_steps": _int(0),
+        "resume": Rule("resume"),
     },
     "quant": {"qat": Rule("bool"), "int8": Rule("bool")},
     "arch": {
@@ -213,7 +221,20 @@ def check_overrides(overrides: list[str]) -> DictConfig:
     finally:
         GlobalHydra.instance().clear()
     validate(cfg)
+    run_dir = next((o.partition("=")[2] for o in overrides if o.startswith("hydra.run.dir=")), None)
+    _check_writable("hydra.run.dir" if run_dir else "paths.runs_dir", run_dir or cfg.paths.runs_dir)
     return cfg
+
+
+def _check_writable(field: str, path: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable directory (Hydra creates the rest)."""
+    existing = Path(os.path.expanduser(path)).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{field}: {existing} is a file, so {path} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{field}: {existing} is not writable")
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ PACKAGES = (
     "numpy",
 )
 #: Config keys that say where things go or how much is printed, not what is computed.
-NOT_HASHED = ("paths", "trainer.verbose", "logger")
+NOT_HASHED = ("paths", "logger", "trainer.verbose", "trainer.resume", "trainer.checkpoint_every_steps")
 
 
 def git_state(repo: Path = REPO) -> dict:
@@ -42,7 +42,7 @@ def git_state(repo: Path = REPO) -> dict:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """sha256 of the resolved config without the keys that do not change results (paths, verbosity, logger)."""
+    """sha256 of the resolved config without the keys that do not change results (paths, logging, resuming)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in NOT_HASHED:
         node, *rest = key.split(".")

@@ -31,6 +31,11 @@ BAD = [
         "trainer.init_checkpoint: expected a path to an existing file or null",
     ),
     (["data=fashion_mnist", "data.source_dir=/no/such/dir"], "data.source_dir: /no/such/dir is not a directory"),
+    (
+        ["paths.runs_dir=/etc/hostname/runs"],
+        "paths.runs_dir: /etc/hostname is a file, so /etc/hostname/runs cannot be created",
+    ),
+    (["trainer.resume=/no/such/run"], "trainer.resume: expected auto, never, or a run directory, got '/no/such/run'"),
 ]
 
 
@@ -39,7 +44,7 @@ def test_bad_config_fails_with_one_line_and_no_run_dir(tmp_path, overrides, mess
     runs = tmp_path / "runs"
     # -X importtime lists every module imported: TensorFlow must not be among them.
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "train.py", *overrides, f"paths.runs_dir={runs}"],
+        [sys.executable, "-X", "importtime", "train.py", f"paths.runs_dir={runs}", *overrides],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -67,7 +72,9 @@ def test_validate_rejects_a_recipe_file_typo(compose_cfg):
     cfg = compose_cfg("recipe=mnist_cnn_int8")
     with open_dict(cfg):
         cfg.trainer.sead = 1
-    with pytest.raises(ConfigError, match=r"trainer.sead: unknown field; trainer fields are: deterministic"):
+    with pytest.raises(
+        ConfigError, match=r"trainer.sead: unknown field; trainer fields are: checkpoint_every_steps, deterministic"
+    ):
         validate(cfg)
     assert OmegaConf.select(cfg, "trainer.seed") == 0
 

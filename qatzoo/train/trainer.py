@@ -6,36 +6,34 @@ This module imports TensorFlow; train.py imports it only after the config has be
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qatzoo.config import validate
+from qatzoo.config import ConfigError, validate
 from qatzoo.export import checks, evaluate, litert
 from qatzoo.export.card import write_card
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.files import write_bytes, write_json, write_text
 from qatzoo.keras import keras
-from qatzoo.provenance import provenance
+from qatzoo.provenance import config_hash, provenance
+from qatzoo.train.loop import Phase, TrainingError, run_phase
 
-
-class TrainingError(RuntimeError):
-    """Training could not go on (e.g. the loss became NaN); the message is one line."""
+__all__ = ["TrainingError", "train"]
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``)."""
     validate(cfg)
-    run_dir = Path(run_dir)
+    run_dir = resume_dir(cfg, Path(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    _seed(cfg.trainer)
+    if not (run_dir / "config.yaml").exists():
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    _seed(cfg.trainer, cfg.trainer.seed)
 
     timing, start = {}, time.perf_counter()
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
@@ -46,10 +44,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
 
     phase_start = time.perf_counter()
+    ckpt_dir = run_dir / "checkpoints"
     if cfg.trainer.init_checkpoint:
         model.load_weights(os.path.expanduser(cfg.trainer.init_checkpoint))
     else:
-        _fit(model, data, cfg, "float", cfg.schedule.float_epochs, cfg.schedule.lr, run_dir, logger)
+        run_phase(model, data, _phase(cfg, "float"), ckpt_dir, logger)
     timing["float_train_s"] = time.perf_counter() - phase_start
     _save_keras(model, run_dir / "model_float.keras")
 
@@ -60,9 +59,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if scheme.int8:
         exported["ptq_int8"] = to_int8_tflite(model, lambda: representative)
     if scheme.qat:
+        # Re-seed: a resumed run that skipped the float phase builds the same QAT model.
+        _seed(cfg.trainer, cfg.trainer.seed + 1)
         qat_model = scheme.quantize(model, representative)
         qat_start = time.perf_counter()
-        _fit(qat_model, data, cfg, "qat", cfg.schedule.qat_epochs, cfg.schedule.qat_lr, run_dir, logger)
+        run_phase(qat_model, data, _phase(cfg, "qat"), ckpt_dir, logger)
         timing["qat_train_s"] = time.perf_counter() - qat_start
         keras_models["qat"] = qat_model
         exported["qat_int8"] = to_int8_tflite(qat_model, lambda: representative)
@@ -140,74 +141,73 @@ def _kwargs(node: DictConfig, drop: tuple[str, ...] = ("name", "task")) -> DictC
     return OmegaConf.create({k: v for k, v in node.items() if k not in drop} | {"_convert_": "all"})
 
 
-def _seed(trainer: DictConfig) -> None:
-    if trainer.threads:
+def _phase(cfg: DictConfig, name: str) -> Phase:
+    return Phase(
+        name=name,
+        epochs=cfg.schedule.float_epochs if name == "float" else cfg.schedule.qat_epochs,
+        lr=cfg.schedule.lr if name == "float" else cfg.schedule.qat_lr,
+        batch_size=cfg.schedule.batch_size,
+        seed=cfg.trainer.seed,
+        checkpoint_every_steps=cfg.trainer.checkpoint_every_steps,
+        verbose=cfg.trainer.verbose,
+    )
+
+
+def _seed(trainer: DictConfig, seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow; dropout draws from tf.random.Generator state that checkpoints hold."""
+    if trainer.threads and not tf.config.threading.get_intra_op_parallelism_threads():
         tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    keras.utils.set_random_seed(trainer.seed)
+    keras.backend.experimental.enable_tf_random_generator()
+    keras.utils.set_random_seed(seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
 
 
-def _fit(model, data, cfg, phase, epochs, lr, run_dir, logger) -> None:
-    """Compile and fit one phase: Adam with cosine decay, per-epoch checkpoints, NaN stops the run."""
-    if epochs == 0:
-        return
-    batch = cfg.schedule.batch_size
-    steps = math.ceil(len(data.x_train) / batch)
-    classify = data.task == "classification"
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, epochs * steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if classify
-        else keras.losses.MeanSquaredError(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")]
-        if classify
-        else [keras.metrics.MeanAbsoluteError(name="mae")],
-    )
-    train_ds = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.x_train), seed=cfg.trainer.seed, reshuffle_each_iteration=True)
-        .batch(batch)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    val_ds = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(256)
-    ckpt_dir = run_dir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        _EpochCheckpoint(ckpt_dir, phase),
-        keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logger.log(phase, epoch + 1, logs or {})),
-    ]
-    print(f"[qatzoo] {phase} phase: {epochs} epochs x {steps} steps")
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=cfg.trainer.verbose
-    )
-    losses = history.history.get("loss", [])
-    if not losses or not all(np.isfinite(losses)) or len(losses) < epochs or model.stop_training:
-        saved = sorted(ckpt_dir.glob(f"{phase}-*.h5"))
-        kept = f"the last good weights are {saved[-1]}" if saved else "no epoch finished, so no checkpoint was kept"
-        knob = "lr" if phase == "float" else "qat_lr"
-        raise TrainingError(
-            f"{phase} phase: the loss became NaN or Inf in epoch {len(losses)}; {kept}; lower schedule.{knob}"
-        )
+def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
+    """The directory this run works in: ``run_dir``, or an unfinished run of the same config to resume.
+
+    ``trainer.resume``: ``auto`` resumes the newest unfinished run of the same config (same config
+    hash, no metrics.json) beside ``run_dir``; ``never`` always starts afresh; a path resumes that run.
+    A directory that holds a run of another config is refused.
+    """
+    wanted = config_hash(cfg)
+    mode = cfg.trainer.resume
+
+    def same_config(path: Path) -> bool:
+        return config_hash(OmegaConf.load(path / "config.yaml")) == wanted
+
+    if mode not in ("auto", "never"):
+        target = Path(os.path.expanduser(mode))
+        if not same_config(target):
+            raise ConfigError(f"trainer.resume: {target} holds a run of another config; start a new run instead")
+        _drop_if_empty(run_dir, keep=target)
+        return target
+    if (run_dir / "config.yaml").exists():
+        if not same_config(run_dir):
+            raise ConfigError(f"{run_dir} holds a run of another config; pick another hydra.run.dir")
+        return run_dir
+    if mode == "auto" and run_dir.parent.is_dir():
+        unfinished = [
+            p
+            for p in run_dir.parent.iterdir()
+            if p != run_dir
+            and (p / "config.yaml").is_file()
+            and (p / "checkpoints").is_dir()
+            and not (p / "metrics.json").exists()
+            and same_config(p)
+        ]
+        if unfinished:
+            target = max(unfinished, key=lambda p: p.stat().st_mtime)
+            print(f"[qatzoo] resuming the unfinished run in {target}")
+            _drop_if_empty(run_dir, keep=target)
+            return target
+    return run_dir
 
 
-class _EpochCheckpoint(keras.callbacks.Callback):
-    """Weights after each epoch as ``<phase>-NNN.h5``, written atomically and never when the loss is
-    not finite (TerminateOnNaN stops mid-epoch, and those weights are not worth keeping)."""
-
-    def __init__(self, directory: Path, phase: str):
-        super().__init__()
-        self.directory, self.phase = directory, phase
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.model.stop_training or not np.isfinite((logs or {}).get("loss", np.nan)):
-            return
-        path = self.directory / f"{self.phase}-{epoch + 1:03d}.h5"
-        tmp = path.with_name(f".{path.stem}.tmp.h5")
-        self.model.save_weights(str(tmp))
-        os.replace(tmp, path)
+def _drop_if_empty(path: Path, keep: Path) -> None:
+    if path != keep and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
 
 
 def _save_keras(model, path: Path) -> None:

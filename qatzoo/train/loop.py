@@ -1,0 +1,172 @@
+"""The training loop: an explicit GradientTape step loop with step-level, bit-exact resume.
+
+Why not ``Model.fit``: Keras' BackupAndRestore cannot resume mid-epoch bit-exactly. Here the whole
+training state lives in one ``tf.train.Checkpoint`` - weights, optimizer slots and step count,
+quantizer ranges (they are model variables) and the dropout generators (layers use
+``tf.random.Generator`` state, see ``_seed`` in the trainer) - and the data position is a pure
+function of the step: epoch ``e`` visits the training set in the order
+``numpy.random.default_rng([seed, e]).permutation(n)``. Restoring step ``s`` and running on gives the
+same weights, to the bit, as never having stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from qatzoo.data.splits import Splits
+from qatzoo.keras import keras
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (e.g. the loss became NaN); the message is one line."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: its name (``float`` or ``qat``), length and learning rate."""
+
+    name: str
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    checkpoint_every_steps: int = 0
+    verbose: int = 2
+
+
+def _loss_and_metric(task: str):
+    if task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True), "acc"
+    return keras.losses.MeanSquaredError(), "mae"
+
+
+def _metric(task: str, y, predictions) -> float:
+    if task == "classification":
+        return float(np.mean(np.argmax(predictions, -1) == y))
+    return float(np.mean(np.abs(predictions - y)))
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """The training examples of global ``step``: a pure function of (n, batch size, seed, step)."""
+    steps = math.ceil(n / batch_size)
+    epoch, k = divmod(step, steps)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[k * batch_size : (k + 1) * batch_size]
+
+
+def run_phase(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, logger) -> dict:
+    """Train ``model`` for one phase, resuming from ``ckpt_dir/<phase>`` if a checkpoint is there.
+
+    Returns ``{"resumed_from_step": int, "steps": int}``. Checkpoints: every
+    ``checkpoint_every_steps`` steps (0: only at epoch ends) and at each epoch end; each epoch's
+    weights are also kept as ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``).
+    """
+    n = len(data.x_train)
+    steps_per_epoch = math.ceil(n / phase.batch_size)
+    total = phase.epochs * steps_per_epoch
+    loss_fn, metric_name = _loss_and_metric(data.task)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    start = int(step.numpy())
+    if start >= total:
+        return {"resumed_from_step": start, "steps": total}
+    if start:
+        print(f"[qatzoo] {phase.name} phase: resuming at step {start} of {total} from {manager.latest_checkpoint}")
+    else:
+        print(f"[qatzoo] {phase.name} phase: {phase.epochs} epochs x {steps_per_epoch} steps")
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            loss = loss_fn(y, predictions)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def predict_step(x):
+        return model(x, training=False)
+
+    def predict(x):
+        return np.concatenate([predict_step(x[i : i + 256]).numpy() for i in range(0, len(x), 256)])
+
+    bar = tqdm(total=total, initial=start, desc=f"{phase.name}", unit="step", disable=None, leave=False)
+    epoch_loss, epoch_start, began = [], time.perf_counter(), time.perf_counter()
+    for s in range(start, total):
+        idx = batch_indices(n, phase.batch_size, phase.seed, s)
+        loss = float(train_step(data.x_train[idx], data.y_train[idx]))
+        if not math.isfinite(loss):
+            bar.close()
+            kept = (
+                f"the last good checkpoint is {manager.latest_checkpoint}"
+                if manager.latest_checkpoint
+                else "no checkpoint was saved yet"
+            )
+            knob = "lr" if phase.name == "float" else "qat_lr"
+            raise TrainingError(
+                f"{phase.name} phase: the loss became {loss} at step {s + 1}; {kept}; lower schedule.{knob}"
+            )
+        epoch_loss.append(loss)
+        step.assign(s + 1)
+        bar.update(1)
+        epoch, k = divmod(s + 1, steps_per_epoch)
+        if k == 0:
+            logs = {
+                "loss": float(np.mean(epoch_loss)),
+                f"val_{metric_name}": _metric(data.task, data.y_val, predict(data.x_val)),
+            }
+            manager.save(checkpoint_number=s + 1)
+            _save_weights(model, ckpt_dir / f"{phase.name}-{epoch:03d}.h5")
+            logger.log(phase.name, epoch, logs)
+            if phase.verbose:
+                done = s + 1 - start
+                eta = (time.perf_counter() - began) / done * (total - s - 1)
+                text = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+                tqdm.write(
+                    f"[qatzoo] {phase.name} epoch {epoch}/{phase.epochs} - {text} - "
+                    f"{time.perf_counter() - epoch_start:.1f}s - ETA {eta:.0f}s"
+                )
+            epoch_loss, epoch_start = [], time.perf_counter()
+        elif phase.checkpoint_every_steps and (s + 1) % phase.checkpoint_every_steps == 0:
+            manager.save(checkpoint_number=s + 1)
+    bar.close()
+    return {"resumed_from_step": start, "steps": total}
+
+
+def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
+    """The tf.random.Generator of every random layer (dropout), created now if still lazy.
+
+    Keras keeps them out of checkpoints on purpose; a bit-exact resume needs their state.
+    """
+    found = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapper holds the real layer
+        rng = getattr(inner, "_random_generator", None)
+        if rng is None:
+            continue
+        rng._maybe_init()  # noqa: SLF001 - the generator is created lazily on first use
+        if rng._generator is not None:  # noqa: SLF001
+            found[layer.name] = rng._generator  # noqa: SLF001
+    return found
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)

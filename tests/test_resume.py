@@ -1,0 +1,112 @@
+"""Kill a real training process with SIGKILL, run the same command again: it resumes and ends with
+exactly the int8 file and weights of a run that was never interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+ARGS = [
+    "recipe=mnist_cnn_int8",
+    "schedule.float_epochs=1",
+    "schedule.qat_epochs=1",
+    "trainer.verbose=0",
+    "trainer.checkpoint_every_steps=10",
+]
+
+
+def _command(runs: Path, data_dir: str) -> list[str]:
+    return [sys.executable, "train.py", *ARGS, f"paths.runs_dir={runs}", f"paths.data_dir={data_dir}"]
+
+
+def _run_until(command: list[str], pattern: str, runs: Path, timeout: float = 300) -> None:
+    """Start ``command``; SIGKILL it as soon as a file matching ``pattern`` exists under ``runs``."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not list(runs.glob(pattern)):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "timed out waiting for a checkpoint"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_is_bit_exact(tmp_path, data_dir):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run(_command(clean, data_dir), cwd=REPO, check=True, capture_output=True, timeout=600)
+    (clean_run,) = (clean / "mnist_cnn_int8").iterdir()
+
+    # Killed mid-epoch in the float phase, then mid-epoch in the QAT phase.
+    _run_until(_command(killed, data_dir), "*/*/checkpoints/float/ckpt-30.index", killed)
+    _run_until(_command(killed, data_dir), "*/*/checkpoints/qat/ckpt-20.index", killed)
+    result = subprocess.run(_command(killed, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming at step 20 of 55" in result.stdout
+    runs = list((killed / "mnist_cnn_int8").iterdir())
+    assert len(runs) == 1, runs  # the reruns worked in the first run's directory
+    (killed_run,) = runs
+
+    assert _digest(killed_run / "model_int8.tflite") == _digest(clean_run / "model_int8.tflite")
+    a, b = _weights(clean_run / "checkpoints" / "qat-001.h5"), _weights(killed_run / "checkpoints" / "qat-001.h5")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_run_directory_of_another_config_is_refused(tmp_path, data_dir):
+    run = tmp_path / "run"
+    first = [*_command(tmp_path, data_dir), f"hydra.run.dir={run}", "quant=none"]
+    subprocess.run(first, cwd=REPO, check=True, capture_output=True, timeout=600)
+    other = [*_command(tmp_path, data_dir), f"hydra.run.dir={run}", "quant=none", "schedule.lr=0.01"]
+    result = subprocess.run(other, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: {run} holds a run of another config; pick another hydra.run.dir"
+    )
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, data_dir):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a 1 MiB tmpfs")
+    try:
+        result = subprocess.run(
+            _command(small / "runs", data_dir), cwd=REPO, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 2
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: cannot write") and "No space left on device" in last, last
+        left = [p.relative_to(small) for p in small.rglob("*") if p.is_file()]
+        # Only complete files: the config, finished checkpoints; no temporary or partial file.
+        assert not [p for p in left if "tmp" in p.name or "temp" in str(p)], left
+        assert not any(p.name == "metrics.json" for p in left)
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
