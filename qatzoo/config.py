@@ -32,9 +32,12 @@ class Rule:
     low_open: bool = False
     high_open: bool = False
     optional: bool = False
+    choices: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        if self.kind == "bool":
+        if self.kind == "choice":
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind == "bool":
             text = "true or false"
         elif self.kind == "path":
             text = "a path to an existing file"
@@ -51,6 +54,8 @@ class Rule:
     def accepts(self, value) -> bool:
         if value is None:
             return self.optional
+        if self.kind == "choice":
+            return value in self.choices
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "path":
@@ -117,7 +122,13 @@ RULES: dict[str, dict[str, Rule]] = {
         "val_fraction": _frac(),
         "test_fraction": _frac(),
     },
-    "logger": {"run_dir": Rule("str", optional=True)},
+    "logger": {
+        "project": Rule("str"),
+        "entity": Rule("str", optional=True),
+        "group": Rule("str", optional=True),
+        "mode": Rule("choice", choices=("auto", "online", "offline", "disabled")),
+        "init_timeout": Rule("float", 0, low_open=True),
+    },
 }
 COMMON = {"_target_", "name", "task"}
 

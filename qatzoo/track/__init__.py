@@ -20,14 +20,14 @@ class Logger:
         """Flush and close."""
 
 
-def none(run_dir: str | None = None) -> Logger:
+def none(run_dir: str | None = None, run_config: dict | None = None, tags=()) -> Logger:
     return Logger()
 
 
 class CsvLogger(Logger):
     """Appends one row per epoch to ``<run dir>/history.csv``."""
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, run_config: dict | None = None, tags=()):
         self.path = Path(run_dir) / "history.csv"
         self._fields: list[str] | None = None
 

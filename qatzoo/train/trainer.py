@@ -39,7 +39,14 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
     timing["data_s"] = time.perf_counter() - start
     model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
-    logger = instantiate(cfg.logger, run_dir=str(run_dir))
+    logger = instantiate(
+        cfg.logger,
+        _convert_="all",
+        _recursive_=False,  # run_config holds other groups' _target_ keys: data, not things to build
+        run_dir=str(run_dir),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        tags=[cfg.name, cfg.arch.name, cfg.quant.name],
+    )
     scheme = instantiate(cfg.quant)
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
 
