@@ -14,7 +14,7 @@ from qatzoo.models.ts_attention import ts_attention
     ("factory", "input_shape", "outputs", "must_have"),
     [
         (mnist_cnn, (28, 28, 1), 10, {"Conv2D"}),
-        (small_transformer, (28, 28, 1), 10, {"Attention", "LayerNormalization", "PositionEmbedding"}),
+        (small_transformer, (28, 28, 1), 10, {"Attention", "LayerNorm", "PositionEmbedding"}),
         (ts_attention, (52, 1), 4, {"Attention", "PositionEmbedding"}),
     ],
 )

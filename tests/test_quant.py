@@ -121,3 +121,26 @@ def test_per_channel_dense_weights_are_rejected_by_the_converter():
     x = np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32)
     with pytest.raises(Exception, match="mismatched quantized axes"):
         to_int8_tflite(qat, lambda: x)
+
+
+def test_layer_norm_matches_keras_and_fake_quantizes_every_intermediate():
+    from qatzoo.models.layers import LayerNorm
+    from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
+
+    keras.utils.set_random_seed(2)
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(4, 5, 16)).astype(np.float32)
+    ours, reference = LayerNorm(epsilon=1e-5), keras.layers.LayerNormalization(epsilon=1e-5)
+    ours.build(x.shape)
+    reference.build(x.shape)
+    gamma, beta = np.linspace(0.5, 1.5, 16), np.linspace(-1, 1, 16)
+    ours.set_weights([gamma, beta])
+    reference.set_weights([gamma, beta])
+    np.testing.assert_allclose(ours(x).numpy(), reference(x).numpy(), rtol=1e-4, atol=1e-4)
+
+    inputs = keras.Input((5, 16))
+    qat = QAT.quantize(keras.Model(inputs, LayerNorm(name="ln")(inputs)), x)
+    ranges = _range_vars(qat, "ln")
+    for point in NORM_POINTS:
+        assert ranges[f"{point}_post_activation_seen"] == 1.0, point
+    # mean of N(2, 3) inputs is about 2; the calibrated range holds it.
+    assert ranges["mean_act_post_activation_max"] > 1.0

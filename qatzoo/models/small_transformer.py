@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qatzoo.keras import keras
 from qatzoo.models.blocks import encoder_block
-from qatzoo.models.layers import PositionEmbedding
+from qatzoo.models.layers import LayerNorm, PositionEmbedding
 
 
 def small_transformer(
@@ -29,7 +29,7 @@ def small_transformer(
         x = encoder_block(
             x, num_heads=num_heads, key_dim=dim // num_heads, mlp_dim=mlp_dim, norm=True, name=f"block{i}"
         )
-    x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_ln")(x)
+    x = LayerNorm(epsilon=1e-5, name="final_ln")(x)
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     outputs = keras.layers.Dense(num_outputs, name="logits")(x)
     return keras.Model(inputs, outputs, name="small_transformer")

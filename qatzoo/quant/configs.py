@@ -12,6 +12,7 @@ import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
+from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
 
 quantizers = tfmot.quantization.keras.quantizers
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
@@ -208,9 +209,39 @@ class AttentionQuantizeConfig(QuantizeConfig):
         return type(self) is type(other)
 
 
+class LayerNormQuantizeConfig(QuantizeConfig):
+    """QuantizeConfig for :class:`qatzoo.models.layers.LayerNorm`: every intermediate of the int8
+    lowering (mean, squared difference, variance, rsqrt, scale, products, shift) and the output get a
+    moving-average 8-bit range; gamma and beta stay float here (the converter folds them into the
+    int8 constants of the MUL and SUB ops)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return [(getattr(layer, name), NamedQuantizer(name, activation_quantizer())) for name in NORM_POINTS]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        for name, activation in zip(NORM_POINTS, quantize_activations, strict=True):
+            setattr(layer, name, activation)
+
+    def get_output_quantizers(self, layer):
+        return [activation_quantizer()]
+
+    def get_config(self):
+        return {}
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+
 CUSTOM_OBJECTS = {
     "NamedQuantizer": NamedQuantizer,
     "EmaRangeQuantizer": EmaRangeQuantizer,
     "LayerQuantizeConfig": LayerQuantizeConfig,
     "AttentionQuantizeConfig": AttentionQuantizeConfig,
+    "LayerNormQuantizeConfig": LayerNormQuantizeConfig,
 }

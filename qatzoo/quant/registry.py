@@ -10,8 +10,8 @@ from collections.abc import Callable
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
-from qatzoo.models.layers import Attention, PositionEmbedding
-from qatzoo.quant.configs import AttentionQuantizeConfig, LayerQuantizeConfig
+from qatzoo.models.layers import Attention, LayerNorm, PositionEmbedding
+from qatzoo.quant.configs import AttentionQuantizeConfig, LayerNormQuantizeConfig, LayerQuantizeConfig
 
 L = keras.layers
 # tfmot's public API does not export its Activation config; it is the reference for activation layers.
@@ -67,6 +67,7 @@ INT8_TABLE: dict[type, Callable[[], tfmot.quantization.keras.QuantizeConfig]] = 
     L.Dropout: _passthrough,
     L.Permute: _passthrough,
     Attention: AttentionQuantizeConfig,
+    LayerNorm: LayerNormQuantizeConfig,
     PositionEmbedding: lambda: LayerQuantizeConfig(
         weight_attrs=("embeddings",), quantize_output=True, per_channel=False
     ),

@@ -25,9 +25,9 @@ class Int8QuantizeScheme(tfmot.quantization.keras.default_8bit.Default8BitQuanti
 
 def custom_objects() -> dict:
     """Everything Keras needs to rebuild a model of this project, quantized or not."""
-    from qatzoo.models.layers import Attention, PositionEmbedding
+    from qatzoo.models.layers import Attention, LayerNorm, PositionEmbedding
 
-    return {"Attention": Attention, "PositionEmbedding": PositionEmbedding, **CUSTOM_OBJECTS}
+    return {"Attention": Attention, "LayerNorm": LayerNorm, "PositionEmbedding": PositionEmbedding, **CUSTOM_OBJECTS}
 
 
 @dataclass(frozen=True)
