@@ -156,3 +156,7 @@ def test_same_config_gives_byte_identical_models(compose_cfg, tmp_path):
         train(compose_cfg("recipe=mnist_cnn_int8", *TINY), tmp_path / run)
     digest = {run: hashlib.sha256((tmp_path / run / "model_int8.tflite").read_bytes()).hexdigest() for run in "ab"}
     assert digest["a"] == digest["b"]
+    from tests.test_resume import _weights
+
+    a, b = (_weights(tmp_path / run / "checkpoints" / "qat-001.h5") for run in "ab")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
