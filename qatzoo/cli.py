@@ -1,7 +1,14 @@
-"""The ``qatzoo`` command: look at recipes and check exported models.
+"""The ``qatzoo`` command: recipes, exported models, and the model zoo.
 
-qatzoo recipes                 # the shipped recipes and the command that runs each
-qatzoo check MODEL.tflite      # is it full integer? which ops, which input/output quantization
+qatzoo recipes                        # the shipped recipes and the command that runs each
+qatzoo check MODEL.tflite             # is it full integer? which ops, which input/output quantization
+qatzoo publish RUN_DIR [--name N]     # add a finished run's int8 model to zoo/
+qatzoo list | info NAME               # what the zoo holds, with metrics
+qatzoo download NAME[@VERSION]        # verified by sha256, cached, resumable; prints the path
+qatzoo verify NAME                    # download and re-measure the metric in LiteRT
+
+The zoo index is read from --index or $QATZOO_INDEX (a path, file:// or http(s):// URL), by default
+this repository's zoo/. Downloads are cached under $QATZOO_CACHE (default ~/.cache/qatzoo).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import argparse
 import sys
 
 from qatzoo.config import RECIPES_DIR, recipe_names
+from qatzoo.zoo.index import ZooError
 
 
 def _recipes(_args) -> int:
@@ -38,6 +46,65 @@ def _check(args) -> int:
     return 1
 
 
+def _publish(args) -> int:
+    from qatzoo.zoo.index import default_zoo_dir
+    from qatzoo.zoo.publish import publish
+
+    entry = publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name)
+    print(f"published {entry['name']}@{entry['version']} ({entry['size']:,} bytes, sha256 {entry['sha256']})")
+    return 0
+
+
+def _fmt(entry: dict, key: str) -> str:
+    value = entry["metrics"].get(key)
+    return "-" if value is None else (f"{value:.2f}%" if entry["unit"] == "%" else f"{value:.4f} {entry['unit']}")
+
+
+def _list(args) -> int:
+    from qatzoo.zoo.download import read_index
+
+    index, _ = read_index(args.index)
+    if not index["models"]:
+        print("the zoo is empty")
+    for e in index["models"]:
+        print(
+            f"{e['name']}@{e['version']:<4} {e['dataset']['name']:<14} {e['metric']}: float {_fmt(e, 'float')}, "
+            f"PTQ int8 {_fmt(e, 'ptq_int8')}, int8 {_fmt(e, e['int8_model'])}  ({e['size']:,} B)"
+        )
+    return 0
+
+
+def _info(args) -> int:
+    import json
+
+    from qatzoo.zoo.download import read_index
+    from qatzoo.zoo.index import find
+
+    index, _ = read_index(args.index)
+    entry = find(index, args.model)
+    shown = {k: v for k, v in entry.items() if k != "config"}
+    print(json.dumps(shown, indent=2))
+    return 0
+
+
+def _download(args) -> int:
+    from qatzoo.zoo.download import fetch
+
+    print(fetch(args.model, index=args.index, to=args.to, progress=True))
+    return 0
+
+
+def _verify(args) -> int:
+    from qatzoo.zoo.verify import verify
+
+    r = verify(args.model, index=args.index, data_dir=args.data_dir)
+    print(
+        f"{r['name']}@{r['version']}: sha256 ok; {r['metric']} measured {r['measured']:.4f}, index {r['index']:.4f} "
+        f"(tolerance {r['tolerance']}): ok"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="qatzoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,8 +114,33 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="full-integer check of a .tflite model")
     check.add_argument("model", help="path to a .tflite file")
     check.set_defaults(func=_check)
+
+    pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
+    pub.add_argument("run_dir")
+    pub.add_argument("--name", help="model name (default: the recipe's name)")
+    pub.add_argument("--zoo", help="zoo directory (default: this repository's zoo/ or $QATZOO_ZOO_DIR)")
+    pub.set_defaults(func=_publish)
+    for name, func, about in (
+        ("list", _list, "list the published models"),
+        ("info", _info, "everything the index says about a model"),
+        ("download", _download, "download a model, verified by sha256; prints its path"),
+        ("verify", _verify, "download a model and re-measure its metric in LiteRT"),
+    ):
+        cmd = sub.add_parser(name, help=about)
+        if name != "list":
+            cmd.add_argument("model", help="NAME or NAME@VERSION")
+        cmd.add_argument("--index", help="index path, file:// or http(s):// URL (default: $QATZOO_INDEX or zoo/)")
+        if name == "download":
+            cmd.add_argument("--to", help="also copy the verified file into this directory")
+        if name == "verify":
+            cmd.add_argument("--data-dir", help="TFDS data directory (default: the published config's)")
+        cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ZooError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

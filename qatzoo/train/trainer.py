@@ -38,6 +38,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     timing, start = {}, time.perf_counter()
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
     timing["data_s"] = time.perf_counter() - start
+    origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
     model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
     logger = instantiate(
         cfg.logger,
@@ -100,7 +101,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "int8_model": int8_name,
         "dataset": {"sizes": data.sizes(), **data.info},
         "results": results,
-        "provenance": provenance(cfg, data),
+        "provenance": origin,
         # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
         "agreement": {
             f"{a} vs {b}": evaluate.agreement(data, predictions[a], predictions[b])
