@@ -2,6 +2,7 @@
 
     python scripts/measure_recipes.py                       # all recipes
     python scripts/measure_recipes.py attention_int8        # one; also the wall-time benchmark
+    python scripts/measure_recipes.py paths.data_dir=/data  # KEY=VALUE arguments go to every run
 
 Prints one row per recipe (float / PTQ int8 / QAT int8 measured in LiteRT, parity, size, wall time)
 and a line per target; exits 1 if a target is missed. Wall time is the whole `python train.py` process
@@ -70,12 +71,12 @@ def check(recipe: str, m: dict, seconds: float) -> list[tuple[str, bool]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipes", nargs="*", default=recipe_names())
+    parser.add_argument("items", nargs="*", help="recipe names (default: all) and KEY=VALUE overrides for every run")
     parser.add_argument("--runs-dir", default=None, help="where to keep the runs (default: a temporary directory)")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="extra overrides after --")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="qatzoo-measure-"))
-    extra = [o for o in args.overrides if o != "--"]
+    extra = [item for item in args.items if "=" in item]
+    args.recipes = [item for item in args.items if "=" not in item] or recipe_names()
     rows, failed = [], False
     for recipe in args.recipes:
         metrics, seconds = run(recipe, runs_dir, extra)
