@@ -10,6 +10,9 @@ from pathlib import Path
 class Logger:
     """The interface, and the option that records nothing (``logger=none``)."""
 
+    #: Where the run can be seen online (a W&B run URL), or None.
+    url: str | None = None
+
     def log(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
         """Per-epoch metrics of one training phase (``float`` or ``qat``)."""
 

@@ -114,6 +114,13 @@ class WandbLogger(Logger):
             _warn(f"{what} failed ({type(error).__name__}: {error}); tracking is off for the rest of this run")
             self.run = None
 
+    @property
+    def url(self) -> str | None:
+        try:
+            return self.run.url if self.run is not None and self.run.settings.mode == "online" else None
+        except Exception:  # noqa: BLE001
+            return None
+
     def log(self, phase, epoch, metrics):
         self._step += 1
         values = {f"{phase}/{key}": float(value) for key, value in metrics.items()}

@@ -136,6 +136,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     metrics["timing"] = {k: round(v, 2) for k, v in timing.items()}
     metrics["command"] = f"python train.py recipe={cfg.name}" if cfg.name != "custom" else "python train.py"
 
+    metrics["provenance"]["wandb_run"] = logger.url
     write_card(run_dir / "card.md", metrics, cfg)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
     logger.summary(metrics)
