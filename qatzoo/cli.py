@@ -68,7 +68,7 @@ def _list(args) -> int:
         print("the zoo is empty")
     for e in index["models"]:
         print(
-            f"{e['name']}@{e['version']:<4} {e['dataset']['name']:<14} {e['metric']}: float {_fmt(e, 'float')}, "
+            f"{e['name'] + '@' + e['version']:<26} {e['dataset']['name']:<14} {e['metric']}: float {_fmt(e, 'float')}, "
             f"PTQ int8 {_fmt(e, 'ptq_int8')}, int8 {_fmt(e, e['int8_model'])}  ({e['size']:,} B)"
         )
     return 0
@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "download":
             cmd.add_argument("--to", help="also copy the verified file into this directory")
         if name == "verify":
-            cmd.add_argument("--data-dir", help="TFDS data directory (default: the published config's)")
+            cmd.add_argument(
+                "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
+            )
         cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
     try:

@@ -62,7 +62,10 @@ def _entry(run_dir: Path, name: str, version: str) -> dict:
         "input": metrics["int8"]["input"],
         "output": metrics["int8"]["output"],
         "recipe": metrics["name"],
-        "config": OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True),
+        # The resolved config without `paths` (where the publisher kept data and runs).
+        "config": {
+            k: v for k, v in OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")).items() if k != "paths"
+        },
         "config_sha256": metrics["provenance"]["config_sha256"],
         "provenance": metrics["provenance"],
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -22,8 +24,8 @@ def verify(spec: str, index=None, data_dir: str | None = None, progress: bool = 
     path = fetch(f"{entry['name']}@{entry['version']}", index=index, progress=progress)
     data_cfg = dict(entry["config"]["data"])
     data_cfg.pop("task", None)
-    if data_dir:
-        data_cfg["data_dir"] = data_dir
+    # This machine's TFDS directory, not the publisher's.
+    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
     if len(data.x_test) != entry["dataset"]["examples"]:
         raise ZooError(
