@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 from pathlib import Path
 
@@ -210,3 +211,41 @@ def test_every_published_model_downloads_over_http_and_verifies(spec, cache, dat
         result = verify(spec, index=f"{server.url}/index.json", data_dir=data_dir, progress=False)
         assert any(path == entry["location"] for path, _ in server.requests)
     assert result["ok"] and result["measured"] == pytest.approx(result["index"], abs=result["tolerance"])
+
+
+def test_file_url_env_var_and_cli_against_the_committed_zoo(cache, monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    entry = find(read_index(REPO / "zoo" / "index.json"), "mnist_cnn_int8")
+    by_url = fetch("mnist_cnn_int8", index=(REPO / "zoo" / "index.json").as_uri(), progress=False)
+    assert sha256_file(by_url) == entry["sha256"]
+    by_url.unlink()
+    monkeypatch.setenv("QATZOO_INDEX", str(REPO / "zoo"))
+    assert sha256_file(fetch("mnist_cnn_int8", progress=False)) == entry["sha256"]
+
+    env = {**os.environ, "QATZOO_CACHE": str(cache)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "list"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0 and "mnist_cnn_int8@1" in listed.stdout
+    got = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "download", "mnist_cnn_int8@1", "--to", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert got.returncode == 0 and got.stdout.strip().endswith("mnist_cnn_int8-1.tflite")
+    missing = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "download", "no_such_model"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "error: no model 'no_such_model' in the zoo; published: attention_int8, mnist_cnn_fashion_int8, "
+        "mnist_cnn_int8, transformer_int8"
+    ]
