@@ -169,34 +169,32 @@ class LayerQuantizeConfig(QuantizeConfig):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
 
-class AttentionQuantizeConfig(QuantizeConfig):
-    """QuantizeConfig for :class:`qatzoo.models.layers.Attention`.
+class InnerPointsQuantizeConfig(QuantizeConfig):
+    """Base for custom layers that expose their int8 intermediates as identity attributes.
 
-    Fake-quantizes the four projection kernels (per tensor, as for Dense: the projections become
-    FULLY_CONNECTED ops, whose per-axis QAT weights TF 2.21's converter rejects) and the layer's inner activations
-    (Q, K, V and the scaled scores with moving-average ranges; the softmax output on the runtime's
-    fixed softmax grid) plus its output, so QAT trains against the
-    same rounding the int8 runtime applies. Biases stay int32 in TFLite and are not fake-quantized.
+    Subclasses name the ``kernels`` (fake-quantized per tensor) and the inner ``points`` (each an
+    attribute that is ``keras.activations.linear`` in the float layer and becomes a fake-quant
+    activation here); ``point_quantizer`` picks each point's quantizer. The output is quantized too.
     """
 
+    kernels: tuple[str, ...] = ()
+    points: tuple[str, ...] = ()
+
+    def point_quantizer(self, name: str) -> quantizers.Quantizer:
+        return activation_quantizer()
+
     def get_weights_and_quantizers(self, layer):
-        return [(getattr(layer, name), weight_quantizer(per_channel=False)) for name in KERNELS]
+        return [(getattr(layer, name), weight_quantizer(per_channel=False)) for name in self.kernels]
 
     def get_activations_and_quantizers(self, layer):
-        return [
-            (
-                getattr(layer, name),
-                NamedQuantizer(name, softmax_output_quantizer() if name == "probs_act" else activation_quantizer()),
-            )
-            for name in INNER_POINTS
-        ]
+        return [(getattr(layer, name), NamedQuantizer(name, self.point_quantizer(name))) for name in self.points]
 
     def set_quantize_weights(self, layer, quantize_weights):
-        for name, weight in zip(KERNELS, quantize_weights, strict=True):
+        for name, weight in zip(self.kernels, quantize_weights, strict=True):
             setattr(layer, name, weight)
 
     def set_quantize_activations(self, layer, quantize_activations):
-        for name, activation in zip(INNER_POINTS, quantize_activations, strict=True):
+        for name, activation in zip(self.points, quantize_activations, strict=True):
             setattr(layer, name, activation)
 
     def get_output_quantizers(self, layer):
@@ -209,33 +207,30 @@ class AttentionQuantizeConfig(QuantizeConfig):
         return type(self) is type(other)
 
 
-class LayerNormQuantizeConfig(QuantizeConfig):
+class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
+    """QuantizeConfig for :class:`qatzoo.models.layers.Attention`.
+
+    Fake-quantizes the four projection kernels (per tensor, as for Dense: the projections become
+    FULLY_CONNECTED ops, whose per-axis QAT weights TF 2.21's converter rejects) and the layer's inner
+    activations (Q, K, V and the scaled scores with moving-average ranges; the softmax output on the
+    runtime's fixed softmax grid) plus its output, so QAT trains against the same rounding the int8
+    runtime applies. Biases stay int32 in TFLite and are not fake-quantized.
+    """
+
+    kernels = KERNELS
+    points = INNER_POINTS
+
+    def point_quantizer(self, name):
+        return softmax_output_quantizer() if name == "probs_act" else activation_quantizer()
+
+
+class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):
     """QuantizeConfig for :class:`qatzoo.models.layers.LayerNorm`: every intermediate of the int8
     lowering (mean, squared difference, variance, rsqrt, scale, products, shift) and the output get a
     moving-average 8-bit range; gamma and beta stay float here (the converter folds them into the
     int8 constants of the MUL and SUB ops)."""
 
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return [(getattr(layer, name), NamedQuantizer(name, activation_quantizer())) for name in NORM_POINTS]
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        for name, activation in zip(NORM_POINTS, quantize_activations, strict=True):
-            setattr(layer, name, activation)
-
-    def get_output_quantizers(self, layer):
-        return [activation_quantizer()]
-
-    def get_config(self):
-        return {}
-
-    def __eq__(self, other):
-        return type(self) is type(other)
+    points = NORM_POINTS
 
 
 CUSTOM_OBJECTS = {
