@@ -105,14 +105,16 @@ class WandbLogger(Logger):
             )
             return None
 
-    def _safely(self, what: str, fn) -> None:
+    def _safely(self, what: str, fn, disable: bool = True) -> None:
         if self.run is None:
             return
         try:
             fn()
         except Exception as error:  # noqa: BLE001 - W&B must never stop a run
-            _warn(f"{what} failed ({type(error).__name__}: {error}); tracking is off for the rest of this run")
-            self.run = None
+            rest = "; tracking is off for the rest of this run" if disable else ""
+            _warn(f"{what} failed ({type(error).__name__}: {str(error)[:200]}){rest}")
+            if disable:
+                self.run = None
 
     @property
     def url(self) -> str | None:
@@ -127,24 +129,38 @@ class WandbLogger(Logger):
         self._safely("log", lambda: self.run.log({**values, f"{phase}/epoch": epoch}, step=self._step))
 
     def summary(self, metrics):
-        def send():
-            wandb, metric = self._wandb, metrics["metric"]
-            rows = [[name, values[metric]] for name, values in metrics["results"].items()]
-            self.run.log({"results": wandb.Table(columns=["model", metric], data=rows)}, step=self._step + 1)
-            self.run.summary.update(
+        # Each part on its own, most important first: one failing part does not lose the others.
+        wandb, metric = self._wandb if self.run is not None else None, metrics["metric"]
+        self._safely(
+            "summary",
+            lambda: self.run.summary.update(
                 {f"test/{name}_{metric}": values[metric] for name, values in metrics["results"].items()}
                 | {f"agreement/{pair}": value for pair, value in metrics.get("agreement", {}).items()}
                 | {f"size/{key}": value for key, value in metrics["sizes"].items()}
-            )
-            self.run.config.update({"provenance": metrics.get("provenance", {})}, allow_val_change=True)
-            model = self.run_dir / "model_int8.tflite"
-            if model.exists():
-                artifact = wandb.Artifact(f"{metrics['name']}-int8", type="model", metadata=metrics)
-                artifact.add_file(str(model))
-                artifact.add_file(str(self.run_dir / "card.md"))
-                self.run.log_artifact(artifact, aliases=["latest"])
+            ),
+            disable=False,
+        )
+        rows = [[name, values[metric]] for name, values in metrics["results"].items()]
+        self._safely(
+            "results table",
+            lambda: self.run.log({"results": wandb.Table(columns=["model", metric], data=rows)}, step=self._step + 1),
+            disable=False,
+        )
+        self._safely(
+            "config",
+            lambda: self.run.config.update({"provenance": metrics.get("provenance", {})}, allow_val_change=True),
+            disable=False,
+        )
+        model = self.run_dir / "model_int8.tflite"
+        if model.exists():
 
-        self._safely("summary", send)
+            def artifact():
+                art = wandb.Artifact(f"{metrics['name']}-int8", type="model", metadata=metrics)
+                art.add_file(str(model))
+                art.add_file(str(self.run_dir / "card.md"))
+                self.run.log_artifact(art, aliases=["latest"])
+
+            self._safely("model artifact", artifact, disable=False)
 
     def finish(self):
         self._safely("finish", lambda: self.run.finish())
