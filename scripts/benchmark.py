@@ -135,8 +135,8 @@ def bench(recipe: str, steps: int, runs: int, data_dir: str | None) -> dict:
     row["size_float"], row["size_int8"] = len(float_file), len(int8_file)
     cores = os.cpu_count() or 1
     for threads in sorted({1, cores}):
-        row[f"lat_float_{threads}t_ms"] = latency(float_file, data.x_test[0], threads, runs) * 1e3
-        row[f"lat_int8_{threads}t_ms"] = latency(int8_file, data.x_test[0], threads, runs) * 1e3
+        row[f"lat_float_{threads}t_us"] = latency(float_file, data.x_test[0], threads, runs) * 1e6
+        row[f"lat_int8_{threads}t_us"] = latency(int8_file, data.x_test[0], threads, runs) * 1e6
     published = {e["name"]: e for e in json.loads((REPO / "zoo" / "index.json").read_text())["models"]}
     if recipe in published:
         e = published[recipe]
@@ -171,8 +171,9 @@ def write(rows: list[dict]) -> None:
         "",
         f"`python scripts/benchmark.py` on {cores} CPU cores; medians; ratios measured side by side in one run.",
         "",
-        "| recipe | step float (ms) | step QAT (ms) | QAT/float | step plain tfmot (ms) | LiteRT float 1t (ms) | LiteRT int8 1t (ms) "
-        f"| int8/float 1t | LiteRT float {cores}t | LiteRT int8 {cores}t | int8/float {cores}t | size int8/float | float / PTQ int8 / QAT int8 (published) |",
+        "| recipe | step float (ms) | step QAT (ms) | QAT/float | step plain tfmot (ms) | LiteRT float 1t (us) | LiteRT int8 1t (us) "
+        f"| int8/float 1t | LiteRT float {cores}t (us) | LiteRT int8 {cores}t (us) | int8/float {cores}t | size int8/float "
+        "| float / PTQ int8 / QAT int8 (published) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -180,9 +181,9 @@ def write(rows: list[dict]) -> None:
         lines.append(
             f"| {r['recipe']} | {ms(r['step_float_ms'])} | {ms(r['step_qat_ms'])} | {r['step_qat_ms'] / r['step_float_ms']:.2f}x "
             f"| {ms(r['step_tfmot_ms']) if r['step_tfmot_ms'] else 'n/a (custom layers)'} "
-            f"| {ms(r['lat_float_1t_ms'])} | {ms(r['lat_int8_1t_ms'])} | {r['lat_int8_1t_ms'] / r['lat_float_1t_ms']:.2f}x "
-            f"| {ms(r[f'lat_float_{cores}t_ms'])} | {ms(r[f'lat_int8_{cores}t_ms'])} "
-            f"| {r[f'lat_int8_{cores}t_ms'] / r[f'lat_float_{cores}t_ms']:.2f}x | {r['size_int8'] / r['size_float']:.3f}x | {triple} |"
+            f"| {r['lat_float_1t_us']:.1f} | {r['lat_int8_1t_us']:.1f} | {r['lat_int8_1t_us'] / r['lat_float_1t_us']:.2f}x "
+            f"| {r[f'lat_float_{cores}t_us']:.1f} | {r[f'lat_int8_{cores}t_us']:.1f} "
+            f"| {r[f'lat_int8_{cores}t_us'] / r[f'lat_float_{cores}t_us']:.2f}x | {r['size_int8'] / r['size_float']:.3f}x | {triple} |"
         )
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
 
@@ -192,7 +193,7 @@ def write(rows: list[dict]) -> None:
         axes,
         [
             ("training step, QAT / float", "step_qat_ms", "step_float_ms"),
-            ("LiteRT latency 1 thread, int8 / float", "lat_int8_1t_ms", "lat_float_1t_ms"),
+            ("LiteRT latency 1 thread, int8 / float", "lat_int8_1t_us", "lat_float_1t_us"),
             ("file size, int8 / float", "size_int8", "size_float"),
         ],
         strict=True,
