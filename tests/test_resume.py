@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def test_sigkill_twice_then_resume_is_bit_exact(tmp_path, data_dir):
     _run_until(_command(killed, data_dir), "*/*/checkpoints/qat/ckpt-20.index", killed)
     result = subprocess.run(_command(killed, data_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "resuming at step 20 of 55" in result.stdout
+    # The kill lands at or shortly after the QAT checkpoint of step 20 (a later one may be written first).
+    resumed = re.search(r"qat phase: resuming at step (\d+) of 55", result.stdout)
+    assert resumed and 20 <= int(resumed.group(1)) < 55, result.stdout
     runs = list((killed / "mnist_cnn_int8").iterdir())
     assert len(runs) == 1, runs  # the reruns worked in the first run's directory
     (killed_run,) = runs
