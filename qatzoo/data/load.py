@@ -4,7 +4,6 @@ return :class:`Splits`."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -112,7 +111,3 @@ def co2_forecast(
         },
         **arrays,
     )
-
-
-def source_dir_exists(path: str | None) -> bool:
-    return path is None or Path(path).is_dir()
