@@ -43,7 +43,11 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         metrics = train(cfg, run_dir)
-    except (TrainingError, ConfigError) as error:
+    except ConfigError as error:  # found once the model exists (e.g. a keep-float pattern matching nothing)
+        if run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        _fail(str(error))
+    except TrainingError as error:
         _fail(str(error))
     except OSError as error:  # unwritable or full disk: say which file, not a traceback pile
         where = f" {error.filename}" if error.filename else ""

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from qatzoo.quant.spec import MAX_BITS, MIN_BITS, RANGES  # plain Python: no TensorFlow import
+
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
 RECIPES_DIR = REPO / "recipes"
@@ -99,8 +101,25 @@ RULES: dict[str, dict[str, Rule]] = {
         "verbose": _int(0, 2),
         "checkpoint_every_steps": _int(0),
         "resume": Rule("resume"),
+        "loop": Rule("choice", choices=("tape", "fit")),
     },
-    "quant": {"qat": Rule("bool"), "int8": Rule("bool")},
+    "quant": {
+        "qat": Rule("bool"),
+        "int8": Rule("bool"),
+        "weight_bits": _int(MIN_BITS, MAX_BITS),
+        "activation_bits": _int(MIN_BITS, MAX_BITS),
+        "per_channel": Rule("bool"),
+        "weight_symmetric": Rule("bool"),
+        "weight_narrow_range": Rule("bool"),
+        "activation_per_channel": Rule("bool"),
+        "activation_symmetric": Rule("bool"),
+        "activation_narrow_range": Rule("bool"),
+        "range": Rule("choice", choices=RANGES),
+        "ema_decay": Rule("float", 0, 1, low_open=True, high_open=True),
+        "fixed_range": Rule("list"),
+        "keep_float": Rule("list"),
+        "rules": Rule("list"),
+    },
     "arch": {
         "filters": _int(1),
         "dense_units": _int(1),
@@ -145,6 +164,9 @@ def _check_field(group: str, key: str, value) -> None:
         ok = (value is None and rule.optional) or isinstance(value, str)
         if not ok:
             raise ConfigError(f"{group}.{key}: expected a string, got {value!r}")
+    elif rule.kind == "list":
+        if not isinstance(value, list):
+            raise ConfigError(f"{group}.{key}: expected a list, got {value!r}")
     elif rule.kind == "dict":
         if not isinstance(value, dict):
             raise ConfigError(f"{group}.{key}: expected a mapping, got {value!r}")
@@ -169,8 +191,7 @@ def validate(cfg: DictConfig) -> None:
         )
     if "dim" in arch and "num_heads" in arch and arch["dim"] % arch["num_heads"]:
         raise ConfigError(f"arch.num_heads: must divide arch.dim={arch['dim']}, got {arch['num_heads']}")
-    if quant["qat"] and not quant["int8"]:
-        raise ConfigError("quant.int8: must be true when quant.qat is true (QAT exports an int8 model)")
+    _check_quant(quant)
     if quant["qat"] and schedule["qat_epochs"] < 1:
         raise ConfigError(
             f"schedule.qat_epochs: expected an integer >= 1 with quant={quant['name']} (QAT), got "
@@ -179,6 +200,62 @@ def validate(cfg: DictConfig) -> None:
     source = data.get("source_dir")
     if source and not Path(os.path.expanduser(source)).is_dir():
         raise ConfigError(f"data.source_dir: {source} is not a directory; it must hold the dataset's files")
+
+
+def _check_quant(quant: dict) -> None:
+    """Cross-field checks of a scheme: combinations no runtime or converter can honour."""
+    from qatzoo.quant.spec import Spec, check_pattern
+
+    if quant.get("activation_per_channel"):
+        raise ConfigError(
+            "quant.activation_per_channel: must be false; LiteRT's int8 kernels take one activation range "
+            "per tensor (per_channel=true gives weights one scale per output channel)"
+        )
+    if "fixed_range" in quant:
+        low_high = quant["fixed_range"]
+        if not (
+            len(low_high) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
+            and low_high[0] <= 0.0 <= low_high[1]
+            and low_high[0] < low_high[1]
+        ):
+            raise ConfigError(
+                f"quant.fixed_range: expected [low, high] with low <= 0 <= high, low < high; got {low_high}"
+            )
+    for pattern in quant.get("keep_float", []):
+        problem = check_pattern(pattern)
+        if problem:
+            raise ConfigError(f"quant.keep_float: {problem}")
+    for i, rule in enumerate(quant.get("rules", [])):
+        where = f"quant.rules[{i}]"
+        if not isinstance(rule, dict) or "match" not in rule:
+            raise ConfigError(f"{where}: expected {{match: PATTERN, weight_bits: N, activation_bits: N}}, got {rule!r}")
+        unknown = set(rule) - {"match", "weight_bits", "activation_bits"}
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key {sorted(unknown)[0]!r}; keys are: match, weight_bits, activation_bits"
+            )
+        problem = check_pattern(rule["match"])
+        if problem:
+            raise ConfigError(f"{where}.match: {problem}")
+        for key in ("weight_bits", "activation_bits"):
+            value = rule.get(key)
+            if value is not None and not _int(MIN_BITS, MAX_BITS).accepts(value):
+                raise ConfigError(f"{where}.{key}: expected an integer >= {MIN_BITS} and <= {MAX_BITS}, got {value!r}")
+        if rule.get("weight_bits") is None and rule.get("activation_bits") is None:
+            raise ConfigError(f"{where}: sets neither weight_bits nor activation_bits, so it changes nothing")
+    if quant.get("qat") and quant.get("int8"):
+        low = Spec.from_config(quant).lowest_activation_bits
+        if low < 8:
+            raise ConfigError(
+                f"quant.activation_bits: {low}-bit activations cannot be exported (LiteRT's kernels take 8-bit "
+                "activations); set quant.int8=false to train and evaluate in fake quant only"
+            )
+        if quant.get("weight_symmetric") is False:
+            raise ConfigError(
+                "quant.weight_symmetric: int8 export needs symmetric weights (LiteRT's int8 weights have zero "
+                "point 0); set quant.int8=false to study asymmetric weights in fake quant only"
+            )
 
 
 def recipe_names() -> list[str]:
@@ -198,7 +275,8 @@ def register_recipes() -> None:
 def group_options(group: str) -> list[str]:
     if group == "recipe":
         return recipe_names()
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    # Files starting with "_" are shared parts (conf/quant/_knobs.yaml), not options.
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def check_overrides(overrides: list[str]) -> DictConfig:

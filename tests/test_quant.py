@@ -94,7 +94,9 @@ def test_ema_range_quantizer_first_batch_then_moving_average():
 def test_a_layer_without_a_quantize_config_is_an_error_not_a_float_layer():
     inputs = keras.Input((10, 3))
     model = keras.Model(inputs, keras.layers.Conv1D(4, 3, name="temporal")(inputs))
-    with pytest.raises(UnsupportedLayerError, match=r"layer 'temporal' \(Conv1D\) has no QuantizeConfig.*quant=none"):
+    with pytest.raises(
+        UnsupportedLayerError, match=r"layer 'temporal' \(Conv1D\) has no QuantizeConfig.*register.*keep_float"
+    ):
         QAT.quantize(model, np.zeros((1, 10, 3), np.float32))
     assert not TableQuantizeRegistry().supports(model.get_layer("temporal"))
 
@@ -105,12 +107,14 @@ def test_per_channel_dense_weights_are_rejected_by_the_converter():
     import tensorflow_model_optimization as tfmot
 
     from qatzoo.export.tflite import to_int8_tflite
-    from qatzoo.quant.schemes import Int8QuantizeScheme
+    from qatzoo.quant.schemes import TableQuantizeScheme
 
-    class PerChannelDense(Int8QuantizeScheme):
+    class PerChannelDense(TableQuantizeScheme):
         def get_quantize_registry(self):
             table = dict(INT8_TABLE)
-            table[keras.layers.Dense] = lambda: LayerQuantizeConfig(("kernel",), ("activation",), per_channel=True)
+            table[keras.layers.Dense] = lambda bits: LayerQuantizeConfig(
+                ("kernel",), ("activation",), per_channel=True, bits=bits
+            )
             return TableQuantizeRegistry(table)
 
     inputs = keras.Input((8,))

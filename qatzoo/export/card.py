@@ -77,6 +77,31 @@ def render(metrics: dict, cfg: DictConfig) -> str:
                 f"{'pass' if parity['pass'] else 'FAIL'}"
             )
         lines.append("")
+    scheme = metrics.get("scheme")
+    if scheme and scheme.get("qat"):
+        lines += [
+            f"## Quantization scheme `{metrics['quant']}`",
+            "",
+            f"- weights: {scheme['weight_bits']} bits, {'symmetric' if scheme['weight_symmetric'] else 'asymmetric'}, "
+            f"{'narrow' if scheme['weight_narrow_range'] else 'full'} range, "
+            f"{'per channel (convolutions)' if scheme['per_channel'] else 'per tensor'}",
+            f"- activations: {scheme['activation_bits']} bits, {'symmetric' if scheme['activation_symmetric'] else 'asymmetric'}, "
+            f"per tensor, range estimator `{scheme['range']}`",
+            f"- layers kept float during QAT: {', '.join(scheme['kept_float']) or 'none'}",
+        ]
+        other = {name: f for name, f in scheme["layers"].items() if f not in ("float", _default_format(scheme))}
+        if other:
+            lines.append("- layers with other bit widths: " + ", ".join(f"{n} ({f})" for n, f in other.items()))
+        lines += [f"- what runs: {scheme['runtime']}", ""]
+    if "lowbit" in metrics:
+        low = metrics["lowbit"]
+        lines += [
+            f"Low-bit weights: {low['kernels_on_grid']} of {low['kernels']} kernels have at most "
+            f"{2 ** low['weight_bits']} levels per channel; kernel storage in the file: {', '.join(low['storage'])}. "
+            f"File {low['file_bytes']:,} bytes; with every kernel packed at exactly its width "
+            f"{low['packed_bytes']:,} bytes ({metrics['sizes']['packed_over_float']:.2f}x float).",
+            "",
+        ]
     prov = metrics.get("provenance")
     if prov:
         git = prov["git"]
@@ -103,6 +128,10 @@ def render(metrics: dict, cfg: DictConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _default_format(scheme: dict) -> str:
+    return f"w{scheme['weight_bits']}a{scheme['activation_bits']}"
 
 
 def write_card(path: str | Path, metrics: dict, cfg: DictConfig) -> Path:

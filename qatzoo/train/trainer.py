@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.config import ConfigError, validate
-from qatzoo.export import checks, evaluate, litert
+from qatzoo.export import checks, evaluate, litert, lowbit
 from qatzoo.export.card import write_card
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.files import write_bytes, write_json, write_text
@@ -30,16 +30,19 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``)."""
     validate(cfg)
     run_dir = resume_dir(cfg, Path(run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").exists():
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     _seed(cfg.trainer, cfg.trainer.seed)
 
     timing, start = {}, time.perf_counter()
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
     timing["data_s"] = time.perf_counter() - start
-    origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
     model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
+    scheme = instantiate(cfg.quant, _convert_="all")
+    scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
+    formats = scheme.layer_formats(model) if scheme.qat else {}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "config.yaml").exists():
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
     logger = instantiate(
         cfg.logger,
         _convert_="all",
@@ -48,8 +51,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         run_config=OmegaConf.to_container(cfg, resolve=True),
         tags=[cfg.name, cfg.arch.name, cfg.quant.name],
     )
-    scheme = instantiate(cfg.quant)
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
+    kept = [name for name, bits in formats.items() if bits is None]
+    if kept:
+        print(f"[qatzoo] kept float during QAT: {', '.join(kept)}")
+    run_phase = _loop(cfg.trainer.get("loop", "tape"))
 
     phase_start = time.perf_counter()
     ckpt_dir = run_dir / "checkpoints"
@@ -74,7 +80,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         run_phase(qat_model, data, _phase(cfg, "qat"), ckpt_dir, logger)
         timing["qat_train_s"] = time.perf_counter() - qat_start
         keras_models["qat"] = qat_model
-        exported["qat_int8"] = to_int8_tflite(qat_model, lambda: representative)
+        if scheme.int8:
+            exported["qat_int8"] = to_int8_tflite(qat_model, lambda: representative)
     timing["export_s"] = time.perf_counter() - phase_start - timing.get("qat_train_s", 0.0)
 
     # The truth: every number below is measured on the full test split; int8 ones in LiteRT.
@@ -88,12 +95,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     metric = evaluate.metric_name(data)
     order = ("float", "float_tflite", "ptq_int8", "qat", "qat_int8")
     results = {name: {metric: evaluate.score(data, predictions[name])} for name in order if name in predictions}
-    int8_name = "qat_int8" if scheme.qat else ("ptq_int8" if scheme.int8 else None)
+    int8_name = ("qat_int8" if scheme.qat else "ptq_int8") if scheme.int8 else None
     metrics = {
         "name": cfg.name,
         "arch": cfg.arch.name,
         "data": data.name,
         "quant": scheme.name,
+        "scheme": {
+            "qat": scheme.qat,
+            "int8": scheme.int8,
+            **(scheme.spec.as_dict() if scheme.qat else {}),
+            "kept_float": kept,
+            "layers": {name: _format(bits) for name, bits in formats.items()},
+            "runtime": _runtime(scheme),
+        },
         "task": data.task,
         "metric": metric,
         "unit": "%" if metric == "accuracy" else data.target_unit,
@@ -131,6 +146,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         if "ptq_int8" in exported and int8_name != "ptq_int8":
             metrics["ptq_int8"] = {"full_integer": checks.full_integer(exported["ptq_int8"]).ok}
         metrics["checks"] = {"full_integer": report.ok, "parity": metrics["int8"]["parity"]["pass"]}
+        if scheme.qat and scheme.spec.lowest_weight_bits < 8:
+            metrics["lowbit"] = lowbit.report(files[int8_name], scheme.spec.lowest_weight_bits)
+            sizes["int8_packed"] = metrics["lowbit"]["packed_bytes"]
+            sizes["packed_over_float"] = sizes["int8_packed"] / len(files["float"])
     metrics["sizes"] = sizes
     timing["total_s"] = time.perf_counter() - start
     metrics["timing"] = {k: round(v, 2) for k, v in timing.items()}
@@ -143,6 +162,38 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     logger.finish()
     _print_summary(run_dir, metrics)
     return metrics
+
+
+def _loop(name: str):
+    """The training loop: ``tape`` (GradientTape steps, bit-exact resume) or ``fit`` (Keras fit)."""
+    if name == "fit":
+        from qatzoo.train.fit import run_phase_fit
+
+        return run_phase_fit
+    return run_phase
+
+
+def _format(bits) -> str:
+    if bits is None:
+        return "float"
+    return f"w{bits.weight_bits}a{bits.activation_bits}"
+
+
+def _runtime(scheme) -> str:
+    """What executes this scheme's reported int8 numbers, in words."""
+    if not scheme.int8:
+        return "no int8 export: results are the float model" + (" and the fake-quant QAT model" if scheme.qat else "")
+    if not scheme.qat:
+        return "LiteRT int8 kernels (post-training full-integer)"
+    text = "LiteRT int8 kernels"
+    if scheme.spec.lowest_weight_bits < 8:
+        text += (
+            f"; kernels on the {scheme.spec.lowest_weight_bits}-bit grid, stored packed (INT4) by the converter "
+            "and unpacked by LiteRT"
+        )
+    if scheme.spec.keep_float:
+        text += "; layers kept float during QAT are quantized by the converter from the representative sample"
+    return text
 
 
 def _kwargs(node: DictConfig, drop: tuple[str, ...] = ("name", "task")) -> DictConfig:

@@ -1,0 +1,184 @@
+"""A second training loop: Keras ``Model.fit`` with callbacks, resumable at epoch granularity.
+
+Same loss (``loop._loss_and_metric``), optimizer (Adam, cosine decay over all steps of the phase),
+batch size, epochs and data order as the GradientTape loop in ``loop.py``: epoch ``e`` visits the
+training set in the order ``numpy.random.default_rng([seed, e]).permutation(n)`` (a
+``keras.utils.Sequence`` built on ``loop.batch_indices``, fed with ``shuffle=False``). Per epoch it
+logs ``{"loss", "val_acc" | "val_mae"}``, prints one line when ``phase.verbose`` and keeps the
+weights as ``<phase>-NNN.h5``, like the tape loop; a non-finite loss raises ``loop.TrainingError``.
+
+Resume is at epoch granularity only: ``keras.callbacks.BackupAndRestore`` backs up the model and
+optimizer state (weights, quantizer ranges, Adam slots and step count) to ``<ckpt_dir>/<phase>-fit``
+at the end of every epoch, and a killed run restarts at the beginning of the first unfinished epoch;
+the steps already done in that epoch are trained again (the tape loop resumes mid-epoch, at its last
+step checkpoint; ``phase.checkpoint_every_steps`` is not used here). BackupAndRestore leaves out the
+dropout generators, so their state is kept beside it (``<phase>-fit/rng``, one per finished epoch)
+and the resumed run ends with the same weights as an uninterrupted one. Keras deletes the backup once
+``fit`` returns; the last epoch's ``<phase>-NNN.h5`` then marks the phase as done, and calling this
+again loads those weights and returns without training (as the tape loop does from its checkpoint).
+
+The logged ``loss`` is Keras' epoch mean, weighted by batch size; the tape loop logs the plain mean
+of its batch losses. They differ only through the smaller last batch (about 0.3% on mnist_5k).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from qatzoo.data.splits import Splits
+from qatzoo.keras import keras
+from qatzoo.train.loop import (
+    Phase,
+    TrainingError,
+    _loss_and_metric,
+    _metric,
+    _save_weights,
+    batch_indices,
+    random_generators,
+)
+
+__all__ = ["run_phase_fit"]
+
+
+class EpochBatches(keras.utils.Sequence):
+    """The training batches of one epoch in the tape loop's order; ``epoch`` is set before each epoch."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.steps = math.ceil(len(x) / batch_size)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, k: int):
+        idx = batch_indices(len(self.x), self.batch_size, self.seed, self.epoch * self.steps + k)
+        return self.x[idx], self.y[idx]
+
+
+class PhaseCallback(keras.callbacks.Callback):
+    """Sets the epoch's data order, stops on a non-finite loss, and logs/prints/saves each finished epoch."""
+
+    def __init__(
+        self, model, data: Splits, phase: Phase, batches: EpochBatches, ckpt_dir: Path, backup_dir: Path, logger
+    ):
+        super().__init__()
+        self.data, self.phase, self.batches, self.logger = data, phase, batches, logger
+        self.ckpt_dir, self.backup_dir = ckpt_dir, backup_dir
+        # The dropout generators: BackupAndRestore leaves them out, so they get their own checkpoint,
+        # numbered by finished epochs, and a resumed epoch draws the masks of an uninterrupted run.
+        self.rng = tf.train.Checkpoint(**random_generators(model))
+        self.rng_manager = tf.train.CheckpointManager(self.rng, str(backup_dir / "rng"), max_to_keep=2)
+        self.metric_name = _loss_and_metric(data.task)[1]
+        self.total = phase.epochs * batches.steps
+        self.start: int | None = None  # the step training (re)started at, known at the first epoch
+        self.bar = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = self.epoch = epoch  # before the epoch's first batch is drawn
+        if self.start is None:
+            # BackupAndRestore restored the optimizer (and its step count) in on_train_begin.
+            self.start = int(self.model.optimizer.iterations.numpy())
+            name, steps = self.phase.name, self.batches.steps
+            if epoch:
+                saved = self.backup_dir / "rng" / f"ckpt-{epoch}"
+                if tf.io.gfile.exists(f"{saved}.index"):
+                    self.rng.restore(str(saved)).assert_consumed()
+            if self.start:
+                print(
+                    f"[qatzoo] {name} phase: resuming at epoch {epoch + 1} of {self.phase.epochs} "
+                    f"(step {self.start} of {self.total}) from {self._last_backup()}"
+                )
+            else:
+                print(f"[qatzoo] {name} phase: {self.phase.epochs} epochs x {steps} steps (Model.fit)")
+            self.bar = tqdm(total=self.total, initial=self.start, desc=name, unit="step", disable=None, leave=False)
+            self.began = time.perf_counter()
+        self.epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        # logs["loss"] is the epoch's running mean: it turns non-finite at the first non-finite batch.
+        loss = float((logs or {}).get("loss", float("nan")))
+        if not math.isfinite(loss):
+            self.close()
+            step = self.epoch * self.batches.steps + batch + 1
+            last = self._last_backup()
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved yet"
+            knob = "lr" if self.phase.name == "float" else "qat_lr"
+            raise TrainingError(
+                f"{self.phase.name} phase: the loss became {loss} at step {step}; {kept}; lower schedule.{knob}"
+            )
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        predictions = self.model.predict(self.data.x_val, batch_size=256, verbose=0)
+        out = {
+            "loss": float(logs["loss"]),
+            f"val_{self.metric_name}": _metric(self.data.task, self.data.y_val, predictions),
+        }
+        done = epoch + 1
+        self.rng_manager.save(checkpoint_number=done)  # before BackupAndRestore marks the epoch done
+        _save_weights(self.model, self.ckpt_dir / f"{self.phase.name}-{done:03d}.h5")
+        self.logger.log(self.phase.name, done, out)
+        if self.phase.verbose:
+            step = done * self.batches.steps
+            eta = (time.perf_counter() - self.began) / max(step - self.start, 1) * (self.total - step)
+            text = " - ".join(f"{key}: {value:.4f}" for key, value in out.items())
+            tqdm.write(
+                f"[qatzoo] {self.phase.name} epoch {done}/{self.phase.epochs} - {text} - "
+                f"{time.perf_counter() - self.epoch_start:.1f}s - ETA {eta:.0f}s"
+            )
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def _last_backup(self) -> str | None:
+        return tf.train.latest_checkpoint(str(self.backup_dir / "chief"))
+
+
+def run_phase_fit(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, logger) -> dict:
+    """Train ``model`` for one phase with ``Model.fit``, resuming from ``ckpt_dir/<phase>-fit`` if a backup is there.
+
+    Returns ``{"resumed_from_step": int, "steps": int}`` like ``loop.run_phase``; resuming happens at
+    epoch boundaries only (see the module docstring). Compiles ``model`` (QAT models come uncompiled).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    batches = EpochBatches(data.x_train, data.y_train, phase.batch_size, phase.seed)
+    total = phase.epochs * batches.steps
+    backup_dir = ckpt_dir / f"{phase.name}-fit"
+    final = ckpt_dir / f"{phase.name}-{phase.epochs:03d}.h5"
+    if total == 0:
+        return {"resumed_from_step": 0, "steps": 0}
+    if final.is_file():
+        # The phase finished (fit deleted its backup, or was killed just before it could).
+        model.load_weights(str(final))
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        return {"resumed_from_step": total, "steps": total}
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    loss_fn, _ = _loss_and_metric(data.task)
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
+    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+    optimizer.build(model.trainable_variables)  # slots exist before BackupAndRestore restores them
+    phase_callback = PhaseCallback(model, data, phase, batches, ckpt_dir, backup_dir, logger)
+    callbacks = [
+        phase_callback,  # first: sets the data order; its h5/log precede the backup that ends an epoch
+        keras.callbacks.BackupAndRestore(backup_dir=str(backup_dir)),
+    ]
+    try:
+        model.fit(batches, epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0)
+    finally:
+        phase_callback.close()
+    shutil.rmtree(backup_dir, ignore_errors=True)  # Keras removes backup_dir/chief; drop the empty folder
+    start = phase_callback.start if phase_callback.start is not None else total
+    return {"resumed_from_step": start, "steps": total}
