@@ -2,6 +2,7 @@
 
 qatzoo recipes                        # the shipped recipes and the command that runs each
 qatzoo check MODEL.tflite             # is it full integer? which ops, which input/output quantization
+qatzoo sensitivity RUN_DIR            # per-layer quantization harm: table, bar chart, keep-float advice
 qatzoo publish RUN_DIR [--name N]     # add a finished run's int8 model to zoo/
 qatzoo list | info NAME               # what the zoo holds, with metrics
 qatzoo download NAME[@VERSION]        # verified by sha256, cached, resumable; prints the path
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from qatzoo.config import RECIPES_DIR, recipe_names
 from qatzoo.zoo.index import ZooError
@@ -44,6 +46,26 @@ def _check(args) -> int:
         f"full integer: NO ({len(report.non_integer)} tensors): " + ", ".join(t["name"] for t in report.non_integer[:5])
     )
     return 1
+
+
+def _sensitivity(args) -> int:
+    from qatzoo.config import ConfigError
+    from qatzoo.quant import sensitivity
+
+    run_dir = Path(args.run_dir)
+    for needed in ("config.yaml", "model_float.keras"):
+        if not (run_dir / needed).is_file():
+            print(f"error: {run_dir} has no {needed}; pass the directory of a finished run", file=sys.stderr)
+            return 2
+    try:
+        result = sensitivity.analyse(run_dir, scheme_name=args.scheme, data_dir=args.data_dir)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    paths = sensitivity.write(result, args.out or run_dir)
+    print(paths[1].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def _publish(args) -> int:
@@ -114,6 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="full-integer check of a .tflite model")
     check.add_argument("model", help="path to a .tflite file")
     check.set_defaults(func=_check)
+
+    sens = sub.add_parser(
+        "sensitivity",
+        help="per-layer quantization sensitivity of a finished run (table, PNG, keep-float advice)",
+        description="Quantize one layer at a time (all others float), measure the validation metric and the "
+        "SQNR of the layer's output, and suggest which layers to keep float. Writes sensitivity.csv, .md and "
+        ".png into the run directory (or --out).",
+    )
+    sens.add_argument("run_dir", help="a finished run directory (holds config.yaml and model_float.keras)")
+    sens.add_argument("--scheme", help="quant option to analyse (default: the run's own scheme; int8 for PTQ runs)")
+    sens.add_argument("--out", help="directory for the outputs (default: the run directory)")
+    sens.add_argument("--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or the run's)")
+    sens.set_defaults(func=_sensitivity)
 
     pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
     pub.add_argument("run_dir")

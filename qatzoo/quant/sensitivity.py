@@ -1,0 +1,209 @@
+"""Per-layer quantization sensitivity of a finished run: which layers does quantization hurt most?
+
+For each layer that a scheme would quantize, build the fake-quant model with **only that layer
+quantized** (every other layer kept float), calibrate it on the run's representative sample, and
+measure the validation metric. The harm of a layer is how much worse that is than the model with no
+layer quantized (the model input's quantization only). Validation, not test: the suggested
+keep-float list is a choice, and choices are made on validation data.
+
+Also measured per layer: the SQNR (dB) of the layer's output with the layer quantized versus float,
+on the same validation inputs - a metric-free view of the same question.
+
+    qatzoo sensitivity runs/transformer_int8/<date>           # writes sensitivity.{csv,md,png} there
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from qatzoo.files import write_text
+
+#: A layer is suggested to stay float when its harm is at least this (accuracy points / relative MAE).
+THRESHOLDS = {"accuracy": 0.5, "mae": 0.01}
+
+
+def _load_run(run_dir: Path, data_dir: str | None):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from qatzoo.keras import keras
+    from qatzoo.quant.schemes import custom_objects
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "task"}
+    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
+    data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
+    model = keras.models.load_model(run_dir / "model_float.keras", custom_objects=custom_objects(), compile=False)
+    return cfg, data, model
+
+
+def _score(data, predictions: np.ndarray) -> float:
+    if data.task == "classification":
+        return float(np.mean(np.argmax(predictions, -1) == data.y_val) * 100.0)
+    return float(np.mean(np.abs(predictions - data.y_val)) * data.target_scale)
+
+
+def _sqnr(reference: np.ndarray, quantized: np.ndarray) -> float:
+    noise = float(np.sum((reference - quantized) ** 2))
+    signal = float(np.sum(reference**2))
+    return float("inf") if noise == 0 else 10.0 * np.log10(max(signal, 1e-30) / noise)
+
+
+def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str | None = None, progress=True) -> dict:
+    """Measure every quantized layer's harm; return the table and the suggested keep-float list."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    from qatzoo.keras import keras
+    from qatzoo.quant.registry import layer_infos
+
+    run_dir = Path(run_dir)
+    cfg, data, model = _load_run(run_dir, data_dir)
+    quant = cfg.quant if scheme_name is None else _scheme_config(scheme_name)
+    base = instantiate(quant, _convert_="all")
+    if not base.qat:
+        from qatzoo.quant.schemes import Scheme
+
+        base = Scheme(name="int8", qat=True, int8=True)
+    calibration = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
+    names = [info.name for info in layer_infos(model)]
+    formats = base.layer_formats(model)
+    metric = "accuracy" if data.task == "classification" else "mae"
+
+    def evaluate(keep: list[str]):
+        scheme = replace(base, spec=replace(base.spec, keep_float=tuple(keep)))
+        qat = scheme.quantize(model, calibration)
+        return qat, _score(data, qat.predict(data.x_val, batch_size=256, verbose=0))
+
+    float_score = _score(data, model.predict(data.x_val, batch_size=256, verbose=0))
+    _, none_score = evaluate(names)
+    quantized = [n for n in names if formats.get(n) is not None and _has_quantizers(model.get_layer(n), base)]
+    rows = []
+    for name in tqdm(quantized, desc="sensitivity", unit="layer", disable=None if progress else True):
+        qat, score = evaluate([n for n in names if n != name])
+        # SQNR of this layer's output: float model vs the model with only this layer quantized.
+        probe_f = keras.Model(model.inputs, model.get_layer(name).output)
+        probe_q = keras.Model(qat.inputs, qat.get_layer(f"quant_{name}").output)
+        x = data.x_val[:256]
+        sqnr = _sqnr(probe_f.predict(x, verbose=0), probe_q.predict(x, verbose=0))
+        harm = (none_score - score) if metric == "accuracy" else (score - none_score) / max(none_score, 1e-12)
+        rows.append(
+            {
+                "layer": name,
+                "class": type(model.get_layer(name)).__name__,
+                "format": f"w{formats[name].weight_bits}a{formats[name].activation_bits}",
+                metric: score,
+                "harm": harm,
+                "sqnr_db": sqnr,
+            }
+        )
+    rows.sort(key=lambda r: -r["harm"])
+    threshold = THRESHOLDS[metric]
+    suggested = [r["layer"] for r in rows if r["harm"] >= threshold]
+    return {
+        "run_dir": str(run_dir),
+        "scheme": OmegaConf.to_container(quant).get("name"),
+        "metric": metric,
+        "split": "val",
+        "float": float_score,
+        "no_layer_quantized": none_score,
+        "threshold": threshold,
+        "harm_unit": "accuracy points" if metric == "accuracy" else "relative MAE increase",
+        "rows": rows,
+        "suggested_keep_float": suggested,
+    }
+
+
+def _has_quantizers(layer, scheme) -> bool:
+    """Whether ``scheme`` puts any quantizer on ``layer`` (Flatten, Dropout, pooling have none)."""
+    from qatzoo.quant.registry import TableQuantizeRegistry
+
+    config = TableQuantizeRegistry(spec=scheme.spec).get_quantize_config(layer)
+    return bool(
+        config.get_weights_and_quantizers(layer)
+        or config.get_activations_and_quantizers(layer)
+        or config.get_output_quantizers(layer)
+    )
+
+
+def _scheme_config(name: str):
+    from omegaconf import OmegaConf
+
+    from qatzoo.config import CONF_DIR, ConfigError, group_options
+
+    if name not in group_options("quant"):
+        raise ConfigError(f"--scheme {name}: no such option; quant is one of: {', '.join(group_options('quant'))}")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"quant={name}"])
+    GlobalHydra.instance().clear()
+    return OmegaConf.create(OmegaConf.to_container(cfg.quant, resolve=True))
+
+
+def write(result: dict, out_dir: str | Path) -> list[Path]:
+    """Write sensitivity.csv, sensitivity.md and sensitivity.png into ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    metric, rows = result["metric"], result["rows"]
+    csv_path = out_dir / "sensitivity.csv"
+    tmp = csv_path.with_name(".sensitivity.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["layer", "class", "format", metric, "harm", "sqnr_db"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, csv_path)
+
+    fmt = (lambda v: f"{v:.2f}") if metric == "accuracy" else (lambda v: f"{v:.4f}")
+    lines = [
+        f"# Quantization sensitivity: {Path(result['run_dir']).name} ({result['scheme']})",
+        "",
+        f"One layer quantized at a time, all others float; {metric} on the validation split. "
+        f"Float model: {fmt(result['float'])}; no layer quantized (model input only): "
+        f"{fmt(result['no_layer_quantized'])}. Harm in {result['harm_unit']}; SQNR of the layer's output in dB.",
+        "",
+        f"| layer | class | format | {metric} | harm | SQNR dB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        harm = f"{r['harm']:.2f}" if metric == "accuracy" else f"{r['harm']:.2%}"
+        lines.append(
+            f"| {r['layer']} | {r['class']} | {r['format']} | {fmt(r[metric])} | {harm} | {r['sqnr_db']:.1f} |"
+        )
+    keep = result["suggested_keep_float"]
+    lines += [
+        "",
+        f"Suggested keep-float list (harm >= {result['threshold']:g}): "
+        + (f"`quant.keep_float=[{','.join(keep)}]`" if keep else "none - every layer is below the threshold"),
+        "",
+    ]
+    md_path = write_text(out_dir / "sensitivity.md", "\n".join(lines))
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.35 * len(rows) + 1.8), sharey=True)
+    labels = [r["layer"] for r in rows][::-1]
+    ax1.barh(labels, [r["harm"] for r in rows][::-1], color=["C3" if r["layer"] in keep else "C0" for r in rows][::-1])
+    ax1.axvline(result["threshold"], color="k", linestyle="--", linewidth=1, label="keep-float threshold")
+    ax1.set_xlabel(f"harm ({result['harm_unit']})")
+    ax1.legend(loc="lower right", fontsize=8)
+    ax2.barh(labels, [min(r["sqnr_db"], 80.0) for r in rows][::-1], color="C2")
+    ax2.set_xlabel("SQNR of layer output (dB, higher is better)")
+    fig.suptitle(f"{Path(result['run_dir']).name}: one layer quantized at a time ({result['scheme']}, validation)")
+    fig.tight_layout()
+    png_path = out_dir / "sensitivity.png"
+    tmp_png = png_path.with_name(".sensitivity.tmp.png")
+    fig.savefig(tmp_png, dpi=110)
+    plt.close(fig)
+    os.replace(tmp_png, png_path)
+    return [csv_path, md_path, png_path]
