@@ -20,6 +20,14 @@ def score(data: Splits, predictions: np.ndarray) -> float:
     return float(np.mean(np.abs(predictions - data.y_test)) * data.target_scale)
 
 
+def validation_score(model, data: Splits) -> float:
+    """A Keras model's metric on the validation split (for choices: picking a scheme, a setting)."""
+    predictions = model.predict(data.x_val, batch_size=256, verbose=0)
+    if data.task == "classification":
+        return float(np.mean(np.argmax(predictions, axis=-1) == data.y_val) * 100.0)
+    return float(np.mean(np.abs(predictions - data.y_val)) * data.target_scale)
+
+
 def metric_name(data: Splits) -> str:
     return "accuracy" if data.task == "classification" else "mae"
 

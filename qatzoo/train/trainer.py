@@ -116,6 +116,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "int8_model": int8_name,
         "dataset": {"sizes": data.sizes(), **data.info},
         "results": results,
+        # Keras models on the validation split: what to choose settings by (never the test numbers).
+        "validation": {name: {metric: evaluate.validation_score(m, data)} for name, m in keras_models.items()},
         "provenance": origin,
         # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
         "agreement": {

@@ -1,0 +1,121 @@
+"""Train every shipped recipe under several quantization schemes and write the README's scheme table.
+
+    python scripts/scheme_table.py                          # all recipes, default schemes
+    python scripts/scheme_table.py mnist_cnn_int8           # one recipe
+    python scripts/scheme_table.py --runs-dir runs/schemes  # keep the runs (default: a temp dir)
+
+For each recipe: the recipe's own run (float, PTQ int8 and QAT w8a8), then QAT ``w4a8`` and the
+selective schemes (``w4a8_ends8``; ``w8a8_keep_norm_gelu`` where the model has LayerNorm/GELU). Every
+int8 number is the exported .tflite in LiteRT on the full test split. Writes
+scripts/schemes/results.{md,csv,json}; the best selective scheme is picked by the QAT model's
+*validation* metric (metrics.json "validation"), never by a test number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from qatzoo.config import recipe_names  # noqa: E402
+
+OUT = REPO / "scripts" / "schemes"
+#: Selective schemes tried for every recipe, and for models with LayerNorm and GELU.
+SELECTIVE = ["w4a8_ends8"]
+SELECTIVE_NORM_GELU = ["w8a8_keep_norm_gelu"]
+NORM_GELU_ARCHS = {"small_transformer"}
+
+
+def run(recipe: str, runs_dir: Path, extra: list[str]) -> tuple[dict, float]:
+    start = time.perf_counter()
+    tag = "_".join(e.split("=", 1)[1] for e in extra if e.startswith("quant=")) or "recipe"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            f"recipe={recipe}",
+            f"paths.runs_dir={runs_dir / tag}",
+            "trainer.verbose=0",
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"{recipe} {extra} failed:\n{result.stderr[-3000:]}")
+    metrics_file = sorted((runs_dir / tag / recipe).glob("*/metrics.json"))[-1]
+    print(f"{recipe} {tag}: {seconds:.0f} s ({metrics_file.parent})", flush=True)
+    return json.loads(metrics_file.read_text()), seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
+    parser.add_argument("--runs-dir", default=None, help="where to keep the runs (default: a temporary directory)")
+    args = parser.parse_args()
+    runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="qatzoo-schemes-")).absolute()
+    rows = []
+    for recipe in args.recipes or recipe_names():
+        base, _ = run(recipe, runs_dir, [])
+        metric, unit, higher = base["metric"], base["unit"], base["higher_is_better"]
+        r = base["results"]
+        row = {
+            "recipe": recipe,
+            "data": base["data"],
+            "metric": f"{metric} ({unit})",
+            "float": r["float"][metric],
+            "ptq_int8": r["ptq_int8"][metric],
+            "qat_w8a8": r["qat_int8"][metric],
+        }
+        w4, _ = run(recipe, runs_dir, ["quant=w4a8"])
+        row["qat_w4a8"] = w4["results"]["qat_int8"][metric]
+        row["w4a8_size"] = w4["sizes"]["int8_over_float"]
+        selective = SELECTIVE + (SELECTIVE_NORM_GELU if base["arch"] in NORM_GELU_ARCHS else [])
+        tried = {}
+        for name in selective:
+            m, _ = run(recipe, runs_dir, [f"quant={name}"])
+            tried[name] = m
+        # Picked by the QAT model's validation score; the number shown is the pick's int8 file on test.
+        pick = (max if higher else min)(tried, key=lambda n: tried[n]["validation"]["qat"][metric])
+        row["best_selective"] = pick
+        row["best_selective_int8"] = tried[pick]["results"]["qat_int8"][metric]
+        row["best_selective_size"] = tried[pick]["sizes"]["int8_over_float"]
+        row["all_selective"] = {n: m["results"]["qat_int8"][metric] for n, m in tried.items()}
+        row["full_integer"] = all(m["int8"]["full_integer"] for m in [base, w4, *tried.values()])
+        rows.append(row)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    fields = [k for k in rows[0] if k != "all_selective"]
+    with open(OUT / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "| recipe | metric | float | PTQ int8 | QAT w8a8 | QAT w4a8 (size) | best selective (size) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        fmt = "{:.2f}" if "%" in row["metric"] else "{:.4f}"
+        lines.append(
+            f"| {row['recipe']} | {row['metric']} | {fmt.format(row['float'])} | {fmt.format(row['ptq_int8'])} | "
+            f"{fmt.format(row['qat_w8a8'])} | {fmt.format(row['qat_w4a8'])} ({row['w4a8_size']:.2f}x) | "
+            f"{row['best_selective']}: {fmt.format(row['best_selective_int8'])} ({row['best_selective_size']:.2f}x) |"
+        )
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nruns kept in {runs_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
