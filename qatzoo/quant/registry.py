@@ -7,6 +7,7 @@ QuantizeConfig), not a flag. The scheme's :class:`Spec` decides each layer's bit
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import tensorflow_model_optimization as tfmot
 
@@ -38,7 +39,11 @@ def _passthrough(bits: Bits):
 
 
 def _position_embedding(bits: Bits):
-    return LayerQuantizeConfig(weight_attrs=("embeddings",), quantize_output=True, per_channel=False, bits=bits)
+    # The embedding table is an operand of an int8 ADD, not a matmul kernel: LiteRT's ADD takes int8
+    # operands only (the converter rejects an int4 one), so it stays 8-bit whatever weight_bits says.
+    return LayerQuantizeConfig(
+        weight_attrs=("embeddings",), quantize_output=True, per_channel=False, bits=replace(bits, weight_bits=8)
+    )
 
 
 #: A function from a layer's :class:`Bits` to its QuantizeConfig.
