@@ -342,7 +342,8 @@ def _compose_checked(compose, overrides: list[str], choices: list[str]) -> DictC
         if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
             parent = key.rpartition(".")[0]
             node = OmegaConf.select(base, parent) if parent else base
-            allowed = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+            keys = [k for k in node.keys() if not str(k).startswith("_")] if isinstance(node, DictConfig) else []
+            allowed = ", ".join(sorted(keys)) or "none"
             raise ConfigError(f"{key}: unknown field; {parent or 'top-level'} fields are: {allowed}")
     return compose("config", overrides=[o for o in overrides if not o.startswith("hydra.")])
 

@@ -36,6 +36,19 @@ BAD = [
         "paths.runs_dir: /etc/hostname is a file, so /etc/hostname/runs cannot be created",
     ),
     (["trainer.resume=/no/such/run"], "trainer.resume: expected auto, never, or a run directory, got '/no/such/run'"),
+    # Quantization schemes: combinations no converter or runtime can honour.
+    (["quant.weight_bits=9"], "quant.weight_bits: expected an integer >= 2 and <= 8, got 9"),
+    (["quant.activation_bits=1"], "quant.activation_bits: expected an integer >= 2 and <= 8, got 1"),
+    (["quant.activation_per_channel=true"], "quant.activation_per_channel: must be false"),
+    (["quant=w4a8", "quant.activation_bits=4"], "quant.activation_bits: 4-bit activations cannot be exported"),
+    (["quant.weight_symmetric=false"], "quant.weight_symmetric: int8 export needs symmetric weights"),
+    (["quant.range=percentile"], "quant.range: expected one of ema, last_value, fixed, learned, got 'percentile'"),
+    (["quant.fixed_range=[1.0,6.0]"], "quant.fixed_range: expected [low, high] with low <= 0 <= high"),
+    (["quant.keep_float=[@nrom]"], "quant.keep_float: unknown preset '@nrom'; presets are: @first, @last, @norm"),
+    (["quant.rules=[{match: Dense}]"], "quant.rules[0]: sets neither weight_bits nor activation_bits"),
+    (["quant.rules=[{match: Dense, weight_bits: 12}]"], "quant.rules[0].weight_bits: expected an integer >= 2"),
+    (["quant=ptq_int8", "quant.weight_bits=4"], "quant.weight_bits: unknown field; quant fields are: int8, name, qat"),
+    (["trainer.loop=keras"], "trainer.loop: expected one of tape, fit, got 'keras'"),
 ]
 
 

@@ -1,0 +1,236 @@
+"""Quantization schemes as configs: selection rules, low-bit export, custom layers, the two loops."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from qatzoo.export.lowbit import weight_levels
+from qatzoo.export.tflite import to_int8_tflite
+from qatzoo.keras import keras
+from qatzoo.quant import registry
+from qatzoo.quant.configs import InnerPointsQuantizeConfig
+from qatzoo.quant.registry import UnsupportedLayerError, layer_infos
+from qatzoo.quant.schemes import scheme
+from qatzoo.quant.spec import LayerInfo, Spec, matches
+from tests.conftest import REPO
+
+TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
+
+
+def _cnn(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(16, activation="gelu", name="fc")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+
+
+def _sample(n=32, shape=(12, 12, 1)):
+    return np.random.default_rng(0).normal(size=(n, *shape)).astype(np.float32)
+
+
+def _quant_vars(model, layer):
+    names = (v.name.split("/")[-1].split(":")[0] for v in model.get_layer(f"quant_{layer}").non_trainable_weights)
+    return sorted(n for n in names if n != "optimizer_step")  # tfmot's step counter, on every wrapper
+
+
+# ---- selection patterns -------------------------------------------------------------------------
+
+
+def test_patterns_select_by_class_name_glob_activation_position_and_preset():
+    infos = layer_infos(_cnn())
+    by_name = {i.name: i for i in infos}
+    assert by_name["conv1"].first and by_name["logits"].last and not by_name["conv2"].first
+    assert [i.name for i in infos if matches("Conv2D", i)] == ["conv1", "conv2"]
+    assert [i.name for i in infos if matches("conv*", i)] == ["conv1", "conv2"]
+    assert [i.name for i in infos if matches("@gelu", i)] == ["fc"]
+    assert [i.name for i in infos if matches("@ends", i)] == ["conv1", "logits"]
+    assert not any(matches("@norm", i) for i in infos)
+    assert matches("@norm", LayerInfo(cls="LayerNorm", name="ln"))
+
+
+def test_keep_float_wins_over_rules_and_the_last_rule_wins():
+    spec = Spec.from_config(
+        {
+            "weight_bits": 4,
+            "keep_float": ["fc"],
+            "rules": [{"match": "Dense", "weight_bits": 6}, {"match": "@last", "weight_bits": 8}],
+        }
+    )
+    infos = {i.name: i for i in layer_infos(_cnn())}
+    assert spec.for_layer(infos["fc"]) is None
+    assert spec.for_layer(infos["logits"]).weight_bits == 8
+    assert spec.for_layer(infos["conv2"]).weight_bits == 4
+    assert spec.unmatched(list(infos.values())) == []
+    assert Spec.from_config({"keep_float": ["LayerNorm"]}).unmatched(list(infos.values())) == ["LayerNorm"]
+
+
+def test_kept_float_layers_get_no_quantizer_and_others_do():
+    qat = scheme("t", qat=True, int8=True, keep_float=["@gelu"]).quantize(_cnn(), _sample())
+    assert _quant_vars(qat, "fc") == []
+    assert "kernel_min" in _quant_vars(qat, "logits") and "kernel_min" in _quant_vars(qat, "conv2")
+
+
+def test_a_keep_float_pattern_that_matches_nothing_fails_before_training(tmp_path, data_dir):
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "recipe=mnist_cnn_int8",
+            "quant.keep_float=[LayerNorm]",
+            f"paths.runs_dir={runs}",
+            f"paths.data_dir={data_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert errors == [
+        "error: quant: pattern 'LayerNorm' matches no layer of mnist_cnn; its layers are: conv1 (Conv2D), "
+        "pool1 (MaxPooling2D), conv2 (Conv2D), pool2 (MaxPooling2D), flatten (Flatten), dropout (Dropout), "
+        "fc (Dense), logits (Dense)"
+    ]
+    assert "float phase" not in result.stdout
+    assert not any(runs.rglob("config.yaml"))
+
+
+# ---- low-bit export -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_low_bit_weights_lie_on_their_grid_in_the_int8_file(bits):
+    x = _sample()
+    qat = scheme("t", qat=True, int8=True, weight_bits=bits).quantize(_cnn(), x)
+    model = to_int8_tflite(qat, lambda: x)
+    kernels = weight_levels(model)
+    assert len(kernels) == 4
+    for k in kernels:
+        # Symmetric narrow range: 2**bits - 1 levels at most, per output channel.
+        if bits < 8:
+            assert k["max_levels_per_channel"] <= 2**bits - 1, k
+        elif k["size"] // k["shape"][0] > 2**4:  # conv1 has only 9 weights per channel
+            assert k["max_levels_per_channel"] > 2**4, k  # an 8-bit kernel is not on a 4-bit grid by accident
+    storage = {k["storage"] for k in kernels}
+    assert storage == ({"int4"} if bits <= 4 else {"int8"})
+
+
+def test_ends_rule_keeps_first_and_last_kernels_at_eight_bits():
+    x = _sample()
+    qat = scheme("t", qat=True, int8=True, weight_bits=4, rules=[{"match": "@ends", "weight_bits": 8}]).quantize(
+        _cnn(), x
+    )
+    levels = [k["max_levels_per_channel"] for k in weight_levels(to_int8_tflite(qat, lambda: x))]
+    # conv1 (9 weights per channel, so at most 9 levels either way), conv2, fc at 4 bits, logits at 8.
+    assert levels[1] <= 15 and levels[2] <= 15 and levels[3] > 15, levels
+
+
+@pytest.mark.slow
+def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "quant=w4a8", *TINY), tmp_path)
+    low = metrics["lowbit"]
+    assert low["kernels"] == 4 and low["kernels_on_grid"] == 4 and low["storage"] == ["int4"]
+    assert low["packed_bytes"] == low["file_bytes"] == metrics["sizes"]["int8_tflite"]
+    assert metrics["int8"]["full_integer"] and metrics["int8"]["parity"]["pass"]
+    assert metrics["sizes"]["int8_over_float"] < 0.2  # 4-bit kernels are stored packed
+    card = (tmp_path / "card.md").read_text()
+    assert "weights: 4 bits" in card and "unpacked by LiteRT" in card
+
+
+@pytest.mark.slow
+def test_fake_quant_only_scheme_exports_no_int8_model(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "quant=w4a4", *TINY), tmp_path)
+    assert set(metrics["results"]) == {"float", "float_tflite", "qat"} and metrics["int8_model"] is None
+    assert not list(tmp_path.glob("*int8*.tflite"))
+    assert "no int8 export" in metrics["scheme"]["runtime"]
+
+
+# ---- custom layers ------------------------------------------------------------------------------
+
+
+class Gated(keras.layers.Layer):
+    """A user's layer: ``dense(x) * sigmoid(gate(x))`` with a quantization point after each matmul."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.value_act = keras.activations.linear
+        self.gate_act = keras.activations.linear
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units))
+        self.gate_kernel = self.add_weight("gate_kernel", (input_shape[-1], self.units))
+
+    def call(self, x):
+        value = self.value_act(tf.matmul(x, self.kernel))
+        gate = self.gate_act(tf.sigmoid(tf.matmul(x, self.gate_kernel)))
+        return value * gate
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class GatedQuantizeConfig(InnerPointsQuantizeConfig):
+    kernels = ("kernel", "gate_kernel")
+    points = ("value_act", "gate_act")
+
+
+def _gated_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(Gated(5, name="gated")(inputs)))
+
+
+def test_unregistered_custom_layer_is_an_error_naming_both_ways_out():
+    with pytest.raises(UnsupportedLayerError, match=r"'gated' \(Gated\).*qatzoo.quant.register\(Gated.*keep_float"):
+        scheme("t", qat=True, int8=True).quantize(_gated_model(), np.zeros((4, 6), np.float32))
+
+
+def test_registered_custom_layer_is_quantized_and_exports_full_integer(monkeypatch):
+    from qatzoo.export.checks import full_integer
+    from qatzoo.export.litert import predict
+
+    monkeypatch.setattr(registry, "INT8_TABLE", dict(registry.INT8_TABLE))
+    monkeypatch.setattr(registry, "EXTRA_CUSTOM_OBJECTS", dict(registry.EXTRA_CUSTOM_OBJECTS))
+    monkeypatch.setattr("qatzoo.quant.schemes.EXTRA_CUSTOM_OBJECTS", registry.EXTRA_CUSTOM_OBJECTS)
+    registry.register(Gated, GatedQuantizeConfig)
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
+    qat = scheme("t", qat=True, int8=True).quantize(_gated_model(), x)
+    assert {"kernel_min", "gate_kernel_min", "value_act_post_activation_min", "gate_act_post_activation_min"} <= set(
+        _quant_vars(qat, "gated")
+    )
+    model = to_int8_tflite(qat, lambda: x)
+    assert full_integer(model).ok
+    # The int8 model follows the fake-quant one to within a few quantization steps.
+    fake = qat.predict(x, verbose=0)
+    int8 = predict(model, x)
+    assert np.max(np.abs(int8 - fake)) < 0.05 * (np.max(np.abs(fake)) + 1e-6) + 0.05
+
+
+# ---- the two training loops ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fit_and_tape_loops_give_int8_results_within_noise(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import train
+
+    tape = train(compose_cfg("recipe=mnist_cnn_int8", "trainer.loop=tape", *TINY), tmp_path / "tape")
+    fit = train(compose_cfg("recipe=mnist_cnn_int8", "trainer.loop=fit", *TINY), tmp_path / "fit")
+    for name in ("float", "ptq_int8", "qat_int8"):
+        a, b = tape["results"][name]["accuracy"], fit["results"][name]["accuracy"]
+        assert abs(a - b) <= 1.0, (name, a, b)  # 1 point of 1,000 test digits: within run-to-run noise
+    assert fit["int8"]["full_integer"] and fit["int8"]["parity"]["pass"]
