@@ -234,3 +234,42 @@ def test_fit_and_tape_loops_give_int8_results_within_noise(compose_cfg, tmp_path
         a, b = tape["results"][name]["accuracy"], fit["results"][name]["accuracy"]
         assert abs(a - b) <= 1.0, (name, a, b)  # 1 point of 1,000 test digits: within run-to-run noise
     assert fit["int8"]["full_integer"] and fit["int8"]["parity"]["pass"]
+
+
+# ---- sensitivity --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sensitivity_command_writes_table_chart_and_advice(compose_cfg, tmp_path, data_dir, capsys):
+    import csv
+
+    from qatzoo.cli import main
+    from qatzoo.train.trainer import train
+
+    train(compose_cfg("recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY), tmp_path / "run")
+    out = tmp_path / "sens"
+    out.mkdir()
+    code = main(["sensitivity", str(tmp_path / "run"), "--scheme", "w4a8", "--out", str(out), "--data-dir", data_dir])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "sensitivity.csv")))
+    # Every layer that gets a quantizer, and only those (pooling, flatten and dropout have none).
+    assert sorted(r["layer"] for r in rows) == ["conv1", "conv2", "fc", "logits"]
+    assert all(r["format"] == "w4a8" for r in rows)
+    harms = [float(r["harm"]) for r in rows]
+    assert harms == sorted(harms, reverse=True)
+    assert all(0.0 < float(r["sqnr_db"]) < 80.0 for r in rows)  # 4-bit kernels: a real, finite error
+    markdown = (out / "sensitivity.md").read_text()
+    suggested = [r["layer"] for r in rows if float(r["harm"]) >= 0.5]
+    if suggested:
+        assert f"quant.keep_float=[{','.join(suggested)}]" in markdown
+    else:
+        assert "every layer is below the threshold" in markdown
+    assert (out / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| conv1 | Conv2D | w4a8 |" in capsys.readouterr().out
+
+
+def test_sensitivity_refuses_a_directory_without_a_run(tmp_path, capsys):
+    from qatzoo.cli import main
+
+    assert main(["sensitivity", str(tmp_path)]) == 2
+    assert "has no config.yaml; pass the directory of a finished run" in capsys.readouterr().err
