@@ -69,16 +69,27 @@ class RangeQuantizer(quantizers.Quantizer):
 
     def build(self, tensor_shape, name, layer):
         low, high = self.fixed_range if self.range == "fixed" else (-6.0, 6.0)
+        learned = self.range == "learned"
 
-        def var(suffix, value, trainable=False):
+        def var(suffix, value, trainable=False, side=None):
             return layer.add_weight(
-                f"{name}_{suffix}", shape=(), initializer=keras.initializers.Constant(value), trainable=trainable
+                f"{name}_{suffix}",
+                shape=(),
+                initializer=keras.initializers.Constant(value),
+                trainable=trainable,
+                constraint=HoldsZero(side) if trainable and side else None,
             )
 
-        learned = self.range == "learned"
-        return {"min_var": var("min", low, learned), "max_var": var("max", high, learned), "seen": var("seen", 0.0)}
+        return {
+            "min_var": var("min", low, learned, "min"),
+            "max_var": var("max", high, learned, "max"),
+            "seen": var("seen", 0.0),
+        }
 
     def _quantize(self, inputs, low, high):
+        # The range holds 0 even if a learned bound has just been pushed past it by an update
+        # (the optimizer applies HoldsZero after each step; this covers the step itself).
+        low, high = tf.minimum(low, 0.0), tf.maximum(high, 0.0)
         if self.symmetric:
             high = tf.maximum(tf.abs(low), tf.abs(high))
             low = -high
@@ -119,6 +130,19 @@ class RangeQuantizer(quantizers.Quantizer):
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+class HoldsZero(keras.constraints.Constraint):
+    """Keeps a learned range bound on its side of zero (``min <= 0 <= max``) after optimizer updates."""
+
+    def __init__(self, side: str):
+        self.side = side
+
+    def __call__(self, value):
+        return tf.minimum(value, 0.0) if self.side == "min" else tf.maximum(value, 0.0)
+
+    def get_config(self):
+        return {"side": self.side}
 
 
 def EmaRangeQuantizer(num_bits: int = 8, ema_decay: float = 0.999, narrow_range: bool = False) -> RangeQuantizer:  # noqa: N802

@@ -52,7 +52,6 @@ ConfigFactory = Callable[[Bits], tfmot.quantization.keras.QuantizeConfig]
 #: layer class -> factory of its QuantizeConfig. Extend it with :func:`register`.
 INT8_TABLE: dict[type, ConfigFactory] = {
     L.Conv2D: _conv_layer,
-    L.DepthwiseConv2D: _conv_layer,
     L.Dense: _dense_layer,
     # An Activation layer's output gets a range (relu's folds into the previous op at conversion).
     L.Activation: _output_only,
