@@ -108,6 +108,7 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     suggested = [r["layer"] for r in rows if r["harm"] >= threshold]
     return {
         "run_dir": str(run_dir),
+        "name": cfg.get("name", run_dir.name),
         "scheme": OmegaConf.to_container(quant).get("name"),
         "metric": metric,
         "split": "val",
@@ -168,7 +169,7 @@ def write(result: dict, out_dir: str | Path) -> list[Path]:
 
     fmt = (lambda v: f"{v:.2f}") if metric == "accuracy" else (lambda v: f"{v:.4f}")
     lines = [
-        f"# Quantization sensitivity: {Path(result['run_dir']).name} ({result['scheme']})",
+        f"# Quantization sensitivity: {result['name']} ({result['scheme']}), {Path(result['run_dir']).name}",
         "",
         f"One layer quantized at a time, all others float; {metric} on the validation split. "
         f"Float model: {fmt(result['float'])}; no layer quantized (model input only): "
@@ -189,6 +190,13 @@ def write(result: dict, out_dir: str | Path) -> list[Path]:
         + (f"`quant.keep_float=[{','.join(keep)}]`" if keep else "none - every layer is below the threshold"),
         "",
     ]
+    if keep:
+        rules = ", ".join(f"{{match: {name}, weight_bits: 8, activation_bits: 8}}" for name in keep)
+        lines += [
+            "keep_float changes training only: the converter still quantizes those layers to int8 in the file. "
+            f"To give them 8 bits in the file as well: `'quant.rules=[{rules}]'`.",
+            "",
+        ]
     md_path = write_text(out_dir / "sensitivity.md", "\n".join(lines))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.35 * len(rows) + 1.8), sharey=True)
@@ -199,7 +207,7 @@ def write(result: dict, out_dir: str | Path) -> list[Path]:
     ax1.legend(loc="lower right", fontsize=8)
     ax2.barh(labels, [min(r["sqnr_db"], 80.0) for r in rows][::-1], color="C2")
     ax2.set_xlabel("SQNR of layer output (dB, higher is better)")
-    fig.suptitle(f"{Path(result['run_dir']).name}: one layer quantized at a time ({result['scheme']}, validation)")
+    fig.suptitle(f"{result['name']}: one layer quantized at a time ({result['scheme']}, validation split)")
     fig.tight_layout()
     png_path = out_dir / "sensitivity.png"
     tmp_png = png_path.with_name(".sensitivity.tmp.png")
