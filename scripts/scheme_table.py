@@ -8,7 +8,8 @@ For each recipe: the recipe's own run (float, PTQ int8 and QAT w8a8), then QAT `
 selective schemes (``w4a8_ends8``; ``w8a8_keep_norm_gelu`` where the model has LayerNorm/GELU). Every
 int8 number is the exported .tflite in LiteRT on the full test split. Writes
 scripts/schemes/results.{md,csv,json}; the best selective scheme is picked by the QAT model's
-*validation* metric (metrics.json "validation"), never by a test number.
+*validation* metric (metrics.json "validation"), never by a test number, among the schemes whose
+int8 file passes the full-integer and parity checks.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ SELECTIVE_NORM_GELU = ["w8a8_keep_norm_gelu"]
 NORM_GELU_ARCHS = {"small_transformer"}
 
 
-def run(recipe: str, runs_dir: Path, extra: list[str]) -> tuple[dict, float]:
+def run(recipe: str, runs_dir: Path, extra: list[str], reuse: bool = False) -> tuple[dict, float]:
     start = time.perf_counter()
     tag = "_".join(e.split("=", 1)[1] for e in extra if e.startswith("quant=")) or "recipe"
+    done = sorted((runs_dir / tag / recipe).glob("*/metrics.json"))
+    if reuse and done:
+        print(f"{recipe} {tag}: reusing {done[-1].parent}", flush=True)
+        return json.loads(done[-1].read_text()), 0.0
     result = subprocess.run(
         [
             sys.executable,
@@ -62,11 +67,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", help="recipe names (default: all)")
     parser.add_argument("--runs-dir", default=None, help="where to keep the runs (default: a temporary directory)")
+    parser.add_argument("--reuse", action="store_true", help="use finished runs already in --runs-dir")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="qatzoo-schemes-")).absolute()
     rows = []
     for recipe in args.recipes or recipe_names():
-        base, _ = run(recipe, runs_dir, [])
+        base, _ = run(recipe, runs_dir, [], args.reuse)
         metric, unit, higher = base["metric"], base["unit"], base["higher_is_better"]
         r = base["results"]
         row = {
@@ -76,21 +82,27 @@ def main() -> int:
             "float": r["float"][metric],
             "ptq_int8": r["ptq_int8"][metric],
             "qat_w8a8": r["qat_int8"][metric],
+            "w8a8_size": base["sizes"]["int8_over_float"],
         }
-        w4, _ = run(recipe, runs_dir, ["quant=w4a8"])
+        w4, _ = run(recipe, runs_dir, ["quant=w4a8"], args.reuse)
         row["qat_w4a8"] = w4["results"]["qat_int8"][metric]
         row["w4a8_size"] = w4["sizes"]["int8_over_float"]
         selective = SELECTIVE + (SELECTIVE_NORM_GELU if base["arch"] in NORM_GELU_ARCHS else [])
         tried = {}
         for name in selective:
-            m, _ = run(recipe, runs_dir, [f"quant={name}"])
+            m, _ = run(recipe, runs_dir, [f"quant={name}"], args.reuse)
             tried[name] = m
-        # Picked by the QAT model's validation score; the number shown is the pick's int8 file on test.
-        pick = (max if higher else min)(tried, key=lambda n: tried[n]["validation"]["qat"][metric])
+        # Picked by the QAT model's validation score among the schemes whose int8 file passes the
+        # zoo's checks (full integer, parity with its QAT model); shown: the pick's int8 file on test.
+        valid = {n: m for n, m in tried.items() if all(m["checks"].values())} or tried
+        pick = (max if higher else min)(valid, key=lambda n: valid[n]["validation"]["qat"][metric])
         row["best_selective"] = pick
         row["best_selective_int8"] = tried[pick]["results"]["qat_int8"][metric]
         row["best_selective_size"] = tried[pick]["sizes"]["int8_over_float"]
-        row["all_selective"] = {n: m["results"]["qat_int8"][metric] for n, m in tried.items()}
+        row["all_selective"] = {
+            n: {"int8": m["results"]["qat_int8"][metric], "val_qat": m["validation"]["qat"][metric], **m["checks"]}
+            for n, m in tried.items()
+        }
         row["full_integer"] = all(m["int8"]["full_integer"] for m in [base, w4, *tried.values()])
         rows.append(row)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -101,14 +113,14 @@ def main() -> int:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "| recipe | metric | float | PTQ int8 | QAT w8a8 | QAT w4a8 (size) | best selective (size) |",
+        "| recipe | metric | float | PTQ int8 | QAT w8a8 (size) | QAT w4a8 (size) | best selective (size) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         fmt = "{:.2f}" if "%" in row["metric"] else "{:.4f}"
         lines.append(
             f"| {row['recipe']} | {row['metric']} | {fmt.format(row['float'])} | {fmt.format(row['ptq_int8'])} | "
-            f"{fmt.format(row['qat_w8a8'])} | {fmt.format(row['qat_w4a8'])} ({row['w4a8_size']:.2f}x) | "
+            f"{fmt.format(row['qat_w8a8'])} ({row['w8a8_size']:.2f}x) | {fmt.format(row['qat_w4a8'])} ({row['w4a8_size']:.2f}x) | "
             f"{row['best_selective']}: {fmt.format(row['best_selective_int8'])} ({row['best_selective_size']:.2f}x) |"
         )
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
