@@ -70,7 +70,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     phase_start = time.perf_counter()
     exported = {"float": to_float_tflite(model)}
     keras_models = {"float": model}
-    if scheme.int8:
+    if scheme.int8 or scheme.qat:  # PTQ int8: the baseline beside every QAT scheme, exportable or not
         exported["ptq_int8"] = to_int8_tflite(model, lambda: representative)
     if scheme.qat:
         # Re-seed: a resumed run that skipped the float phase builds the same QAT model.
@@ -128,9 +128,9 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     }
     write_bytes(run_dir / "model_float.tflite", files["float"])
     sizes = {"float_tflite": len(files["float"])}
+    if "ptq_int8" in files and int8_name != "ptq_int8":
+        write_bytes(run_dir / "model_ptq_int8.tflite", files["ptq_int8"])
     if int8_name:
-        if "ptq_int8" in files and int8_name != "ptq_int8":
-            write_bytes(run_dir / "model_ptq_int8.tflite", files["ptq_int8"])
         write_bytes(run_dir / "model_int8.tflite", files[int8_name])
         sizes.update(int8_tflite=len(files[int8_name]), int8_over_float=len(files[int8_name]) / len(files["float"]))
         reference = "qat" if scheme.qat else "float"
@@ -184,7 +184,12 @@ def _format(bits) -> str:
 def _runtime(scheme) -> str:
     """What executes this scheme's reported int8 numbers, in words."""
     if not scheme.int8:
-        return "no int8 export: results are the float model" + (" and the fake-quant QAT model" if scheme.qat else "")
+        if scheme.qat:
+            return (
+                "no int8 export of the QAT model: its numbers are fake quant (simulated); the PTQ int8 "
+                "baseline runs in LiteRT's int8 kernels"
+            )
+        return "no int8 export: float only"
     if not scheme.qat:
         return "LiteRT int8 kernels (post-training full-integer)"
     text = "LiteRT int8 kernels"
