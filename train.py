@@ -39,6 +39,12 @@ def main(cfg: DictConfig) -> float | None:
         if run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         _fail(str(error))
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    if HydraConfig.get().mode == RunMode.MULTIRUN and "group" in cfg.logger and not cfg.logger.group:
+        with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
+            cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
     from qatzoo.train.trainer import TrainingError, train
 
     try:
@@ -61,17 +67,23 @@ def main(cfg: DictConfig) -> float | None:
             raise
         message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
         _fail(f"cannot write in {run_dir}: {message[:300]}")
-    # The value a sweeper optimises: the int8 model's metric when there is one.
+    # The value a sweeper optimises: the int8 model's metric (LiteRT) on the *validation* split when
+    # there is one (tuning on the test split would leak it); test numbers stay for reporting.
     name = metrics.get("int8_model") or "float"
-    return metrics["results"][name][metrics["metric"]]
+    return metrics["validation"][name][metrics["metric"]]
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:]]
     register_recipes()
-    if not any(a.startswith("-") for a in args):  # plain runs: check overrides first, one-line errors
-        try:
+    flags = [a for a in args if a.startswith("-")]
+    try:
+        if not flags:  # plain runs: check overrides first, one-line errors
             check_overrides(args)
-        except ConfigError as error:
-            _fail(str(error))
+        elif set(flags) <= {"-m", "--multirun"}:  # sweeps: every trial's config and the ranges
+            from qatzoo.sweep.check import check_sweep
+
+            check_sweep([a for a in args if not a.startswith("-")])
+    except ConfigError as error:
+        _fail(str(error))
     main()

@@ -296,7 +296,7 @@ def check_overrides(overrides: list[str]) -> DictConfig:
         if not sep:
             raise ConfigError(f"{override}: expected KEY=VALUE")
         bare = key.lstrip("+~")
-        if "." not in bare and (bare in GROUPS or bare == "recipe") and not key.startswith(("+", "~")):
+        if "." not in bare and (bare in GROUPS or bare in ("recipe", "sweep")) and not key.startswith(("+", "~")):
             options = group_options(bare)
             if value not in options:
                 raise ConfigError(f"{bare}={value}: no such option; {bare} is one of: {', '.join(options)}")

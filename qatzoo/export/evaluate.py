@@ -21,8 +21,14 @@ def score(data: Splits, predictions: np.ndarray) -> float:
 
 
 def validation_score(model, data: Splits) -> float:
-    """A Keras model's metric on the validation split (for choices: picking a scheme, a setting)."""
-    predictions = model.predict(data.x_val, batch_size=256, verbose=0)
+    """A model's metric on the validation split (for choices: picking a scheme, a setting).
+
+    ``model``: a Keras model, or a .tflite flatbuffer (bytes) run in LiteRT.
+    """
+    if isinstance(model, bytes):
+        predictions = litert.predict(model, data.x_val)
+    else:
+        predictions = model.predict(data.x_val, batch_size=256, verbose=0)
     if data.task == "classification":
         return float(np.mean(np.argmax(predictions, axis=-1) == data.y_val) * 100.0)
     return float(np.mean(np.abs(predictions - data.y_val)) * data.target_scale)

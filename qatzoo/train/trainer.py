@@ -117,7 +117,11 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
         "dataset": {"sizes": data.sizes(), **data.info},
         "results": results,
         # Keras models on the validation split: what to choose settings by (never the test numbers).
-        "validation": {name: {metric: evaluate.validation_score(m, data)} for name, m in keras_models.items()},
+        # The int8 model's validation score (LiteRT) is what sweeps optimise: tuning on test would leak.
+        "validation": {
+            name: {metric: evaluate.validation_score(m, data)}
+            for name, m in [*keras_models.items(), *([(int8_name, files[int8_name])] if int8_name else [])]
+        },
         "provenance": origin,
         # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
         "agreement": {

@@ -1,0 +1,94 @@
+"""Start-up checks of a sweep definition, before Hydra launches a single trial.
+
+``python train.py -m ...`` with an unknown field, an option that does not exist, a value a field does
+not accept, an empty range or an Optuna direction that optimises the wrong way stops with one line
+(exit 2), like a bad single run. Checked: the command line's sweep overrides (``a=1,2``,
+``range(...)``, ``choice(...)``, ``interval(...)``) and a preset's ``hydra.sweeper.params``.
+"""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from qatzoo.config import ConfigError, check_overrides
+
+
+def _is_hydra(override: str) -> bool:
+    key = override.partition("=")[0].lstrip("+~")
+    return key.startswith(("hydra.", "hydra/"))
+
+
+def _values(key: str, parsed) -> list[str]:
+    """The values a sweep override takes (interval: its two ends); ConfigError if there are none."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = parsed.value()
+    if isinstance(value, IntervalSweep):
+        low, high = value.start, value.end
+        if not low < high:
+            raise ConfigError(f"{key}: interval({low}, {high}) is empty; the start must be below the end")
+        if "log" in (value.tags or ()) and low <= 0:
+            raise ConfigError(f"{key}: a log interval needs a start > 0, got {low}")
+        is_int = all(isinstance(v, int) for v in (low, high))
+        return [str(int(v) if is_int else float(v)) for v in (low, high)]
+    values = list(parsed.sweep_string_iterator())
+    if not values:
+        raise ConfigError(f"{key}: the sweep {parsed.input_line.partition('=')[2]} has no values")
+    return values
+
+
+def check_sweep(overrides: list[str]) -> None:
+    """Raise ConfigError (one line) for the first problem in a multirun's overrides or preset."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except Exception as error:  # Hydra's grammar errors are several lines; keep the first
+        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    plain = [o for o, p in zip(overrides, parsed, strict=True) if not p.is_sweep_override() and not _is_hydra(o)]
+    sweeps = [p for o, p in zip(overrides, parsed, strict=True) if p.is_sweep_override() and not _is_hydra(o)]
+    base = check_overrides(plain)  # the non-swept part must be a valid config on its own
+
+    hydra_cfg = _hydra_config(overrides)
+    sweeper = hydra_cfg.hydra.sweeper
+    params = OmegaConf.to_container(sweeper.params) if "params" in sweeper and sweeper.params else {}
+    if params:
+        sweeps += parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    for p in sweeps:
+        key = p.key_or_group
+        for value in _values(key, p):
+            check_overrides([*plain, f"{key}={value}"])
+    direction = sweeper.get("direction")
+    if isinstance(direction, str):
+        wanted = "maximize" if base.arch.task == "classification" else "minimize"
+        if direction != wanted:
+            metric = "accuracy" if wanted == "maximize" else "MAE"
+            raise ConfigError(
+                f"hydra.sweeper.direction: {direction} optimises the wrong way; the objective is the int8 "
+                f"model's {metric}, use {wanted}"
+            )
+
+
+def _hydra_config(overrides: list[str]):
+    """The composed config including ``hydra.*`` (for a preset's sweeper settings)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from qatzoo.config import CONF_DIR
+
+    keep = []
+    for o in overrides:
+        if "=" not in o:
+            continue
+        key = o.partition("=")[0]
+        if _is_hydra(o) or key.lstrip("+~") in ("sweep", "recipe") or "," not in o and "(" not in o:
+            keep.append(o)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=keep, return_hydra_config=True)
+    except Exception as error:
+        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    finally:
+        GlobalHydra.instance().clear()

@@ -1,0 +1,182 @@
+"""The summary of a sweep: one row per trial (its swept values and results), a table and a plot.
+
+Written at the end of every multirun by the Hydra callback :class:`SweepSummary` (configured in
+conf/config.yaml), for grid and Optuna sweeps alike, and on demand by ``qatzoo sweep-summary DIR``:
+
+* ``summary.csv`` and ``summary.md`` in the sweep directory - trials sorted best first by the int8
+  model's metric, each with its run directory (publishable as is: ``qatzoo publish <dir>``);
+* ``summary.png`` - the int8 metric of every trial in order, with the best so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from qatzoo.files import write_text
+
+try:  # Hydra's callback base; the summary also works without Hydra running
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+def _swept_keys(trials: list[dict]) -> list[str]:
+    """Config keys whose value differs between trials (what the sweep varied)."""
+    flat = [trial["flat"] for trial in trials]
+    keys = sorted({k for f in flat for k in f})
+    ignore = ("paths.", "data.data_dir", "trainer.resume", "logger.")
+    return [k for k in keys if not k.startswith(ignore) and len({json.dumps(f.get(k)) for f in flat}) > 1]
+
+
+def _flatten(node, prefix="") -> dict:
+    out = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def collect(sweep_dir: str | Path) -> list[dict]:
+    """Every trial directory under ``sweep_dir`` (a numbered subdirectory holding config.yaml)."""
+    trials = []
+    for run in sorted(
+        Path(sweep_dir).iterdir(), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)
+    ):
+        if not (run / "config.yaml").is_file():
+            continue
+        config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=False)
+        metrics_file = run / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+        trials.append({"dir": run, "flat": _flatten(config), "metrics": metrics})
+    return trials
+
+
+def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dict], dict]:
+    trials = collect(sweep_dir)
+    keys = list(dict.fromkeys([*(keys or []), *_swept_keys(trials)]))
+    done = [t["metrics"] for t in trials if t["metrics"]]
+    info = {"metric": None, "unit": None, "higher_is_better": True, "keys": keys}
+    if done:
+        info.update(metric=done[0]["metric"], unit=done[0]["unit"], higher_is_better=done[0]["higher_is_better"])
+    out = []
+    for t in trials:
+        m = t["metrics"]
+        row = {"trial": t["dir"].name, **{k: t["flat"].get(k) for k in keys}}
+        if m is None:
+            row.update(status="unfinished", val_int8=None, int8=None)
+        else:
+            metric = m["metric"]
+            name = m.get("int8_model") or "float"
+            r = m["results"]
+            row.update(
+                status="ok" if all(m.get("checks", {}).values()) else "checks failed",
+                val_int8=m.get("validation", {}).get(name, {}).get(metric),
+                int8=r[name][metric],
+                int8_model=name,
+                float=r["float"][metric],
+                ptq_int8=r.get("ptq_int8", {}).get(metric),
+                qat=r.get("qat", {}).get(metric),
+                int8_over_float=m["sizes"].get("int8_over_float"),
+                seconds=m["timing"]["total_s"],
+            )
+        row["run_dir"] = str(t["dir"])
+        out.append(row)
+    return out, info
+
+
+def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
+    """Write summary.csv, summary.md and summary.png into ``sweep_dir``; return their paths.
+
+    Trials are ranked by the sweep's objective, the int8 model's validation score (``val_int8``);
+    ``int8`` is its test score, for reporting. ``keys``: config keys to show besides the varied ones.
+    """
+    sweep_dir = Path(sweep_dir)
+    table, info = rows(sweep_dir, keys)
+    if not table:
+        return []
+    sign = -1.0 if info["higher_is_better"] else 1.0
+    ranked = sorted(table, key=lambda r: (r["val_int8"] is None, sign * (r["val_int8"] or 0.0)))
+    fields = list(dict.fromkeys(k for r in ranked for k in r))
+    csv_path = sweep_dir / "summary.csv"
+    tmp = csv_path.with_name(".summary.csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(ranked)
+    os.replace(tmp, csv_path)
+
+    def fmt(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    metric = info["metric"] or "metric"
+    cols = ["trial", *info["keys"], "val_int8", "int8", "float", "ptq_int8", "qat", "int8_over_float", "status"]
+    lines = [
+        f"# Sweep {sweep_dir.name}",
+        "",
+        f"{len(table)} trials, best first by the objective: the int8 model's {metric} on the validation split "
+        f"(`val_int8`, LiteRT; {info['unit']}, {'higher' if info['higher_is_better'] else 'lower'} is better). "
+        "`int8`, `float`, `ptq_int8`, `qat`: the full test split, for reporting only.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in ranked:
+        lines.append("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+    best = next((r for r in ranked if r["val_int8"] is not None), None)
+    if best:
+        lines += ["", f"Best trial: {best['trial']} ({best['run_dir']}). Publish it as is:", ""]
+        lines += [f"    qatzoo publish {best['run_dir']}", ""]
+    md_path = write_text(sweep_dir / "summary.md", "\n".join(lines))
+    paths = [csv_path, md_path]
+
+    scores = [(int(r["trial"]) if r["trial"].isdigit() else i, r["val_int8"]) for i, r in enumerate(table)]
+    scores = [(n, v) for n, v in scores if v is not None and math.isfinite(v)]
+    if scores:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        scores.sort()
+        best_so_far, running = [], None
+        for _, v in scores:
+            running = v if running is None else (max(running, v) if info["higher_is_better"] else min(running, v))
+            best_so_far.append(running)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot([n for n, _ in scores], [v for _, v in scores], "o", label="trial (int8 in LiteRT, validation)")
+        ax.step([n for n, _ in scores], best_so_far, where="post", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"{metric} ({info['unit']})")
+        ax.set_title(f"sweep {sweep_dir.name}")
+        ax.legend()
+        fig.tight_layout()
+        png = sweep_dir / "summary.png"
+        tmp_png = png.with_name(".summary.tmp.png")
+        fig.savefig(tmp_png, dpi=110)
+        plt.close(fig)
+        os.replace(tmp_png, png)
+        paths.append(png)
+    return paths
+
+
+class SweepSummary(Callback):
+    """Hydra callback: write the summary when a multirun ends (any sweeper, any launcher)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        params = config.hydra.sweeper.get("params") or {}
+        paths = write(config.hydra.sweep.dir, keys=[str(k) for k in params])
+        if paths:
+            print(f"[qatzoo] sweep summary: {', '.join(str(p) for p in paths)}")

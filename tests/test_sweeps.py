@@ -1,0 +1,140 @@
+"""Sweeps: start-up checks, Optuna (resumable, SQLite), parallel launchers, the summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+TINY = ["schedule.float_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
+
+
+def _train(args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "train.py", "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+BAD = [
+    (["schedule.qat_lrr=0.1,0.2"], "schedule.qat_lrr: unknown field; schedule fields are:"),
+    (["schedule.qat_epochs=range(5,1)"], "schedule.qat_epochs: the sweep range(5,1) has no values"),
+    (["schedule.lr=interval(0.1,0.01)"], "schedule.lr: interval(0.1, 0.01) is empty"),
+    (["quant.weight_bits=choice(4,9)"], "quant.weight_bits: expected an integer >= 2 and <= 8, got 9"),
+    (["quant=w4a8,w9"], "quant=w9: no such option; quant is one of:"),
+    (["sweep=nope"], "sweep=nope: no such option; sweep is one of: attention_lr, cnn_qat"),
+    (
+        ["sweep=cnn_qat", "hydra.sweeper.direction=minimize"],
+        "hydra.sweeper.direction: minimize optimises the wrong way; the objective is the int8 model's accuracy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_sweep_definitions_fail_at_start_up_with_one_line(tmp_path, args, message):
+    result = _train([*args, f"paths.runs_dir={tmp_path}/runs", f"hydra.sweep.dir={tmp_path}/sweep"], timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "runs").exists()
+
+
+def _trials(db):
+    import optuna
+
+    study = optuna.load_study(study_name="cnn_qat", storage=f"sqlite:///{db}")
+    return study, [(t.number, t.state.name) for t in study.trials]
+
+
+@pytest.mark.slow
+def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path, data_dir):
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    args = ["sweep=cnn_qat", *TINY, f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}", "logger=csv"]
+    result = _train([*args, "hydra.sweeper.n_trials=2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    study, trials = _trials(sweep / "optuna.db")
+    assert trials == [(0, "COMPLETE"), (1, "COMPLETE")]
+    for trial in study.trials:
+        metrics = json.loads((sweep / str(trial.number) / "metrics.json").read_text())
+        # The objective Optuna saw is the int8 model's LiteRT accuracy on the validation split.
+        assert trial.value == metrics["validation"]["qat_int8"]["accuracy"]
+        config = (sweep / str(trial.number) / "config.yaml").read_text()
+        assert f"qat_epochs: {trial.params['schedule.qat_epochs']}" in config
+        assert f"weight_bits: {trial.params['quant.weight_bits']}" in config
+
+    # The summary: every trial, best validation score first, and the best run's publish command.
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [float(r["val_int8"]) for r in rows] == sorted((t.value for t in study.trials), reverse=True)
+    assert {"schedule.qat_lr", "schedule.qat_epochs", "quant.weight_bits", "quant.per_channel"} <= set(rows[0])
+    assert f"qatzoo publish {sweep / rows[0]['trial']}" in (sweep / "summary.md").read_text()
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+    # An interrupted trial (asked, never told: the process died) and a rerun asking for 4 in total:
+    # the stale trial is failed and its parameters run again; the numbering goes on after it.
+    stale = study.ask(
+        {
+            "schedule.qat_lr": optuna.distributions.LogUniformDistribution(1e-5, 1e-3),
+            "schedule.qat_epochs": optuna.distributions.CategoricalDistribution([1, 2, 3, 5]),
+            "quant.weight_bits": optuna.distributions.CategoricalDistribution([4, 6, 8]),
+            "quant.per_channel": optuna.distributions.CategoricalDistribution([True, False]),
+        }
+    )
+    result = _train([*args, "hydra.sweeper.n_trials=4"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"trial {stale.number} was interrupted" in result.stdout + result.stderr
+    study, trials = _trials(sweep / "optuna.db")
+    assert trials == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "FAIL"), (3, "COMPLETE"), (4, "COMPLETE")]
+    assert study.trials[3].params == stale.params
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "3", "4"]
+    assert len(list(csv.DictReader(open(sweep / "summary.csv")))) == 4
+
+
+@pytest.mark.slow
+def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    result = _train(
+        [
+            "recipe=mnist_cnn_int8",
+            "quant.weight_bits=4,8",
+            "schedule.qat_epochs=1",
+            *TINY,
+            f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    bits = {json.loads((sweep / n / "metrics.json").read_text())["scheme"]["weight_bits"] for n in ("0", "1")}
+    assert bits == {4, 8}
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert sorted(r["quant.weight_bits"] for r in rows) == ["4", "8"] and all(r["status"] == "ok" for r in rows)
+
+
+@pytest.mark.slow
+def test_grid_sweep_on_a_local_ray_instance(tmp_path, data_dir):
+    """hydra-ray-launcher starts a local Ray instance (no address given) and runs each trial as a task."""
+    sweep = tmp_path / "sweep"
+    result = _train(
+        [
+            "recipe=mnist_cnn_int8",
+            "quant.weight_bits=4,8",
+            "schedule.qat_epochs=1",
+            *TINY,
+            f"paths.data_dir={data_dir}",
+            f"hydra.sweep.dir={sweep}",
+            "hydra/launcher=ray",
+            "+hydra.launcher.ray.init.num_cpus=2",
+            "+hydra.launcher.ray.init.include_dashboard=false",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "_run_job pid=" in result.stdout + result.stderr  # the trials ran as Ray tasks
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert sorted(r["quant.weight_bits"] for r in rows) == ["4", "8"] and all(r["status"] == "ok" for r in rows)
