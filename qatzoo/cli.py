@@ -3,6 +3,7 @@
 qatzoo recipes                        # the shipped recipes and the command that runs each
 qatzoo check MODEL.tflite             # is it full integer? which ops, which input/output quantization
 qatzoo sensitivity RUN_DIR            # per-layer quantization harm: table, bar chart, keep-float advice
+qatzoo sweep-summary SWEEP_DIR        # (re)write a sweep's summary.{csv,md,png}
 qatzoo publish RUN_DIR [--name N]     # add a finished run's int8 model to zoo/
 qatzoo list | info NAME               # what the zoo holds, with metrics
 qatzoo download NAME[@VERSION]        # verified by sha256, cached, resumable; prints the path
@@ -65,6 +66,17 @@ def _sensitivity(args) -> int:
     paths = sensitivity.write(result, args.out or run_dir)
     print(paths[1].read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _sweep_summary(args) -> int:
+    from qatzoo.sweep.summary import write
+
+    paths = write(args.sweep_dir) if Path(args.sweep_dir).is_dir() else []
+    if not paths:
+        print(f"error: {args.sweep_dir} holds no trial directories (numbered, with config.yaml)", file=sys.stderr)
+        return 2
+    print(paths[1].read_text())
     return 0
 
 
@@ -149,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     sens.add_argument("--out", help="directory for the outputs (default: the run directory)")
     sens.add_argument("--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or the run's)")
     sens.set_defaults(func=_sensitivity)
+
+    summ = sub.add_parser("sweep-summary", help="(re)write a sweep directory's summary.{csv,md,png}")
+    summ.add_argument("sweep_dir", help="the sweep directory (hydra.sweep.dir)")
+    summ.set_defaults(func=_sweep_summary)
 
     pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
     pub.add_argument("run_dir")

@@ -94,6 +94,12 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "3", "4"]
     assert len(list(csv.DictReader(open(sweep / "summary.csv")))) == 4
 
+    # The summary can be rewritten on demand.
+    (sweep / "summary.md").unlink()
+    from qatzoo.cli import main
+
+    assert main(["sweep-summary", str(sweep)]) == 0 and (sweep / "summary.md").is_file()
+
 
 @pytest.mark.slow
 def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
