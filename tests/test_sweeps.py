@@ -75,6 +75,12 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
     assert f"qatzoo publish {sweep / rows[0]['trial']}" in (sweep / "summary.md").read_text()
     assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
+    # The best trial's run directory is publishable as is.
+    from qatzoo.zoo.publish import publish
+
+    entry = publish(sweep / rows[0]["trial"], tmp_path / "zoo", name="cnn_qat_best")
+    assert entry["name"] == "cnn_qat_best" and (tmp_path / "zoo" / "index.json").is_file()
+
     # An interrupted trial (asked, never told: the process died) and a rerun asking for 4 in total:
     # the stale trial is failed and its parameters run again; the numbering goes on after it.
     stale = study.ask(
