@@ -102,6 +102,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "checkpoint_every_steps": _int(0),
         "resume": Rule("resume"),
         "loop": Rule("choice", choices=("tape", "fit")),
+        "strategy": Rule("choice", choices=("none", "mirrored", "multi_worker")),
     },
     "quant": {
         "qat": Rule("bool"),

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
 from qatzoo.keras import keras
+from qatzoo.train import distribute
 from qatzoo.train.loop import (
     Phase,
     TrainingError,
@@ -146,11 +147,33 @@ class PhaseCallback(keras.callbacks.Callback):
         return tf.train.latest_checkpoint(str(self.backup_dir / "chief"))
 
 
-def run_phase_fit(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, logger) -> dict:
+class SynchronizeRanges(keras.callbacks.Callback):
+    """Under a tf.distribute strategy: after every batch, every replica gets the quantizer ranges of
+    the global batch (``distribute.synchronize_ranges``), before anything reads or saves them."""
+
+    def __init__(self, strategy: tf.distribute.Strategy, variables: list):
+        super().__init__()
+        self.synchronize = tf.function(lambda: strategy.run(distribute.synchronize_ranges, args=(variables,)))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.synchronize()
+
+
+def run_phase_fit(
+    model: keras.Model,
+    data: Splits,
+    phase: Phase,
+    ckpt_dir: Path,
+    logger,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Train ``model`` for one phase with ``Model.fit``, resuming from ``ckpt_dir/<phase>-fit`` if a backup is there.
 
     Returns ``{"resumed_from_step": int, "steps": int}`` like ``loop.run_phase``; resuming happens at
     epoch boundaries only (see the module docstring). Compiles ``model`` (QAT models come uncompiled).
+    With a ``tf.distribute`` ``strategy`` (``model`` built under its scope) the optimizer, the compile
+    and the callbacks' checkpoints are made under its scope; ``fit`` then splits each batch (the global
+    batch, in the same order) across the replicas and scales the loss itself.
     """
     ckpt_dir = Path(ckpt_dir)
     batches = EpochBatches(data.x_train, data.y_train, phase.batch_size, phase.seed)
@@ -167,14 +190,17 @@ def run_phase_fit(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path
     ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     loss_fn, _ = _loss_and_metric(data.task)
-    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
-    model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
-    optimizer.build(model.trainable_variables)  # slots exist before BackupAndRestore restores them
-    phase_callback = PhaseCallback(model, data, phase, batches, ckpt_dir, backup_dir, logger)
+    with distribute.scope(strategy):
+        optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
+        model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)
+        optimizer.build(model.trainable_variables)  # slots exist before BackupAndRestore restores them
+        phase_callback = PhaseCallback(model, data, phase, batches, ckpt_dir, backup_dir, logger)
     callbacks = [
         phase_callback,  # first: sets the data order; its h5/log precede the backup that ends an epoch
         keras.callbacks.BackupAndRestore(backup_dir=str(backup_dir)),
     ]
+    if strategy is not None and distribute.range_variables(model):
+        callbacks.insert(0, SynchronizeRanges(strategy, distribute.range_variables(model)))
     try:
         model.fit(batches, epochs=phase.epochs, shuffle=False, callbacks=callbacks, verbose=0)
     finally:

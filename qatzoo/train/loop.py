@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
 from qatzoo.keras import keras
+from qatzoo.train import distribute
 
 
 class TrainingError(RuntimeError):
@@ -62,29 +63,46 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return order[k * batch_size : (k + 1) * batch_size]
 
 
-def run_phase(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, logger) -> dict:
+def run_phase(
+    model: keras.Model,
+    data: Splits,
+    phase: Phase,
+    ckpt_dir: Path,
+    logger,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
     """Train ``model`` for one phase, resuming from ``ckpt_dir/<phase>`` if a checkpoint is there.
 
     Returns ``{"resumed_from_step": int, "steps": int}``. Checkpoints: every
     ``checkpoint_every_steps`` steps (0: only at epoch ends) and at each epoch end; each epoch's
     weights are also kept as ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``).
+
+    With a ``tf.distribute`` ``strategy`` (``model`` must have been built under its scope) the
+    optimizer, the step counter and the checkpoint are created under that scope too, and each step's
+    global batch (the same ``batch_indices`` as without) is split across the replicas: every replica
+    scales its summed loss by the global batch size, the gradients are summed across replicas, and
+    the logged loss is that sum - the global batch's mean, as without a strategy.
     """
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / phase.batch_size)
     total = phase.epochs * steps_per_epoch
     loss_fn, metric_name = _loss_and_metric(data.task)
-    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
+    with distribute.scope(strategy):
+        optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    latest = manager.latest_checkpoint
+    if distribute.num_workers(strategy) > 1:
+        latest = _common_checkpoint(strategy, manager, phase.name)
+    if latest:
+        checkpoint.restore(latest).expect_partial()
     start = int(step.numpy())
     if start >= total:
         return {"resumed_from_step": start, "steps": total}
     if start:
-        print(f"[qatzoo] {phase.name} phase: resuming at step {start} of {total} from {manager.latest_checkpoint}")
+        print(f"[qatzoo] {phase.name} phase: resuming at step {start} of {total} from {latest}")
     else:
         print(f"[qatzoo] {phase.name} phase: {phase.epochs} epochs x {steps_per_epoch} steps")
 
@@ -98,6 +116,9 @@ def run_phase(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, lo
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
+
+    if strategy is not None:
+        train_step = _distributed_train_step(model, optimizer, data.task, strategy)
 
     @tf.function(reduce_retracing=True)
     def predict_step(x):
@@ -147,6 +168,71 @@ def run_phase(model: keras.Model, data: Splits, phase: Phase, ckpt_dir: Path, lo
             manager.save(checkpoint_number=s + 1)
     bar.close()
     return {"resumed_from_step": start, "steps": total}
+
+
+def _common_checkpoint(strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager, name: str):
+    """Multi-worker: the checkpoint this worker resumes from, the newest step *every* worker saved.
+
+    Each worker checkpoints its own run directory at the same steps (checkpoint number = step).
+    Training is synchronous, so a kill can land between two workers' saves and leave one worker a
+    checkpoint ahead; that worker goes back to its previous checkpoint (two are kept) or, when
+    another worker has none yet, starts the phase afresh. All workers then run the same steps.
+    """
+
+    def number(path: str | None) -> int:
+        return int(path.rsplit("-", 1)[1]) if path else 0
+
+    mine = number(manager.latest_checkpoint)
+    common = min(distribute.gather_ints(strategy, mine))
+    if common == mine:
+        return manager.latest_checkpoint
+    if common == 0:
+        print(f"[qatzoo] {name} phase: another worker has no checkpoint yet; starting this phase afresh")
+        return None
+    for path in manager.checkpoints:
+        if number(path) == common:
+            print(f"[qatzoo] {name} phase: going back to step {common}, the newest step every worker saved")
+            return path
+    raise TrainingError(
+        f"{name} phase: this worker's checkpoints ({', '.join(manager.checkpoints)}) do not include step {common}, "
+        "the newest step every worker saved; resume all workers from the same run state"
+    )
+
+
+def _distributed_train_step(model: keras.Model, optimizer, task: str, strategy: tf.distribute.Strategy):
+    """``train_step(x, y) -> global mean loss`` for one global batch, run on every replica of ``strategy``."""
+    per_example = _per_example_loss(task)
+    ranges = distribute.range_variables(model)
+
+    def replica_step(x, y, global_size):
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            # Summed over this replica's part, divided by the global batch: the replicas' gradients
+            # add up to the gradient of the global batch's mean loss (uneven parts included).
+            loss = tf.nn.compute_average_loss(per_example(y, predictions), global_batch_size=global_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        distribute.synchronize_ranges(ranges)  # after the model: each replica updated its own ranges
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y, global_size):
+        losses = strategy.run(replica_step, args=(x, y, global_size))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def train_step(x: np.ndarray, y: np.ndarray):
+        return step(*distribute.shard(strategy, x, y), tf.constant(len(x), tf.int64))
+
+    return train_step
+
+
+def _per_example_loss(task: str):
+    """The loss of ``_loss_and_metric`` per example (no reduction), as custom loops under a strategy need."""
+    if task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.NONE)
+    return keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
 
 
 def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:

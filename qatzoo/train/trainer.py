@@ -21,6 +21,7 @@ from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.files import write_bytes, write_json, write_text
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
+from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, TrainingError, run_phase
 
 __all__ = ["TrainingError", "train"]
@@ -31,11 +32,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     validate(cfg)
     run_dir = resume_dir(cfg, Path(run_dir))
     _seed(cfg.trainer, cfg.trainer.seed)
+    # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
+    strategy_name = cfg.trainer.get("strategy", "none")
+    strategy = distribute.make_strategy(strategy_name, cfg.trainer.get("loop", "tape"))
 
     timing, start = {}, time.perf_counter()
     data = instantiate(_kwargs(cfg.data, drop=("task",)))
     timing["data_s"] = time.perf_counter() - start
-    model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
+    with distribute.scope(strategy):  # the model's variables are mirrored on every replica
+        model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
     scheme = instantiate(cfg.quant, _convert_="all")
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
@@ -43,26 +48,26 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if not (run_dir / "config.yaml").exists():
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
-    logger = instantiate(
-        cfg.logger,
-        _convert_="all",
-        _recursive_=False,  # run_config holds other groups' _target_ keys: data, not things to build
-        run_dir=str(run_dir),
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-        tags=[cfg.name, cfg.arch.name, cfg.quant.name],
-    )
+    logger = _logger(cfg, run_dir, strategy)
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
     kept = [name for name, bits in formats.items() if bits is None]
     if kept:
         print(f"[qatzoo] kept float during QAT: {', '.join(kept)}")
     run_phase = _loop(cfg.trainer.get("loop", "tape"))
+    parallel = distribute.describe(strategy, strategy_name)
+    if strategy is not None:
+        replicas, batch = parallel["num_replicas_in_sync"], cfg.schedule.batch_size
+        print(
+            f"[qatzoo] data parallel ({strategy_name}): {replicas} replicas in sync on {parallel['num_workers']} "
+            f"worker(s); global batch {batch}, about {batch / replicas:g} per replica"
+        )
 
     phase_start = time.perf_counter()
     ckpt_dir = run_dir / "checkpoints"
     if cfg.trainer.init_checkpoint:
         model.load_weights(os.path.expanduser(cfg.trainer.init_checkpoint))
     else:
-        run_phase(model, data, _phase(cfg, "float"), ckpt_dir, logger)
+        run_phase(model, data, _phase(cfg, "float"), ckpt_dir, logger, strategy=strategy)
     timing["float_train_s"] = time.perf_counter() - phase_start
     _save_keras(model, run_dir / "model_float.keras")
 
@@ -75,9 +80,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     if scheme.qat:
         # Re-seed: a resumed run that skipped the float phase builds the same QAT model.
         _seed(cfg.trainer, cfg.trainer.seed + 1)
-        qat_model = scheme.quantize(model, representative)
+        with distribute.scope(strategy):  # the QAT clone, its quantizer ranges and their calibration
+            qat_model = scheme.quantize(model, representative)
         qat_start = time.perf_counter()
-        run_phase(qat_model, data, _phase(cfg, "qat"), ckpt_dir, logger)
+        run_phase(qat_model, data, _phase(cfg, "qat"), ckpt_dir, logger, strategy=strategy)
         timing["qat_train_s"] = time.perf_counter() - qat_start
         keras_models["qat"] = qat_model
         if scheme.int8:
@@ -123,6 +129,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             for name, m in [*keras_models.items(), *([(int8_name, files[int8_name])] if int8_name else [])]
         },
         "provenance": origin,
+        # tf.distribute: strategy, replicas in sync, workers (trainer.strategy).
+        "distribute": parallel,
         # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
         "agreement": {
             f"{a} vs {b}": evaluate.agreement(data, predictions[a], predictions[b])
@@ -177,6 +185,22 @@ def _loop(name: str):
 
         return run_phase_fit
     return run_phase
+
+
+def _logger(cfg: DictConfig, run_dir: Path, strategy):
+    """The configured logger; with several workers only the chief logs (the others record nothing)."""
+    if not distribute.is_chief(strategy):
+        from qatzoo.track import Logger
+
+        return Logger()
+    return instantiate(
+        cfg.logger,
+        _convert_="all",
+        _recursive_=False,  # run_config holds other groups' _target_ keys: data, not things to build
+        run_dir=str(run_dir),
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        tags=[cfg.name, cfg.arch.name, cfg.quant.name],
+    )
 
 
 def _format(bits) -> str:
