@@ -11,6 +11,7 @@ same weights, to the bit, as never having stopped.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -55,12 +56,19 @@ def _metric(task: str, y, predictions) -> float:
     return float(np.mean(np.abs(predictions - y)))
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s visiting order (cached: a 55,000-example permutation costs 0.5 ms a step)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    order.flags.writeable = False
+    return order
+
+
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """The training examples of global ``step``: a pure function of (n, batch size, seed, step)."""
     steps = math.ceil(n / batch_size)
     epoch, k = divmod(step, steps)
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    return order[k * batch_size : (k + 1) * batch_size]
+    return _epoch_order(n, seed, epoch)[k * batch_size : (k + 1) * batch_size]
 
 
 def run_phase(
