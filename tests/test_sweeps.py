@@ -14,9 +14,14 @@ from tests.conftest import REPO
 TINY = ["schedule.float_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
 
 
-def _train(args, timeout=600):
+def _train(args, timeout=600, env=None):
     return subprocess.run(
-        [sys.executable, "train.py", "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "train.py", "-m", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -109,7 +114,13 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
 
 @pytest.mark.slow
 def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
+    import os
+
+    from tests.wandb_records import read_records
+
     sweep = tmp_path / "sweep"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
+    env.pop("WANDB_API_KEY", None)  # offline W&B runs, readable from disk
     result = _train(
         [
             "recipe=mnist_cnn_int8",
@@ -120,9 +131,16 @@ def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
             f"hydra.sweep.dir={sweep}",
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
-        ]
+            "logger=wandb",
+        ],
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # One W&B run per trial, grouped under the sweep.
+    for n in ("0", "1"):
+        (path,) = (sweep / n).glob("wandb/offline-run-*/run-*.wandb")
+        (run,) = [r.run for r in read_records(path) if r.WhichOneof("record_type") == "run"]
+        assert run.run_group == sweep.name
     bits = {json.loads((sweep / n / "metrics.json").read_text())["scheme"]["weight_bits"] for n in ("0", "1")}
     assert bits == {4, 8}
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
