@@ -116,7 +116,7 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
 def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
     import os
 
-    from tests.wandb_records import read_records
+    from tests.wandb_records import read_complete
 
     sweep = tmp_path / "sweep"
     env = {**os.environ, "HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
@@ -139,7 +139,7 @@ def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
     # One W&B run per trial, grouped under the sweep.
     for n in ("0", "1"):
         (path,) = (sweep / n).glob("wandb/offline-run-*/run-*.wandb")
-        (run,) = [r.run for r in read_records(path) if r.WhichOneof("record_type") == "run"]
+        (run,) = [r.run for r in read_complete(path) if r.WhichOneof("record_type") == "run"]
         assert run.run_group == sweep.name
     bits = {json.loads((sweep / n / "metrics.json").read_text())["scheme"]["weight_bits"] for n in ("0", "1")}
     assert bits == {4, 8}

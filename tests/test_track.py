@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.wandb_records import items, read_records
+from tests.wandb_records import items, read_complete
 
 TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=32"]
 
@@ -23,7 +23,7 @@ def no_wandb_env(monkeypatch, tmp_path):
 
 def _run_file(run_dir):
     (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
-    return read_records(path)
+    return read_complete(path)
 
 
 @pytest.mark.slow

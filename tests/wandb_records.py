@@ -24,6 +24,8 @@ def read_records(path: Path) -> list:
             pos += BLOCK - pos % BLOCK
             continue
         length, kind = struct.unpack("<HB", data[pos + 4 : pos + 7])
+        if pos + 7 + length > len(data):
+            raise ValueError(f"{path}: the last record is cut short (the file is still being written?)")
         chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind == 0 and length == 0:
             break
@@ -41,6 +43,29 @@ def read_records(path: Path) -> list:
         record.ParseFromString(item)
         records.append(record)
     return records
+
+
+def read_complete(path: Path, wait_s: float = 20.0) -> list:
+    """:func:`read_records` once the file parses and has stopped growing.
+
+    W&B's service process may still be appending the last records when a run returns (seen once in
+    CI on a loaded machine: a half-written record), so read again for up to ``wait_s`` seconds.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        size = path.stat().st_size
+        try:
+            records = read_records(path)
+            if path.stat().st_size == size:
+                return records
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)
 
 
 def items(records, kind: str) -> dict[str, str]:
