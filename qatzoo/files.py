@@ -31,3 +31,15 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data) -> Path:
     return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_figure(path: str | Path, fig, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG and write it like any other run file; close the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return write_bytes(path, buffer.getvalue())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qatzoo.files import write_text
+from qatzoo.files import write_figure, write_text
 
 #: A layer is suggested to stay float when its harm is at least this (accuracy points / relative MAE).
 THRESHOLDS = {"accuracy": 0.5, "mae": 0.01}
@@ -209,9 +209,5 @@ def write(result: dict, out_dir: str | Path) -> list[Path]:
     ax2.set_xlabel("SQNR of layer output (dB, higher is better)")
     fig.suptitle(f"{result['name']}: one layer quantized at a time ({result['scheme']}, validation split)")
     fig.tight_layout()
-    png_path = out_dir / "sensitivity.png"
-    tmp_png = png_path.with_name(".sensitivity.tmp.png")
-    fig.savefig(tmp_png, dpi=110)
-    plt.close(fig)
-    os.replace(tmp_png, png_path)
+    png_path = write_figure(out_dir / "sensitivity.png", fig)
     return [csv_path, md_path, png_path]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from qatzoo.files import write_text
+from qatzoo.files import write_figure, write_text
 
 try:  # Hydra's callback base; the summary also works without Hydra running
     from hydra.experimental.callback import Callback
@@ -163,12 +163,7 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
         ax.set_title(f"sweep {sweep_dir.name}")
         ax.legend()
         fig.tight_layout()
-        png = sweep_dir / "summary.png"
-        tmp_png = png.with_name(".summary.tmp.png")
-        fig.savefig(tmp_png, dpi=110)
-        plt.close(fig)
-        os.replace(tmp_png, png)
-        paths.append(png)
+        paths.append(write_figure(sweep_dir / "summary.png", fig))
     return paths
 
 
