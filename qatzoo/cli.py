@@ -35,8 +35,14 @@ def _check(args) -> int:
     from qatzoo.export.checks import full_integer
     from qatzoo.export.litert import interpreter, io_quant
 
-    report = full_integer(args.model)
-    inp, out = io_quant(interpreter(args.model))
+    path = Path(args.model)
+    if not path.is_file():
+        raise ZooError(f"{path}: no such file")
+    try:
+        report = full_integer(str(path))
+        inp, out = io_quant(interpreter(str(path)))
+    except (ValueError, RuntimeError) as error:
+        raise ZooError(f"{path} is not a TFLite model LiteRT can load ({str(error).splitlines()[0][:120]})") from None
     print(f"ops: {', '.join(report.ops)}")
     print(f"input: {inp.dtype} scale {inp.scale:.8g} zero point {inp.zero_point}")
     print(f"output: {out.dtype} scale {out.scale:.8g} zero point {out.zero_point}")
@@ -84,9 +90,19 @@ def _publish(args) -> int:
     from qatzoo.zoo.index import default_zoo_dir
     from qatzoo.zoo.publish import publish
 
-    entry = publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name)
-    print(f"published {entry['name']}@{entry['version']} ({entry['size']:,} bytes, sha256 {entry['sha256']})")
+    entry = publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name, data_dir=args.data_dir)
+    metric = entry["metric"]
+    print(
+        f"published {entry['name']}@{entry['version']} ({entry['size']:,} bytes, sha256 {entry['sha256']}); "
+        f"{metric} measured in LiteRT on the test split: {_fmt(entry, entry['int8_model'])}"
+    )
     return 0
+
+
+def _limits(args):
+    from qatzoo.zoo.download import Limits
+
+    return Limits.resolve(stall=args.stall_timeout, deadline=args.deadline)
 
 
 def _fmt(entry: dict, key: str) -> str:
@@ -97,7 +113,7 @@ def _fmt(entry: dict, key: str) -> str:
 def _list(args) -> int:
     from qatzoo.zoo.download import read_index
 
-    index, _ = read_index(args.index)
+    index, _ = read_index(args.index, limits=_limits(args))
     if not index["models"]:
         print("the zoo is empty")
     for e in index["models"]:
@@ -114,24 +130,26 @@ def _info(args) -> int:
     from qatzoo.zoo.download import read_index
     from qatzoo.zoo.index import find
 
-    index, _ = read_index(args.index)
-    entry = find(index, args.model)
-    shown = {k: v for k, v in entry.items() if k != "config"}
-    print(json.dumps(shown, indent=2))
+    index, _ = read_index(args.index, limits=_limits(args))
+    print(json.dumps(find(index, args.model), indent=2))
     return 0
 
 
 def _download(args) -> int:
     from qatzoo.zoo.download import fetch
 
-    print(fetch(args.model, index=args.index, to=args.to, progress=True))
+    print(
+        fetch(
+            args.model, index=args.index, to=args.to, progress=True, timeout=args.stall_timeout, deadline=args.deadline
+        )
+    )
     return 0
 
 
 def _verify(args) -> int:
     from qatzoo.zoo.verify import verify
 
-    r = verify(args.model, index=args.index, data_dir=args.data_dir)
+    r = verify(args.model, index=args.index, data_dir=args.data_dir, timeout=args.stall_timeout, deadline=args.deadline)
     print(
         f"{r['name']}@{r['version']}: sha256 ok; {r['metric']} measured {r['measured']:.4f}, index {r['index']:.4f} "
         f"(tolerance {r['tolerance']}): ok"
@@ -170,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("run_dir")
     pub.add_argument("--name", help="model name (default: the recipe's name)")
     pub.add_argument("--zoo", help="zoo directory (default: this repository's zoo/ or $QATZOO_ZOO_DIR)")
+    pub.add_argument("--data-dir", help="TFDS data directory for re-measuring the int8 model (default: the run's)")
     pub.set_defaults(func=_publish)
     for name, func, about in (
         ("list", _list, "list the published models"),
@@ -181,6 +200,16 @@ def main(argv: list[str] | None = None) -> int:
         if name != "list":
             cmd.add_argument("model", help="NAME or NAME@VERSION")
         cmd.add_argument("--index", help="index path, file:// or http(s):// URL (default: $QATZOO_INDEX or zoo/)")
+        cmd.add_argument(
+            "--stall-timeout",
+            type=float,
+            help="seconds without a byte before a try is abandoned (default: $QATZOO_STALL_TIMEOUT or 30)",
+        )
+        cmd.add_argument(
+            "--deadline",
+            type=float,
+            help="seconds for the whole download, retries included (default: $QATZOO_DEADLINE or 600)",
+        )
         if name == "download":
             cmd.add_argument("--to", help="also copy the verified file into this directory")
         if name == "verify":
@@ -194,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     except ZooError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; a partial download is kept and the next run resumes it", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

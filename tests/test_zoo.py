@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qatzoo.zoo.download import fetch, load
-from qatzoo.zoo.index import ZooError, find, read_index, validate_entry
+from qatzoo.zoo.index import ZooError, find, read_index
 from qatzoo.zoo.publish import publish, sha256_file
 from tests.conftest import REPO
 from tests.zoo_server import ZooServer
@@ -64,7 +64,8 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert entry["metrics"]["qat_int8"] == metrics["results"]["qat_int8"]["accuracy"]
     assert entry["input"] == metrics["int8"]["input"] and entry["config"]["name"] == "mnist_cnn_int8"
     assert entry["provenance"]["config_sha256"] == entry["config_sha256"]
-    assert (zoo / entry["card"]).read_text() == (run_dir / "card.md").read_text()
+    card = (zoo / entry["card"]).read_text()
+    assert card.startswith((run_dir / "card.md").read_text()) and entry["sha256"] in card
     assert "| tiny_cnn | 1 | mnist_5k |" in (zoo / "README.md").read_text()
     second = publish(run_dir, zoo, name="tiny_cnn")
     assert second["version"] == "2" and model.read_bytes() == (run_dir / "model_int8.tflite").read_bytes()
@@ -87,6 +88,102 @@ def test_publish_refuses_unfinished_failed_or_float_runs(run_dir, tmp_path):
     assert not (tmp_path / "zoo" / "index.json").exists()
 
 
+def _edited_copy(run_dir: Path, where: Path, keep_files_record: bool = True, **changes) -> Path:
+    """A copy of ``run_dir`` with metrics.json changed (and optionally without its record of file hashes)."""
+    shutil.copytree(run_dir, where)
+    metrics = json.loads((where / "metrics.json").read_text())
+    if not keep_files_record:
+        metrics.pop("files", None)
+    for dotted, value in changes.items():
+        node = metrics
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    (where / "metrics.json").write_text(json.dumps(metrics))
+    return where
+
+
+@pytest.mark.slow
+def test_publish_rederives_what_it_writes_and_refuses_a_doctored_run(run_dir, tmp_path, data_dir):
+    zoo_dir = tmp_path / "zoo"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    claimed = metrics["results"]["qat_int8"]["accuracy"]
+    # The float model in place of the int8 one: caught by the recorded hash, or without it by the full-integer check.
+    for keep in (True, False):
+        swapped = _edited_copy(run_dir, tmp_path / f"swapped{keep}", keep_files_record=keep)
+        shutil.copyfile(swapped / "model_float.tflite", swapped / "model_int8.tflite")
+        message = "changed after the run wrote it" if keep and "files" in metrics else "not a full-integer int8 model"
+        with pytest.raises(ZooError, match=message):
+            publish(swapped, zoo_dir, name="x", data_dir=data_dir)
+    if "files" in metrics:  # two bytes flipped after metrics.json was written
+        flipped = _edited_copy(run_dir, tmp_path / "flipped")
+        blob = bytearray((flipped / "model_int8.tflite").read_bytes())
+        blob[-100] ^= 1
+        blob[-200] ^= 1
+        (flipped / "model_int8.tflite").write_bytes(bytes(blob))
+        with pytest.raises(ZooError, match="changed after the run wrote it"):
+            publish(flipped, zoo_dir, name="x", data_dir=data_dir)
+    # A claimed accuracy the file does not have.
+    edited = _edited_copy(run_dir, tmp_path / "edited", results__qat_int8__accuracy=99.9)
+    with pytest.raises(ZooError, match=r"measures accuracy .* says 99.9000"):
+        publish(edited, zoo_dir, name="x", data_dir=data_dir)
+    # Broken or missing files: one line each.
+    broken = _edited_copy(run_dir, tmp_path / "broken")
+    (broken / "metrics.json").write_text('{"name": "mnist_cnn_int8", "results": ')
+    with pytest.raises(ZooError, match="not a readable run report"):
+        publish(broken, zoo_dir, name="x", data_dir=data_dir)
+    (broken / "metrics.json").write_text(json.dumps({**metrics, "int8": None}))
+    with pytest.raises(ZooError, match="not a complete run report"):
+        publish(broken, zoo_dir, name="x", data_dir=data_dir)
+    no_card = _edited_copy(run_dir, tmp_path / "no_card")
+    (no_card / "card.md").unlink()
+    with pytest.raises(ZooError, match="has no card.md"):
+        publish(no_card, zoo_dir, name="x", data_dir=data_dir)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ZooError, match="cannot write to the zoo"):
+        publish(run_dir, blocker / "zoo", name="x", data_dir=data_dir)
+    assert not zoo_dir.exists() or not read_index(zoo_dir / "index.json")["models"]
+    # The honest run publishes, with the number measured from the bytes it copied.
+    entry = publish(run_dir, zoo_dir, name="x", data_dir=data_dir)
+    assert entry["metrics"]["qat_int8"] == claimed and "_target_" not in json.dumps(entry)
+    assert "## Measured at publish" in (zoo_dir / entry["card"]).read_text()
+
+
+def _killed_publish(args) -> int:
+    import subprocess
+    import sys
+
+    run, zoo_dir, step, data_dir = args
+    code = f"from qatzoo.zoo.publish import publish; publish({run!r}, {zoo_dir!r}, name='k', data_dir={data_dir!r})"
+    env = {**os.environ, "QATZOO_PUBLISH_FAULT": step}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True).returncode
+
+
+@pytest.mark.slow
+def test_a_publish_killed_at_any_step_leaves_the_old_index_or_the_new_entry(run_dir, tmp_path, data_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qatzoo.zoo.publish import FAULT_STEPS
+
+    zoos = {step: tmp_path / step for step in FAULT_STEPS}
+    for zoo_dir in zoos.values():
+        publish(run_dir, zoo_dir, name="k", data_dir=data_dir)  # k@1, so a kill has an old index to keep
+    with ThreadPoolExecutor(2) as pool:
+        codes = list(pool.map(_killed_publish, [(str(run_dir), str(z), s, data_dir) for s, z in zoos.items()]))
+    assert codes == [-9] * len(FAULT_STEPS)  # every step was reached and killed there
+    for step, zoo_dir in zoos.items():
+        versions = [e["version"] for e in read_index(zoo_dir / "index.json")["models"]]
+        assert versions == (["1", "2"] if step == "indexed" else ["1"]), step
+        third = publish(run_dir, zoo_dir, name="k", data_dir=data_dir)  # nothing blocks the next publish
+        assert third["version"] == str(len(versions) + 1)
+        leftovers = [p.name for p in zoo_dir.rglob("*") if p.name.startswith(".") and p.name != ".index.lock"]
+        assert not leftovers, (step, leftovers)
+        listed = {f"k/{e['version']}" for e in read_index(zoo_dir / "index.json")["models"]}
+        assert {f"k/{p.name}" for p in (zoo_dir / "k").iterdir()} == listed, step
+
+
 def _publish_one(args):
     run, zoo_dir = args
     return publish(run, zoo_dir, name="same")["version"]
@@ -95,11 +192,11 @@ def _publish_one(args):
 @pytest.mark.slow
 def test_concurrent_publishes_keep_every_entry(run_dir, tmp_path):
     zoo_dir = tmp_path / "zoo"
-    with multiprocessing.get_context("spawn").Pool(6) as pool:
-        versions = pool.map(_publish_one, [(str(run_dir), str(zoo_dir))] * 6)
-    assert sorted(versions, key=int) == [str(v) for v in range(1, 7)]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        versions = pool.map(_publish_one, [(str(run_dir), str(zoo_dir))] * 3)
+    assert sorted(versions, key=int) == [str(v) for v in range(1, 4)]
     index = read_index(zoo_dir / "index.json")
-    assert sorted(int(e["version"]) for e in index["models"]) == list(range(1, 7))
+    assert sorted(int(e["version"]) for e in index["models"]) == list(range(1, 4))
     assert all((zoo_dir / e["location"]).is_file() for e in index["models"])
     assert not list(zoo_dir.glob("same/.*"))  # no staging directories left
 
@@ -114,6 +211,7 @@ def test_download_over_http_verifies_caches_and_reverifies(zoo, cache, tmp_path)
         requests = len(server.requests)
         assert fetch("tiny_cnn", index=index, progress=False) == path
         assert len(server.requests) == requests + 1  # only the index: the cached file was re-hashed, not fetched
+        path.chmod(0o644)
         path.write_bytes(b"corrupted in the cache")
         assert fetch("tiny_cnn", index=index, progress=False) == path  # the bad cached copy was replaced
         assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
@@ -131,7 +229,7 @@ def test_bad_files_are_rejected_and_removed(zoo, cache, fault, message):
         server.faults["tiny_cnn/1/model_int8.tflite"] = fault
         with pytest.raises(ZooError, match=message):
             fetch("tiny_cnn", index=f"{server.url}/index.json", progress=False)
-    assert not [p for p in cache.rglob("*") if p.is_file()], "something bad stayed in the cache"
+    assert not [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"], "something bad stayed in the cache"
 
 
 @pytest.mark.slow
@@ -150,47 +248,6 @@ def test_a_dropped_connection_resumes_and_a_server_error_is_retried(zoo, cache):
         server.faults[model] = "missing"
         with pytest.raises(ZooError, match="HTTP 404"):
             fetch("tiny_cnn", index=f"{server.url}/index.json", progress=False)
-
-
-def test_index_entries_cannot_escape_or_use_other_schemes(tmp_path, cache):
-    entry = {
-        "name": "m",
-        "version": "1",
-        "task": "classification",
-        "dataset": {},
-        "arch": "a",
-        "scheme": "int8",
-        "metric": "accuracy",
-        "metrics": {},
-        "size": 10,
-        "sha256": "0" * 64,
-        "location": "../../etc/passwd",
-        "input": {},
-        "output": {},
-        "recipe": "r",
-        "config": {},
-        "config_sha256": "0" * 64,
-        "provenance": {},
-        "date": "2026-01-01",
-        "command": "python train.py",
-    }
-    with pytest.raises(ZooError, match="bad location"):
-        validate_entry(entry)
-    for location in ("/abs/model.tflite", "ftp://host/m.tflite", "file:///etc/passwd"):
-        with pytest.raises(ZooError, match="bad location"):
-            validate_entry({**entry, "location": location})
-    with pytest.raises(ZooError, match="bad model name"):
-        validate_entry({**entry, "name": "a/b", "location": "m.tflite"})
-    with pytest.raises(ZooError, match="bad version"):
-        validate_entry({**entry, "version": "..", "location": "m.tflite"})
-    (tmp_path / "index.json").write_text(json.dumps({"schema": 1, "models": [entry]}))
-    with pytest.raises(ZooError, match="bad location"):
-        fetch("m", index=tmp_path, progress=False)
-    with pytest.raises(ZooError, match="unsupported index URL scheme 'ftp'"):
-        fetch("m", index="ftp://127.0.0.1/index.json", progress=False)
-    (tmp_path / "index.json").write_text("{not json")
-    with pytest.raises(ZooError, match="not valid JSON"):
-        fetch("m", index=tmp_path, progress=False)
 
 
 def _published():

@@ -1,14 +1,22 @@
 """A real HTTP server on 127.0.0.1 that serves a zoo directory, with switchable misbehaviour.
 
-``server.faults[path] = kind`` for one file: ``tamper`` (one byte flipped), ``truncate_once`` (the
-first response promises the whole file and stops halfway), ``short`` (a complete response of half the
-file), ``oversize`` (the file plus extra bytes), ``error_once`` (HTTP 500, then normal), ``missing`` (404).
-Range requests are honoured, as a resuming client needs. Every request is recorded.
+``server.faults[path] = kind`` for one file:
+
+- ``tamper`` (one byte flipped), ``short`` (a complete response of half the file), ``oversize`` (the
+  file plus extra bytes), ``missing`` (404), ``error_once`` (HTTP 500, then normal);
+- ``truncate_once`` (the first response promises the whole file and stops halfway);
+- ``trickle`` (one byte every 50 ms), ``stall`` (half the body, then silence), ``hang`` (no answer at all);
+- ``ignore_range`` (always 200 with the whole file), ``range_416`` (416 to every Range request),
+  ``wrong_range`` (206 from another offset than asked);
+- ``redirect:<url>`` (302 to ``url``).
+
+Range requests are honoured otherwise, as a resuming client needs. Every request is recorded.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +26,7 @@ class ZooServer:
         self.root = Path(root)
         self.faults: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,14 +36,27 @@ class ZooServer:
             def do_GET(self):  # noqa: N802 - http.server's name
                 path = self.path.lstrip("/")
                 server.requests.append((path, self.headers.get("Range")))
-                fault = server.faults.get(path)
+                fault = server.faults.get(path, "")
                 file = server.root / path
+                if fault == "hang":
+                    server.closing.wait(60)
+                    return
+                if fault.startswith("redirect:"):
+                    self.send_response(302)
+                    self.send_header("Location", fault.partition(":")[2])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if fault == "missing" or not file.is_file():
                     self.send_error(404)
                     return
                 if fault == "error_once":
                     server.faults.pop(path)
                     self.send_error(500)
+                    return
+                asked = self.headers.get("Range", "")
+                if fault == "range_416" and asked:
+                    self.send_error(416)
                     return
                 data = file.read_bytes()
                 if fault == "tamper":
@@ -44,8 +66,10 @@ class ZooServer:
                 elif fault == "oversize":
                     data = data + b"\0" * 4096
                 start = 0
-                if self.headers.get("Range", "").startswith("bytes="):
-                    start = int(self.headers["Range"][6:].split("-")[0])
+                if asked.startswith("bytes=") and fault != "ignore_range":
+                    start = int(asked[6:].split("-")[0])
+                    if fault == "wrong_range":
+                        start = max(0, start - 10)
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
@@ -59,9 +83,23 @@ class ZooServer:
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the connection drops mid-file
                     return
+                if fault == "stall":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    server.closing.wait(60)
+                    return
+                if fault == "trickle":
+                    for i in range(len(body)):
+                        if server.closing.wait(0.05):
+                            return
+                        self.wfile.write(body[i : i + 1])
+                        self.wfile.flush()
+                    return
                 self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None  # a client that gave up is not news
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -70,5 +108,7 @@ class ZooServer:
         return self
 
     def __exit__(self, *exc):
+        self.closing.set()
+        time.sleep(0.01)
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -4,28 +4,107 @@ The index comes from ``--index`` or ``$QATZOO_INDEX``: a local path (an index.js
 one), a ``file://`` URL or an ``http(s)://`` URL; by default the repository's ``zoo/``. Files are
 cached under ``$QATZOO_CACHE`` (default ``$XDG_CACHE_HOME/qatzoo`` or ``~/.cache/qatzoo``) as
 ``<name>/<version>/model_int8.tflite``, downloaded to ``.part`` and renamed only after the size and
-sha256 match the index. A cached file is hashed again before every use.
+sha256 match the index. A cached file is hashed again before every use and never written again.
+
+What a hostile index or server can and cannot do (README, "Security and reliability"):
+
+- a location is plain segments (``[A-Za-z0-9_.-]``, no ``..``, no %-encoding) relative to the index,
+  or an https URL; for a local or ``file://`` index the resolved path (symlinks followed) must stay
+  inside the index's folder and be a regular file;
+- redirects go to http(s) only, at most :data:`MAX_REDIRECTS`, never from https down to http;
+- a stall (no byte for ``stall`` seconds) and an overall deadline bound every download, retries included;
+- one download per cached model at a time (a lock beside it): a second process waits and reuses the file;
+- the ``.part`` file is opened without following symlinks; a 416 on resume starts it over.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import http.client
+import math
 import os
+import re
 import shutil
+import stat
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from qatzoo.zoo.index import MAX_SIZE, ZooError, check_name, check_version, default_zoo_dir, find, parse_index
+from qatzoo.zoo.index import ZooError, check_name, check_version, default_zoo_dir, find, parse_index
 from qatzoo.zoo.publish import sha256_file
 
-SCHEMES = ("http", "https", "file")
 MAX_INDEX_BYTES = 16 * 1024 * 1024
+MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
+NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long a download may take: ``stall`` s without a byte, ``deadline`` s in all (retries included)."""
+
+    stall: float = 30.0
+    deadline: float = 600.0
+
+    @classmethod
+    def resolve(cls, stall: float | None = None, deadline: float | None = None) -> Limits:
+        """Arguments first, then ``$QATZOO_STALL_TIMEOUT`` / ``$QATZOO_DEADLINE``, then the defaults."""
+        values = {}
+        for key, given, env in (("stall", stall, "QATZOO_STALL_TIMEOUT"), ("deadline", deadline, "QATZOO_DEADLINE")):
+            value = given if given is not None else os.environ.get(env)
+            if value is None:
+                continue
+            try:
+                value = float(value)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value <= 0:
+                raise ZooError(f"{key} ({env}): expected a number of seconds > 0, got {given or os.environ[env]!r}")
+            values[key] = value
+        return cls(**values)
+
+
+class _Clock:
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.end = time.monotonic() + limits.deadline
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def timeout(self) -> float:
+        """The socket timeout of the next operation: the stall limit, cut to what the deadline leaves."""
+        return max(0.05, min(self.limits.stall, self.left()))
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+class _RestrictedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most MAX_REDIRECTS redirects, to http(s) only, never from https down to http."""
+
+    max_redirections = MAX_REDIRECTS
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        newurl = headers.get("location") or headers.get("uri") or ""
+        new = urllib.parse.urlparse(urllib.parse.urljoin(req.full_url, newurl)).scheme
+        old = urllib.parse.urlparse(req.full_url).scheme
+        if new not in ("http", "https") or (old == "https" and new == "http"):
+            fp.close()
+            raise ZooError(f"{req.full_url} redirects to {newurl[:200]!r}: only redirects to http(s) are followed")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_RestrictedRedirects)
 
 
 def cache_dir() -> Path:
@@ -44,28 +123,82 @@ def _source_url(source: str | os.PathLike | None) -> str:
         raise ZooError(f"unsupported index URL scheme {scheme!r}: use http, https, file or a local path")
     else:
         url = Path(text).expanduser().absolute().as_uri()
-    if url.startswith("file:") and Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path)).is_dir():
+    if url.startswith("file:") and _local_path(url).is_dir():
         url = url.rstrip("/") + "/index.json"
     return url
 
 
-def read_index(source=None, timeout: float = 30) -> tuple[dict, str]:
+def _local_path(file_url: str) -> Path:
+    return Path(urllib.request.url2pathname(urllib.parse.urlparse(file_url).path))
+
+
+def _open(url: str, clock: _Clock, headers: dict | None = None):
+    """A response for an http(s) URL (restricted redirects, stall-limited socket) or a local file."""
+    if url.startswith("file:"):
+        return open(_local_path(url), "rb")  # noqa: SIM115 - the caller closes it
+    if clock.left() <= 0:
+        raise _DeadlinePassed
+    return _OPENER.open(urllib.request.Request(url, headers=headers or {}), timeout=clock.timeout())
+
+
+def _read1(response, clock: _Clock) -> bytes:
+    """The next bytes as soon as any arrive (``read`` would wait for a whole chunk from a trickle)."""
+    if clock.left() <= 0:
+        raise _DeadlinePassed
+    return response.read1(CHUNK)
+
+
+def read_index(source=None, timeout: float | None = None, limits: Limits | None = None) -> tuple[dict, str]:
     """The parsed, validated index and the URL its relative locations resolve against."""
+    limits = limits or Limits.resolve(stall=timeout)
+    clock = _Clock(limits)
     url = _source_url(source)
+    data = bytearray()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            data = response.read(MAX_INDEX_BYTES + 1)
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise ZooError(f"cannot read the zoo index at {url}: {getattr(error, 'reason', error)}") from error
+        with _open(url, clock) as response:
+            while len(data) <= MAX_INDEX_BYTES:
+                chunk = _read1(response, clock)
+                if not chunk:
+                    break
+                data += chunk
+    except _DeadlinePassed:
+        raise ZooError(f"reading the zoo index at {url} took longer than {limits.deadline:g} s") from None
+    except ZooError:
+        raise
+    except NETWORK_ERRORS as error:
+        raise ZooError(f"cannot read the zoo index at {url}: {_reason(error)}") from None
     if len(data) > MAX_INDEX_BYTES:
         raise ZooError(f"the zoo index at {url} is larger than {MAX_INDEX_BYTES} bytes")
-    return parse_index(data), url
+    return parse_index(bytes(data)), url
 
 
-def _model_url(entry: dict, index_url: str) -> str:
-    url = urllib.parse.urljoin(index_url, entry["location"])
-    if urllib.parse.urlparse(url).scheme not in SCHEMES:
-        raise ZooError(f"{entry['name']}: unsupported URL {url}")
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}"
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error or type(error).__name__
+    return str(reason).splitlines()[0][:200] if str(reason) else type(error).__name__
+
+
+def model_url(entry: dict, index_url: str) -> str:
+    """Where the model of ``entry`` lives: an http(s) URL, or a file:// URL checked to stay in the zoo."""
+    location = entry["location"]
+    if location.startswith("https://"):
+        return location
+    url = urllib.parse.urljoin(index_url, location)
+    base = index_url.rsplit("/", 1)[0] + "/"
+    if not url.startswith(base):
+        raise ZooError(f"{entry['name']}: location {location!r} leaves the index's folder")
+    if url.startswith("file:"):
+        root = _local_path(base).resolve()
+        try:
+            path = _local_path(url).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise ZooError(f"{entry['name']}: {location} is missing from the zoo at {root}") from None
+        if not path.is_relative_to(root):
+            raise ZooError(f"{entry['name']}: {location} resolves to {path}, outside the zoo's folder {root}")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise ZooError(f"{entry['name']}: {location} is not a regular file")
+        return path.as_uri()
     return url
 
 
@@ -74,18 +207,54 @@ def _cached_path(entry: dict) -> Path:
     return cache_dir() / check_name(entry["name"]) / check_version(entry["version"]) / "model_int8.tflite"
 
 
-def _download(url: str, part: Path, size: int, progress: bool, timeout: float) -> bool:
-    """Append to ``part`` up to ``size`` bytes; True when the response ended normally."""
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked
+def _part_size(part: Path) -> int:
+    """Bytes already in ``part``; anything there that is not a regular file (a symlink) is removed."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISREG(info.st_mode):
+        part.unlink()
+        return 0
+    return info.st_size
+
+
+def _open_part(part: Path, append: bool):
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+
+
+class _StartOver(Exception):
+    """The server cannot continue the partial file: discard it and download from the start."""
+
+
+CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def _download(url: str, part: Path, size: int, progress: bool, clock: _Clock) -> None:
+    """Append to ``part`` up to ``size`` bytes, resuming with a Range request when part of it is there."""
+    have = _part_size(part)
+    headers = {"Range": f"bytes={have}-"} if have and not url.startswith("file:") else {}
+    try:
+        response = _open(url, clock, headers)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and have:
+            raise _StartOver from None
+        raise
+    with response:
         status = getattr(response, "status", 200)
-        if have and status != 206:  # the server ignored the range: start over
+        if have and status == 206:
+            match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != have:
+                raise _StartOver
+        elif have:  # the server ignored the range (or a file): start over in this response
             have = 0
-        promised = response.headers.get("Content-Length")
+        promised = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+        if promised is not None and promised.isdigit() and have + int(promised) > size:
+            raise ZooError(f"{url} is larger than the {size} bytes the index promises")
         received = 0
         with (
-            open(part, "ab" if have else "wb") as out,
+            _open_part(part, append=bool(have)) as out,
             tqdm(
                 total=size,
                 initial=have,
@@ -97,12 +266,12 @@ def _download(url: str, part: Path, size: int, progress: bool, timeout: float) -
             ) as bar,
         ):
             while True:
-                chunk = response.read(CHUNK)
+                chunk = _read1(response, clock)
                 if not chunk:
-                    if promised is not None and received < int(promised):
+                    if promised is not None and promised.isdigit() and received < int(promised):
                         # The connection dropped mid-file: keep the part, retry with a Range request.
                         raise ConnectionError(f"connection closed after {received} of {promised} bytes")
-                    return True
+                    return
                 have += len(chunk)
                 received += len(chunk)
                 if have > size:
@@ -111,63 +280,135 @@ def _download(url: str, part: Path, size: int, progress: bool, timeout: float) -
                 bar.update(len(chunk))
 
 
+class _CacheLock:
+    """An exclusive lock on one cached model, so one process downloads it while the others wait."""
+
+    def __init__(self, directory: Path, clock: _Clock, progress: bool):
+        self.path, self.clock, self.progress = directory / ".lock", clock, progress
+
+    def __enter__(self):
+        self.file = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+        told = False
+        while True:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if self.clock.left() <= 0:
+                    self.file.close()
+                    raise ZooError(f"another download of this model still holds {self.path}") from None
+                if self.progress and not told:
+                    print(f"waiting for another download of the same model ({self.path})", flush=True)
+                    told = True
+                time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def _valid(path: Path, entry: dict) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+    except OSError:
+        return False
+
+
 def fetch(
     spec: str,
     index: str | os.PathLike | None = None,
     to: str | os.PathLike | None = None,
     progress: bool = True,
     retries: int = 4,
-    timeout: float = 30,
+    timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Path:
-    """Download (or reuse from the cache) a published model, verify its sha256, return its path."""
-    index_data, index_url = read_index(index, timeout)
+    """Download (or reuse from the cache) a published model, verify its sha256, return its path.
+
+    ``timeout``: seconds without a byte before a try is abandoned (``$QATZOO_STALL_TIMEOUT``, 30);
+    ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600).
+    """
+    limits = Limits.resolve(stall=timeout, deadline=deadline)
+    index_data, index_url = read_index(index, limits=limits)
     entry = find(index_data, spec)
     target = _cached_path(entry)
-    if target.exists():
-        if target.stat().st_size == entry["size"] and sha256_file(target) == entry["sha256"]:
-            return _deliver(target, entry, to)
-        target.unlink()  # a cached file that no longer matches is never used
-    target.parent.mkdir(parents=True, exist_ok=True)
+    clock = _Clock(limits)
+    url = model_url(entry, index_url)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _CacheLock(target.parent, clock, progress):
+            if not _valid(target, entry):
+                target.unlink(missing_ok=True)  # a cached file that no longer matches is never used
+                _fetch_to_cache(entry, url, target, progress, retries, clock)
+    except OSError as error:
+        raise ZooError(
+            f"cannot write to the download cache {cache_dir()}: {error.strerror or error} "
+            "(set QATZOO_CACHE to a writable folder)"
+        ) from None
+    return _deliver(target, entry, to)
+
+
+def _fetch_to_cache(entry: dict, url: str, target: Path, progress: bool, retries: int, clock: _Clock) -> None:
     part = target.with_name(target.name + ".part")
-    url = _model_url(entry, index_url)
-    if entry["size"] > MAX_SIZE:
-        raise ZooError(f"{entry['name']}: {entry['size']} bytes is over the {MAX_SIZE}-byte limit")
-    for attempt in range(retries + 1):
+    label = f"{entry['name']}@{entry['version']}"
+    attempt = 0
+    while True:
         try:
-            _download(url, part, entry["size"], progress, timeout)
+            _download(url, part, entry["size"], progress, clock)
             break
         except ZooError:
             part.unlink(missing_ok=True)
             raise
-        except urllib.error.HTTPError as error:
-            if error.code < 500 or attempt == retries:
-                raise ZooError(f"download of {entry['name']} failed: HTTP {error.code} from {url}") from error
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-            if attempt == retries:
+        except _StartOver:
+            part.unlink(missing_ok=True)
+            error = None
+        except _DeadlinePassed:
+            raise ZooError(
+                f"download of {label} did not finish within {clock.limits.deadline:g} s (QATZOO_DEADLINE or "
+                "--deadline); the partial file is kept: run the command again to resume"
+            ) from None
+        except urllib.error.HTTPError as http_error:
+            if http_error.code < 500 or attempt >= retries:
+                raise ZooError(f"download of {label} failed: HTTP {http_error.code} from {url}") from None
+            error = http_error
+        except NETWORK_ERRORS as network_error:
+            if isinstance(network_error, OSError) and network_error.errno in (errno.EACCES, errno.EROFS, errno.ENOSPC):
+                raise
+            if attempt >= retries:
                 raise ZooError(
-                    f"download of {entry['name']} failed after {retries + 1} tries ({getattr(error, 'reason', error)}); "
-                    f"run the command again to resume"
-                ) from error
-        time.sleep(min(0.5 * 2**attempt, 8.0))
-    got = part.stat().st_size if part.exists() else 0
+                    f"download of {label} failed after {retries + 1} tries ({_reason(network_error)}); the partial "
+                    "file is kept: run the command again to resume"
+                ) from None
+            error = network_error
+        attempt += 1
+        if error is not None:
+            time.sleep(max(0.0, min(0.5 * 2**attempt, 8.0, clock.left())))
+    got = _part_size(part)
     if got != entry["size"] or sha256_file(part) != entry["sha256"]:
         part.unlink(missing_ok=True)
         what = "truncated" if got < entry["size"] else "tampered"
-        raise ZooError(
-            f"{entry['name']}@{entry['version']} from {url} is {what}: its sha256 does not match the index; removed"
-        )
+        raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
+    os.chmod(part, 0o444)  # the cached file is only ever replaced, never written
     os.replace(part, target)
-    return _deliver(target, entry, to)
 
 
 def _deliver(path: Path, entry: dict, to) -> Path:
     if to is None:
         return path
-    out = Path(to) / f"{entry['name']}-{entry['version']}.tflite"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(to)
+    if folder.exists() and not folder.is_dir():
+        raise ZooError(f"--to {folder}: not a directory")
+    out = folder / f"{entry['name']}-{entry['version']}.tflite"
     tmp = out.with_name(f".{out.name}.tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as error:
+        raise ZooError(f"cannot write {out}: {error.strerror or error}") from None
     return out
 
 

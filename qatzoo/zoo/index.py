@@ -1,10 +1,17 @@
 """``zoo/index.json``: a versioned schema, validated on every read and write, written atomically
-under a lock so concurrent publishers never lose an entry or leave a broken file."""
+under a lock so concurrent publishers never lose an entry or leave a broken file.
+
+An index comes from outside (a server, a file someone sent): it is data, never code. Every field a
+command reads is required and typed here, so a valid index never crashes ``list``/``info``;
+Hydra's instantiation keys (``_target_``, ``_args_``, ...) and ``${...}`` interpolations are refused
+anywhere in an entry, so no value of an index can ever be instantiated or resolved.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 from contextlib import contextmanager
@@ -12,32 +19,22 @@ from pathlib import Path
 
 from qatzoo.files import write_json
 
-SCHEMA_VERSION = 1
+#: 2: entries hold plain data only (schema 1 entries carried Hydra ``_target_`` keys in ``config``).
+SCHEMA_VERSION = 2
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 VERSION = re.compile(r"^[1-9][0-9]{0,5}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-REQUIRED = {
-    "name": str,
-    "version": str,
-    "task": str,
-    "dataset": dict,
-    "arch": str,
-    "scheme": str,
-    "metric": str,
-    "metrics": dict,
-    "size": int,
-    "sha256": str,
-    "location": str,
-    "input": dict,
-    "output": dict,
-    "recipe": str,
-    "config": dict,
-    "config_sha256": str,
-    "provenance": dict,
-    "date": str,
-    "command": str,
-}
+IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: One path segment of a location: no '%', '\\', whitespace or control characters, not '.' or '..'.
+SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 MAX_SIZE = 256 * 1024 * 1024
+MAX_DEPTH = 24
+MAX_STRING = 4096
+#: Keys Hydra's ``instantiate`` acts on (``_target_``, ``_args_``, ``_partial_``, ...).
+CODE_KEY = re.compile(r"^_.*_$")
+#: Characters that rewrite a terminal or reorder text: control characters and bidi overrides.
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class ZooError(RuntimeError):
@@ -57,36 +54,163 @@ def check_version(version: str) -> str:
 
 
 def check_location(location: str) -> str:
-    """A relative path inside the zoo (no '..', no absolute path) or an absolute https URL."""
+    """A relative path of plain segments inside the zoo, or an https URL whose path is made of the same.
+
+    Plain means ``[A-Za-z0-9_.-]`` and not ``.`` or ``..``: no percent-encoding, backslashes,
+    whitespace, NUL or absolute paths, so no decoding step can turn a location into another path.
+    """
+    bad = ZooError(
+        f"bad location {location!r}: a path relative to the index made of plain segments ([A-Za-z0-9_.-], "
+        "no '..', no %-encoding), or an https URL of the same"
+    )
+    if not isinstance(location, str) or len(location) > 1024:
+        raise bad
+    path = location
     if location.startswith("https://"):
-        return location
-    parts = Path(location).parts
-    if not location or location.startswith("/") or "\\" in location or ":" in location or ".." in parts:
-        raise ZooError(f"bad location {location!r}: a path relative to the index without '..', or an https URL")
+        host, _, path = location[len("https://") :].partition("/")
+        if not HOST.match(host):
+            raise bad
+    if not all(SEGMENT.match(segment) for segment in path.split("/")):
+        raise bad
     return location
 
 
+class _Bad(ValueError):
+    pass
+
+
+def _plain(value, where: str, depth: int = 0) -> None:
+    """JSON data only: no Hydra code keys, interpolations, unprintable characters, non-finite numbers."""
+    if depth > MAX_DEPTH:
+        raise _Bad(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or CODE_KEY.match(key) or "${" in key or UNPRINTABLE.search(key):
+                raise _Bad(f"{where}: key {key!r} is not allowed (index entries are data, never code)")
+            _plain(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, str):
+        if "${" in value:
+            raise _Bad(f"{where}: interpolations ('${{...}}') are not allowed (index entries are data, never code)")
+        if UNPRINTABLE.search(value) or len(value) > MAX_STRING:
+            raise _Bad(f"{where}: control characters or a string over {MAX_STRING} characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Bad(f"{where}: {value} is not a finite number")
+    elif value is not None and not isinstance(value, (bool, int)):
+        raise _Bad(f"{where}: {type(value).__name__} is not JSON data")
+
+
+def _get(node: dict, key: str, where: str):
+    if key not in node:
+        raise _Bad(f"{where}{key}: missing")
+    return node[key]
+
+
+def _str(node: dict, key: str, where: str = "", pattern: re.Pattern | None = None, choices=None, optional=False):
+    value = _get(node, key, where)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _Bad(f"{where}{key}: must be a non-empty string")
+    if pattern is not None and not pattern.match(value):
+        raise _Bad(f"{where}{key}: {value!r} is not a plain identifier")
+    if choices is not None and value not in choices:
+        raise _Bad(f"{where}{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _int(node: dict, key: str, low: int, high: int, where: str = "") -> int:
+    value = _get(node, key, where)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _Bad(f"{where}{key}: must be an integer in [{low}, {high}]")
+    return value
+
+
+def _number(value, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise _Bad(f"{where}: must be a finite number")
+    return value
+
+
+def _dict(node: dict, key: str, where: str = "") -> dict:
+    value = _get(node, key, where)
+    if not isinstance(value, dict):
+        raise _Bad(f"{where}{key}: must be an object")
+    return value
+
+
+def _entry_fields(entry: dict) -> None:
+    _plain(entry, "entry")
+    check_name(_str(entry, "name"))
+    check_version(_str(entry, "version"))
+    _str(entry, "task", choices=("classification", "forecast"))
+    dataset = _dict(entry, "dataset")
+    _str(dataset, "name", "dataset.", IDENT)
+    _str(dataset, "builder", "dataset.", IDENT, optional=True)
+    _str(dataset, "version", "dataset.", IDENT, optional=True)
+    _str(dataset, "split", "dataset.", choices=("test",))
+    _int(dataset, "examples", 1, 10**8, "dataset.")
+    for key in ("arch", "scheme", "recipe"):
+        _str(entry, key, pattern=IDENT)
+    _str(entry, "metric", choices=("accuracy", "mae"))
+    unit = _str(entry, "unit")
+    if len(unit) > 16:
+        raise _Bad("unit: at most 16 characters")
+    if not isinstance(_get(entry, "higher_is_better", ""), bool):
+        raise _Bad("higher_is_better: must be true or false")
+    metrics = _dict(entry, "metrics")
+    for key, value in metrics.items():
+        if not IDENT.match(key):
+            raise _Bad(f"metrics.{key}: not a plain identifier")
+        _number(value, f"metrics.{key}")
+    if _str(entry, "int8_model", pattern=IDENT) not in metrics:
+        raise _Bad(f"int8_model: {entry['int8_model']!r} has no value in metrics")
+    _int(entry, "size", 1, MAX_SIZE)
+    _str(entry, "sha256", pattern=SHA256)
+    _str(entry, "config_sha256", pattern=SHA256)
+    check_location(_str(entry, "location"))
+    card = _str(entry, "card", optional=True)
+    if card is not None:
+        check_location(card)
+    for key in ("input", "output"):
+        quant = _dict(entry, key)
+        _str(quant, "dtype", f"{key}.", choices=("int8", "uint8", "int16", "float32"))
+        _number(_get(quant, "scale", f"{key}."), f"{key}.scale")
+        _int(quant, "zero_point", -(2**15), 2**16, f"{key}.")
+    for key in ("config", "provenance"):
+        _dict(entry, key)
+    for key in ("date", "command"):
+        _str(entry, key)
+
+
 def validate_entry(entry: dict) -> dict:
-    for key, kind in REQUIRED.items():
-        if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
-            raise ZooError(f"index entry {entry.get('name')!r}: field {key!r} must be a {kind.__name__}")
-    check_name(entry["name"])
-    check_version(entry["version"])
-    check_location(entry["location"])
-    if not SHA256.match(entry["sha256"]):
-        raise ZooError(f"index entry {entry['name']!r}: sha256 must be 64 lowercase hex digits")
-    if not 0 < entry["size"] <= MAX_SIZE:
-        raise ZooError(f"index entry {entry['name']!r}: size {entry['size']} outside 1..{MAX_SIZE}")
+    if not isinstance(entry, dict):
+        raise ZooError(f"index entry is not an object but {type(entry).__name__}")
+    name = entry.get("name") if isinstance(entry.get("name"), str) else "?"
+    try:
+        _entry_fields(entry)
+    except _Bad as error:
+        raise ZooError(f"index entry {name[:64]!r}: {error}") from None
     return entry
 
 
 def validate_index(index: dict) -> dict:
+    if isinstance(index, dict) and index.get("schema") == 1:
+        raise ZooError(
+            f"this index is of schema 1 (its entries may carry Hydra _target_ keys); qatzoo reads schema "
+            f"{SCHEMA_VERSION}: republish the models or get a current index"
+        )
     if (
         not isinstance(index, dict)
         or index.get("schema") != SCHEMA_VERSION
         or not isinstance(index.get("models"), list)
     ):
-        raise ZooError(f"not a zoo index of schema {SCHEMA_VERSION} (expected {{'schema': 1, 'models': [...]}})")
+        raise ZooError(
+            f"not a zoo index of schema {SCHEMA_VERSION} (expected {{'schema': {SCHEMA_VERSION}, 'models': [...]}})"
+        )
     seen = set()
     for entry in index["models"]:
         validate_entry(entry)
@@ -97,24 +221,43 @@ def validate_index(index: dict) -> dict:
     return index
 
 
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_index(text: str | bytes) -> dict:
     try:
-        return validate_index(json.loads(text))
+        data = json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as error:
-        raise ZooError(f"the zoo index is not valid JSON ({error.msg} at line {error.lineno})") from error
+        raise ZooError(f"the zoo index is not valid JSON ({error.msg} at line {error.lineno})") from None
+    except UnicodeDecodeError:
+        raise ZooError("the zoo index is not valid JSON (it is not UTF-8 text)") from None
+    except RecursionError:
+        raise ZooError(f"the zoo index is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    except ValueError as error:
+        raise ZooError(f"the zoo index is not valid JSON ({error})") from None
+    return validate_index(data)
 
 
 def read_index(path: Path) -> dict:
+    path = Path(path)
     if not path.exists():
         return {"schema": SCHEMA_VERSION, "models": []}
-    return parse_index(path.read_text())
+    try:
+        return parse_index(path.read_bytes())
+    except OSError as error:
+        raise ZooError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 @contextmanager
 def locked_index(zoo_dir: Path):
     """Hold an exclusive lock on the zoo's index while reading, changing and writing it."""
-    zoo_dir.mkdir(parents=True, exist_ok=True)
-    with open(zoo_dir / ".index.lock", "w") as lock:
+    try:
+        zoo_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(zoo_dir / ".index.lock", "a")  # noqa: SIM115 - held for the block below
+    except OSError as error:
+        raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield read_index(zoo_dir / "index.json")
@@ -147,3 +290,12 @@ def find(index: dict, spec: str) -> dict:
 
 def default_zoo_dir() -> Path:
     return Path(os.environ.get("QATZOO_ZOO_DIR", Path(__file__).resolve().parents[2] / "zoo"))
+
+
+def plain_config(config: dict) -> dict:
+    """A resolved run config as plain data: Hydra's ``_target_``-style keys dropped at every level."""
+    if isinstance(config, dict):
+        return {k: plain_config(v) for k, v in config.items() if not (isinstance(k, str) and CODE_KEY.match(k))}
+    if isinstance(config, list):
+        return [plain_config(v) for v in config]
+    return config

@@ -1,18 +1,44 @@
-"""``publish RUN_DIR``: copy a finished run's int8 model and card into the zoo and add its entry."""
+"""``publish RUN_DIR``: copy a finished run's int8 model and card into the zoo and add its entry.
+
+A run directory is data, not proof: publish re-derives what it writes from the bytes it copies -
+size and sha256 (checked against what the run recorded), the full-integer check, and the int8
+metric re-measured in LiteRT on the test split. The index holds the measured number.
+
+Under a kill, publish leaves either the old index or the complete new entry: the version folder
+is staged and moved into place first, and the index entry (written atomically) is what makes it
+published. Leftovers of a killed publish (a staged folder, a version folder without an entry,
+temporary files) are removed by the next publish, under the index lock.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from qatzoo.zoo.index import (
+    NAME,
+    VERSION,
+    ZooError,
+    check_name,
+    locked_index,
+    plain_config,
+    validate_entry,
+    write_index,
+)
 
-from qatzoo.zoo.index import ZooError, check_name, locked_index, validate_entry, write_index
+#: Files a published version folder holds; a version folder of only these and no index entry is a
+#: leftover of a killed publish.
+PUBLISHED_FILES = {"model_int8.tflite", "card.md"}
+#: ``QATZOO_PUBLISH_FAULT=<step>`` kills publish with SIGKILL at that step (tests of kill safety).
+FAULT_STEPS = ("locked", "staged", "moved", "indexed")
 
 
 def sha256_file(path: Path) -> str:
@@ -23,84 +49,233 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _entry(run_dir: Path, name: str, version: str) -> dict:
-    metrics_file = run_dir / "metrics.json"
-    if not metrics_file.is_file():
-        raise ZooError(f"{run_dir} has no metrics.json: the run did not finish, nothing to publish")
-    metrics = json.loads(metrics_file.read_text())
-    if not metrics.get("int8_model") or not (run_dir / "model_int8.tflite").is_file():
+def _fault(step: str) -> None:
+    if os.environ.get("QATZOO_PUBLISH_FAULT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    def no_constants(name):
+        raise ValueError(f"{name} is not a number")
+
+    try:
+        data = json.loads(path.read_bytes(), parse_constant=no_constants)
+    except FileNotFoundError:
+        raise ZooError(f"{path.parent} has no {path.name}: the run did not finish, nothing to publish") from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise ZooError(f"{path} is not a readable {what} ({type(error).__name__}: {str(error)[:120]})") from None
+    if not isinstance(data, dict):
+        raise ZooError(f"{path} is not a {what} (not a JSON object)")
+    return data
+
+
+def _report(run_dir: Path) -> dict:
+    """metrics.json's fields that publish reads, checked for presence and type; one line if not."""
+    metrics = _read_json(run_dir / "metrics.json", "run report")
+    try:
+        metric = metrics["metric"]
+        int8_name = metrics["int8_model"]
+        checks = {
+            "name": isinstance(metrics["name"], str),
+            "metric": metric in ("accuracy", "mae"),
+            "task": metrics["task"] in ("classification", "forecast"),
+            "results": all(
+                isinstance(v, dict) and isinstance(v.get(metric), (int, float)) and math.isfinite(v[metric])
+                for v in metrics["results"].values()
+            ),
+            "dataset.sizes.test": isinstance(metrics["dataset"]["sizes"]["test"], int),
+            "provenance.config_sha256": isinstance(metrics["provenance"]["config_sha256"], str),
+        }
+        if int8_name:
+            checks["int8"] = isinstance(metrics["int8"]["input"], dict) and isinstance(metrics["int8"]["output"], dict)
+            checks["results.int8"] = int8_name in metrics["results"]
+        for key in ("arch", "data", "quant", "unit", "command"):
+            checks[key] = isinstance(metrics[key], str)
+    except (KeyError, TypeError) as error:
+        raise ZooError(f"{run_dir}/metrics.json is not a complete run report (missing or wrong {error})") from None
+    wrong = [key for key, ok in checks.items() if not ok]
+    if wrong:
+        raise ZooError(f"{run_dir}/metrics.json is not a complete run report (wrong field: {wrong[0]})")
+    return metrics
+
+
+def _config(run_dir: Path) -> dict:
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except FileNotFoundError:
+        raise ZooError(f"{run_dir} has no config.yaml; pass the directory of a finished run") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ZooError(f"{run_dir}/config.yaml is not readable YAML ({type(error).__name__})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise ZooError(f"{run_dir}/config.yaml is not a run config (no data section)")
+    return config
+
+
+def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tuple[dict, bytes, str]:
+    """The index entry (without version) of ``run_dir``, with the bytes and card text to publish.
+
+    Everything that describes the model file is derived from its bytes, read once.
+    """
+    from qatzoo.export.checks import full_integer
+    from qatzoo.export.litert import interpreter, io_quant
+    from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, measure
+
+    metrics = _report(run_dir)
+    int8_name, metric = metrics["int8_model"], metrics["metric"]
+    model_file = run_dir / "model_int8.tflite"
+    if not int8_name or not model_file.is_file():
         raise ZooError(f"{run_dir} has no int8 model (quant={metrics.get('quant')}); the zoo holds int8 models only")
-    checks = metrics.get("checks", {})
-    failed = [key for key in ("full_integer", "parity") if checks.get(key) is not True]
+    failed = [key for key in ("full_integer", "parity") if metrics.get("checks", {}).get(key) is not True]
     if failed:
         raise ZooError(f"{run_dir}: the int8 model failed the {' and '.join(failed)} check(s); not publishing it")
-    model = run_dir / "model_int8.tflite"
-    metric = metrics["metric"]
-    sizes = metrics["dataset"]["sizes"]
-    return {
+    try:
+        blob, card = model_file.read_bytes(), (run_dir / "card.md").read_text()
+    except FileNotFoundError as error:
+        raise ZooError(f"{run_dir} has no {Path(error.filename).name}; pass the directory of a finished run") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ZooError(f"cannot read the run's files in {run_dir}: {error}") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    recorded = metrics.get("files", {}).get("model_int8.tflite")
+    if isinstance(recorded, dict) and (recorded.get("sha256") != digest or recorded.get("bytes") != len(blob)):
+        raise ZooError(
+            f"{model_file} changed after the run wrote it (sha256 {digest[:12]}..., the run recorded "
+            f"{str(recorded.get('sha256'))[:12]}...); not publishing it"
+        )
+    try:
+        report = full_integer(blob)
+        in_q, out_q = io_quant(interpreter(blob))
+    except (ValueError, RuntimeError) as error:
+        raise ZooError(f"{model_file} is not a model LiteRT can load ({str(error).splitlines()[0][:120]})") from None
+    if not report.ok or in_q.dtype != "int8" or out_q.dtype != "int8":
+        raise ZooError(
+            f"{model_file} is not a full-integer int8 model ({len(report.non_integer)} non-integer tensors, input "
+            f"{in_q.dtype}, output {out_q.dtype}); not publishing it"
+        )
+    config = _config(run_dir)
+    dataset = metrics["data"]
+    data = load_test_data(dataset, config["data"], data_dir or config["data"].get("data_dir"))
+    if len(data.x_test) != metrics["dataset"]["sizes"]["test"]:
+        raise ZooError(
+            f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had "
+            f"{metrics['dataset']['sizes']['test']}; not publishing numbers that cannot be checked"
+        )
+    claimed = metrics["results"][int8_name][metric]
+    measured = measure(blob, data)
+    if gap(metric, measured, claimed) > TOLERANCE[metric]:
+        raise ZooError(
+            f"{run_dir}: the int8 model measures {metric} {measured:.4f} in LiteRT on the test split, metrics.json "
+            f"says {claimed:.4f} (tolerance {TOLERANCE[metric]}); not publishing it"
+        )
+    results = {key: value[metric] for key, value in metrics["results"].items()}
+    results[int8_name] = measured
+    card += (
+        "\n## Measured at publish\n\n"
+        f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
+        f"{measured:.4f} ({metrics['unit']}); full integer: yes; sha256 `{digest}`.\n"
+    )
+    entry = {
         "name": name,
-        "version": version,
+        "version": None,
         "task": metrics["task"],
         "dataset": {
-            "name": metrics["data"],
+            "name": dataset,
             "builder": metrics["dataset"].get("builder"),
             "version": metrics["dataset"].get("version"),
             "split": "test",
-            "examples": sizes["test"],
+            "examples": len(data.x_test),
         },
         "arch": metrics["arch"],
         "scheme": metrics["quant"],
         "metric": metric,
         "unit": metrics["unit"],
-        "higher_is_better": metrics["higher_is_better"],
-        "metrics": {key: value[metric] for key, value in metrics["results"].items()},
-        "int8_model": metrics["int8_model"],
-        "size": model.stat().st_size,
-        "sha256": sha256_file(model),
-        "location": f"{name}/{version}/model_int8.tflite",
-        "card": f"{name}/{version}/card.md",
-        "input": metrics["int8"]["input"],
-        "output": metrics["int8"]["output"],
+        "higher_is_better": metric == "accuracy",
+        "metrics": results,
+        "int8_model": int8_name,
+        "size": len(blob),
+        "sha256": digest,
+        "location": None,
+        "card": None,
+        "input": vars(in_q),
+        "output": vars(out_q),
         "recipe": metrics["name"],
-        # The resolved config without `paths` (where the publisher kept data and runs).
-        "config": {
-            k: v for k, v in OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")).items() if k != "paths"
-        },
+        # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
+        "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
         "config_sha256": metrics["provenance"]["config_sha256"],
         "provenance": metrics["provenance"],
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": metrics["command"],
     }
+    return entry, blob, card
 
 
-def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None) -> dict:
+def clean_leftovers(zoo_dir: Path, index: dict) -> list[Path]:
+    """Remove what a killed publish left: staged folders, version folders without an index entry
+    (holding only what publish writes), temporary index/README files. Call under the index lock."""
+    listed = {(e["name"], e["version"]) for e in index["models"]}
+    removed = []
+    for tmp in [*zoo_dir.glob(".index.json.*.tmp"), *zoo_dir.glob(".README.md.*.tmp")]:
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    for model_dir in (p for p in zoo_dir.iterdir() if p.is_dir() and not p.is_symlink() and NAME.match(p.name)):
+        for child in model_dir.iterdir():
+            staged = re.match(r"^\.[0-9]+\..+$", child.name)
+            orphan = VERSION.match(child.name) and (model_dir.name, child.name) not in listed
+            if (staged or orphan) and child.is_dir() and not child.is_symlink():
+                if {p.name for p in child.iterdir()} <= PUBLISHED_FILES:
+                    shutil.rmtree(child)
+                    removed.append(child)
+    return removed
+
+
+def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, data_dir: str | None = None) -> dict:
     """Publish ``run_dir`` as the next version of ``name`` (default: the recipe's name). Never overwrites."""
     run_dir, zoo_dir = Path(run_dir), Path(zoo_dir)
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir} is not a run directory")
-    with locked_index(zoo_dir) as index:
-        recipe = (
-            json.loads((run_dir / "metrics.json").read_text())["name"] if (run_dir / "metrics.json").is_file() else None
-        )
-        name = check_name(name or recipe or run_dir.name)
-        versions = [int(e["version"]) for e in index["models"] if e["name"] == name]
-        version = str(max(versions, default=0) + 1)
-        entry = validate_entry(_entry(run_dir, name, version))
-        target = zoo_dir / name / version
-        if target.exists():
-            raise ZooError(f"{target} already exists; published versions are never overwritten")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
-        try:
-            shutil.copyfile(run_dir / "model_int8.tflite", staging / "model_int8.tflite")
-            shutil.copyfile(run_dir / "card.md", staging / "card.md")
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        index["models"].append(entry)
-        write_index(zoo_dir, index)
-    write_readme(zoo_dir)
+    recipe = _report(run_dir)["name"]
+    name = check_name(name or recipe)
+    entry, blob, card = measured_entry(run_dir, name, data_dir)  # slow part: outside the lock
+    try:
+        with locked_index(zoo_dir) as index:
+            _fault("locked")
+            clean_leftovers(zoo_dir, index)
+            versions = [int(e["version"]) for e in index["models"] if e["name"] == name]
+            version = str(max(versions, default=0) + 1)
+            entry.update(
+                version=version,
+                location=f"{name}/{version}/model_int8.tflite",
+                card=f"{name}/{version}/card.md",
+            )
+            validate_entry(entry)
+            target = zoo_dir / name / version
+            if target.exists():
+                raise ZooError(f"{target} already exists and is not a leftover of a killed publish; not overwriting it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
+            try:
+                for file_name, data in (("model_int8.tflite", blob), ("card.md", card.encode())):
+                    with open(staging / file_name, "xb") as out:
+                        out.write(data)
+                        out.flush()
+                        os.fsync(out.fileno())
+                _fault("staged")
+                os.replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            _fault("moved")
+            index["models"].append(entry)
+            try:
+                write_index(zoo_dir, index)  # the commit point: atomic rename of index.json
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+            _fault("indexed")
+            write_readme(zoo_dir)
+    except OSError as error:
+        raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None
     return entry
 
 

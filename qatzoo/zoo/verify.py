@@ -1,13 +1,15 @@
-"""``verify NAME``: download, check the hash, re-measure the metric in LiteRT on the test split."""
+"""``verify NAME``: download, check the hash, re-measure the metric in LiteRT on the test split.
+
+The dataset is rebuilt from the project's own table (:mod:`qatzoo.data.catalog`) by the entry's
+dataset name, with only the plain parameters that table declares: nothing in an index is instantiated.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
-from qatzoo.zoo.download import fetch, read_index
+from qatzoo.zoo.download import Limits, fetch, read_index
 from qatzoo.zoo.index import ZooError, find
 
 #: How far a re-measured metric may be from the index: LiteRT kernels are deterministic on one
@@ -15,26 +17,56 @@ from qatzoo.zoo.index import ZooError, find
 TOLERANCE = {"accuracy": 0.2, "mae": 0.01}  # points of accuracy; relative MAE
 
 
-def verify(spec: str, index=None, data_dir: str | None = None, progress: bool = True) -> dict:
-    """Return ``{"name", "version", "metric", "index", "measured", "ok"}``; raise ZooError if it is off."""
+def load_test_data(dataset: str, params: dict, data_dir: str | None = None):
+    """The splits of a catalogued dataset; a dataset that cannot be built is one ZooError line."""
+    from qatzoo.data.catalog import CatalogError, build
+    from qatzoo.data.splits import DataSourceMissing
+
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    try:
+        return build(dataset, params, data_dir)
+    except (CatalogError, DataSourceMissing) as error:
+        raise ZooError(str(error)) from None
+
+
+def measure(model: bytes | str | Path, data, progress: bool = False) -> float:
+    """The task metric of a .tflite model run in LiteRT on the full test split."""
     from qatzoo.export import evaluate, litert
 
-    index_data, _ = read_index(index)
+    model = model if isinstance(model, bytes) else str(model)
+    return evaluate.score(data, litert.predict(model, data.x_test, progress="LiteRT" if progress else None))
+
+
+def gap(metric: str, measured: float, expected: float) -> float:
+    """Distance in verify's terms: accuracy points, or MAE relative to the expected value."""
+    return abs(measured - expected) if metric == "accuracy" else abs(measured - expected) / max(abs(expected), 1e-12)
+
+
+def verify(
+    spec: str,
+    index=None,
+    data_dir: str | None = None,
+    progress: bool = True,
+    timeout: float | None = None,
+    deadline: float | None = None,
+) -> dict:
+    """Return ``{"name", "version", "metric", "index", "measured", "ok"}``; raise ZooError if it is off.
+
+    ``timeout`` and ``deadline``: the download's stall limit and overall deadline (see :func:`fetch`).
+    """
+    index_data, _ = read_index(index, limits=Limits.resolve(stall=timeout, deadline=deadline))
     entry = find(index_data, spec)
-    path = fetch(f"{entry['name']}@{entry['version']}", index=index, progress=progress)
-    data_cfg = dict(entry["config"]["data"])
-    data_cfg.pop("task", None)
-    # This machine's TFDS directory, not the publisher's.
-    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
-    data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
+    path = fetch(
+        f"{entry['name']}@{entry['version']}", index=index, progress=progress, timeout=timeout, deadline=deadline
+    )
+    data = load_test_data(entry["dataset"]["name"], entry["config"].get("data", {}), data_dir)
     if len(data.x_test) != entry["dataset"]["examples"]:
         raise ZooError(
             f"{entry['name']}: the local test split has {len(data.x_test)} examples, the index says {entry['dataset']['examples']}"
         )
-    measured = evaluate.score(data, litert.predict(str(path), data.x_test, progress="LiteRT" if progress else None))
+    measured = measure(path, data, progress)
     expected = entry["metrics"][entry["int8_model"]]
     metric = entry["metric"]
-    gap = abs(measured - expected) if metric == "accuracy" else abs(measured - expected) / max(abs(expected), 1e-12)
     result = {
         "name": entry["name"],
         "version": entry["version"],
@@ -42,7 +74,7 @@ def verify(spec: str, index=None, data_dir: str | None = None, progress: bool = 
         "index": expected,
         "measured": measured,
         "tolerance": TOLERANCE[metric],
-        "ok": gap <= TOLERANCE[metric],
+        "ok": gap(metric, measured, expected) <= TOLERANCE[metric],
     }
     if not result["ok"]:
         raise ZooError(

@@ -1,0 +1,100 @@
+"""The project's own table of datasets, by name, for commands that rebuild a dataset from data.
+
+``qatzoo verify`` and ``qatzoo publish`` re-measure an int8 model on its test split. What they know
+of the dataset comes from outside (a zoo index, a run directory's config.yaml), so it is never
+instantiated: the loader is looked up here by the dataset's name, and only the parameters declared
+here are taken, each checked for type and range. Everything else (TFDS builder, splits, where the
+files live) is fixed by this table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from qatzoo.data.splits import Splits
+
+
+class CatalogError(ValueError):
+    """A dataset name or parameter this table does not accept; ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a dataset takes from outside: a plain int or float within [low, high]."""
+
+    kind: type
+    low: float
+    high: float
+
+    def check(self, dataset: str, key: str, value: Any) -> int | float:
+        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind is int and not isinstance(value, int):
+            number_ok = False
+        if not number_ok or not math.isfinite(value) or not self.low <= value <= self.high:
+            kind = "an integer" if self.kind is int else "a number"
+            raise CatalogError(
+                f"dataset {dataset}: {key} must be {kind} in [{self.low:g}, {self.high:g}], got {value!r}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loader of :mod:`qatzoo.data.load`, its fixed arguments and the parameters it takes from outside."""
+
+    loader: str
+    fixed: dict = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
+
+    def build(self, name: str, params: dict, data_dir: str) -> Splits:
+        from qatzoo.data import load
+
+        kwargs = {key: spec.check(name, key, params[key]) for key, spec in self.params.items() if key in params}
+        missing = sorted(set(self.params) - set(kwargs))
+        if missing:
+            raise CatalogError(f"dataset {name}: missing parameter(s) {', '.join(missing)}")
+        return getattr(load, self.loader)(name=name, data_dir=os.path.expanduser(data_dir), **self.fixed, **kwargs)
+
+
+_SPLITS_55K = {"train": "train[:55000]", "val": "train[55000:]", "test": "test"}
+
+DATASETS: dict[str, Dataset] = {
+    "co2_weekly": Dataset(
+        "co2_forecast",
+        params={
+            "window": Param(int, 2, 1000),
+            "horizon": Param(int, 1, 104),
+            "val_fraction": Param(float, 0.01, 0.49),
+            "test_fraction": Param(float, 0.01, 0.49),
+        },
+    ),
+    "mnist_5k": Dataset(
+        "image_classification",
+        fixed={"builder": "mnist5k", "splits": {"train": "train", "val": "validation", "test": "test"}},
+    ),
+    "mnist": Dataset("image_classification", fixed={"builder": "mnist", "splits": _SPLITS_55K}),
+    "fashion_mnist": Dataset(
+        "image_classification",
+        fixed={
+            "builder": "fashion_mnist_local",
+            "source_dir": "/usr/share/datasets/fashion-mnist",
+            "splits": _SPLITS_55K,
+        },
+    ),
+}
+
+
+def dataset(name: str) -> Dataset:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise CatalogError(f"unknown dataset {name!r}; this version of qatzoo knows: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def build(name: str, params: dict, data_dir: str) -> Splits:
+    """The splits of dataset ``name`` with the declared ``params`` (other keys are ignored)."""
+    if not isinstance(params, dict):
+        raise CatalogError(f"dataset {name}: parameters must be a mapping, got {type(params).__name__}")
+    return dataset(name).build(name, params, data_dir)

@@ -1,0 +1,428 @@
+"""The zoo under hostile input and a bad network: indexes that try to run code or escape the zoo,
+servers that trickle, stall, hang, redirect or ignore ranges, races in the cache, an interrupt.
+
+These tests use a synthetic zoo (random bytes pinned by sha256): downloading never looks inside a
+model, so no training is needed. Each case ends in one line (``error: ...``, exit 2) or a verified file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from qatzoo.cli import main
+from qatzoo.zoo.download import Limits, fetch
+from qatzoo.zoo.index import SCHEMA_VERSION, ZooError, parse_index, read_index, validate_entry
+from tests.conftest import REPO
+from tests.zoo_server import ZooServer
+
+MODEL = "m/1/model_int8.tflite"
+
+
+def _base_entry() -> dict:
+    return copy.deepcopy(read_index(REPO / "zoo" / "index.json")["models"][0])
+
+
+@pytest.fixture
+def zoo(tmp_path) -> Path:
+    """A zoo holding one 96 KiB model ``m@1``."""
+    blob = os.urandom(96 * 1024)
+    root = tmp_path / "zoo"
+    (root / "m" / "1").mkdir(parents=True)
+    (root / MODEL).write_bytes(blob)
+    entry = {
+        **_base_entry(),
+        "name": "m",
+        "version": "1",
+        "size": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "location": MODEL,
+        "card": "m/1/card.md",
+    }
+    (root / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("QATZOO_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+# ---- hostile index entries: every one is refused with one line by every command that reads the index
+
+
+def _set(entry: dict, dotted: str, value) -> dict:
+    node = entry
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return entry
+
+
+def _drop(entry: dict, dotted: str) -> dict:
+    node = entry
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return entry
+
+
+ENTRY_CASES = {
+    "target in config": lambda e: _set(e, "config.data.window", {"_target_": "os.system", "_args_": ["id"]}),
+    "target at top": lambda e: _set(e, "extra", {"_target_": "builtins.print"}),
+    "partial": lambda e: _set(e, "config.arch", {"_partial_": True}),
+    "args key": lambda e: _set(e, "provenance.x", {"_args_": [1]}),
+    "interpolation": lambda e: _set(e, "config.data.data_dir", "${oc.env:HOME}"),
+    "interpolation key": lambda e: _set(e, "config.data", {"${x}": 1}),
+    "pct-encoded traversal": lambda e: _set(e, "location", "%2e%2e/%2e%2e/etc/passwd"),
+    "encoded slash": lambda e: _set(e, "location", "..%2fetc/passwd"),
+    "leading space": lambda e: _set(e, "location", " ../etc/passwd"),
+    "dotdot": lambda e: _set(e, "location", "m/../../etc/passwd"),
+    "backslash": lambda e: _set(e, "location", "m\\..\\x.tflite"),
+    "nul": lambda e: _set(e, "location", "m/1/model\x00.tflite"),
+    "absolute": lambda e: _set(e, "location", "/etc/passwd"),
+    "file url": lambda e: _set(e, "location", "file:///etc/passwd"),
+    "ftp url": lambda e: _set(e, "location", "ftp://example.org/m.tflite"),
+    "http url": lambda e: _set(e, "location", "http://example.org/m.tflite"),
+    "https with traversal": lambda e: _set(e, "location", "https://example.org/a/../m.tflite"),
+    "card traversal": lambda e: _set(e, "card", "../../etc/passwd"),
+    "missing unit": lambda e: _drop(e, "unit"),
+    "missing int8_model": lambda e: _drop(e, "int8_model"),
+    "missing dataset name": lambda e: _drop(e, "dataset.name"),
+    "int8_model not in metrics": lambda e: _set(e, "int8_model", "nope"),
+    "metric value a string": lambda e: _set(e, "metrics.qat_int8", "96"),
+    "size a bool": lambda e: _set(e, "size", True),
+    "size zero": lambda e: _set(e, "size", 0),
+    "size huge": lambda e: _set(e, "size", 2**40),
+    "short sha": lambda e: _set(e, "sha256", "abc"),
+    "terminal escape": lambda e: _set(e, "dataset.name", "\x1b[2Jmnist"),
+    "bidi override": lambda e: _set(e, "command", "python train.py \u202e"),
+    "name with slash": lambda e: _set(e, "name", "a/b"),
+    "version dots": lambda e: _set(e, "version", ".."),
+    "unknown task": lambda e: _set(e, "task", "shell"),
+    "input scale a string": lambda e: _set(e, "input.scale", "1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ENTRY_CASES))
+def test_a_hostile_entry_is_refused_by_list_info_download_verify(case, tmp_path, cache, capsys):
+    entry = ENTRY_CASES[case](_base_entry())
+    (tmp_path / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    with pytest.raises(ZooError):
+        validate_entry(entry)
+    for argv in (["list"], ["info", "attention_int8"], ["download", "attention_int8"], ["verify", "attention_int8"]):
+        code, out, err = _cli(capsys, *argv, "--index", str(tmp_path))
+        assert code == 2 and not out
+        _one_error_line(err)
+    assert not cache.exists(), "nothing may be downloaded from a refused index"
+
+
+INDEX_CASES = {
+    "entry not an object": {"schema": SCHEMA_VERSION, "models": [1]},
+    "entry a list": {"schema": SCHEMA_VERSION, "models": [["name", "m"]]},
+    "entry null": {"schema": SCHEMA_VERSION, "models": [None]},
+    "models not a list": {"schema": SCHEMA_VERSION, "models": {"m": {}}},
+    "no schema": {"models": []},
+    "schema 1 (may carry _target_)": {"schema": 1, "models": []},
+    "top level a list": [],
+}
+RAW_CASES = {
+    "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "deep nesting in an entry": json.dumps({"schema": SCHEMA_VERSION, "models": [None]})
+    .encode()
+    .replace(b"null", b'{"a":' * 40 + b"1" + b"}" * 40),
+    "binary": bytes(range(256)) * 8,
+    "bare NaN": json.dumps({"schema": SCHEMA_VERSION, "models": [{**_base_entry(), "size": float("nan")}]}).encode(),
+    "empty": b"",
+    "not json": b"{not json",
+}
+
+
+@pytest.mark.parametrize("case", sorted(INDEX_CASES) + sorted(RAW_CASES))
+def test_a_malformed_index_is_one_line(case, tmp_path, capsys):
+    raw = RAW_CASES[case] if case in RAW_CASES else json.dumps(INDEX_CASES[case]).encode()
+    with pytest.raises(ZooError):
+        parse_index(raw)
+    (tmp_path / "index.json").write_bytes(raw)
+    code, out, err = _cli(capsys, "list", "--index", str(tmp_path))
+    assert code == 2 and not out
+    _one_error_line(err)
+
+
+def test_the_committed_index_holds_no_code():
+    text = (REPO / "zoo" / "index.json").read_text()
+    assert "_target_" not in text and "${" not in text
+    read_index(REPO / "zoo" / "index.json")
+
+
+def test_the_catalog_takes_only_plain_checked_parameters(tmp_path):
+    """What verify and publish build a dataset from: a name in the project's table and typed numbers."""
+    from qatzoo.data.catalog import CatalogError, build
+
+    marker = tmp_path / "pwned"
+    code = {"_target_": "pathlib.Path.touch", "_args_": [str(marker)]}
+    good = {"window": 52, "horizon": 4, "val_fraction": 0.15, "test_fraction": 0.15}
+    for params, message in (
+        ({**good, "window": code}, "window must be an integer"),
+        ({**good, "horizon": float("nan")}, "horizon must be an integer"),
+        ({**good, "val_fraction": float("inf")}, "val_fraction must be a number"),
+        ({**good, "window": True}, "window must be an integer"),
+        ({**good, "window": 10**9}, r"window must be an integer in \[2, 1000\]"),
+        ({"window": 52}, "missing parameter"),
+        ("window=52", "must be a mapping"),
+    ):
+        with pytest.raises(CatalogError, match=message):
+            build("co2_weekly", params, str(tmp_path))
+    with pytest.raises(CatalogError, match="unknown dataset 'os'"):
+        build("os", {}, str(tmp_path))
+    assert not marker.exists()
+
+
+def test_the_catalog_agrees_with_the_data_configs():
+    """Every conf/data option is in the catalog with the same loader, fixed values and parameter names."""
+    import yaml
+
+    from qatzoo.data.catalog import DATASETS
+
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "conf" / "data").glob("*.yaml")}
+    assert set(configs) == set(DATASETS)
+    for name, cfg in configs.items():
+        entry = DATASETS[name]
+        assert cfg["_target_"] == f"qatzoo.data.load.{entry.loader}" and cfg["name"] == name
+        rest = {k: v for k, v in cfg.items() if k not in ("_target_", "name", "task", "data_dir")}
+        assert {k: v for k, v in rest.items() if k not in entry.params} == entry.fixed
+        assert set(entry.params) == set(rest) - set(entry.fixed)
+        for key in entry.params:
+            entry.params[key].check(name, key, cfg[key])  # the defaults are accepted
+
+
+def test_a_code_key_in_a_local_index_is_never_run(tmp_path, cache):
+    """End to end: a `_target_` that would create a file; verify refuses the index and the file never appears."""
+    marker = tmp_path / "pwned"
+    entry = _set(_base_entry(), "config.data.window", {"_target_": "pathlib.Path.touch", "_args_": [str(marker)]})
+    (tmp_path / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    run = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "verify", "attention_int8", "--index", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QATZOO_CACHE": str(cache)},
+    )
+    assert run.returncode == 2 and "never code" in _one_error_line(run.stderr)
+    assert not marker.exists()
+
+
+# ---- locations and files of a local (path or file://) index
+
+
+@pytest.mark.parametrize("as_url", [False, True])
+def test_a_symlink_leaving_the_zoo_is_refused_and_one_inside_is_followed(zoo, tmp_path, cache, as_url):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes((zoo / MODEL).read_bytes())  # even with the right bytes, outside is outside
+    (zoo / MODEL).rename(zoo / "m" / "1" / "real.tflite")
+    (zoo / MODEL).symlink_to(secret)
+    index = (zoo / "index.json").as_uri() if as_url else zoo
+    with pytest.raises(ZooError, match="outside the zoo's folder"):
+        fetch("m", index=index, progress=False)
+    (zoo / MODEL).unlink()
+    (zoo / MODEL).symlink_to(zoo / "m" / "1" / "real.tflite")
+    assert fetch("m", index=index, progress=False).read_bytes() == secret.read_bytes()
+
+
+def test_a_missing_local_model_is_one_line(zoo, cache):
+    (zoo / MODEL).unlink()
+    with pytest.raises(ZooError, match="missing from the zoo"):
+        fetch("m", index=zoo, progress=False)
+
+
+# ---- a bad network
+
+
+def _part(cache: Path) -> Path:
+    return cache / "m" / "1" / "model_int8.tflite.part"
+
+
+def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(zoo, cache):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "trickle"
+        start = time.monotonic()
+        with pytest.raises(ZooError, match="did not finish within 1.5 s"):
+            fetch("m", index=f"{server.url}/index.json", progress=False, timeout=1, deadline=1.5)
+        assert time.monotonic() - start < 4
+        assert _part(cache).stat().st_size > 0
+        server.faults.clear()
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert path.read_bytes() == (zoo / MODEL).read_bytes()
+        assert [r for p, r in server.requests if p == MODEL][-1].startswith("bytes=")
+
+
+@pytest.mark.parametrize("fault", ["stall", "hang"])
+def test_a_stalled_or_hanging_server_is_given_up_within_the_limits(zoo, cache, fault):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = fault
+        start = time.monotonic()
+        with pytest.raises(ZooError, match="did not finish within 3 s|failed after 2 tries"):
+            fetch("m", index=f"{server.url}/index.json", progress=False, timeout=0.5, deadline=3, retries=1)
+        assert time.monotonic() - start < 3 + 0.5 + 1
+
+
+@pytest.mark.parametrize(
+    "where", ["ftp://127.0.0.1/m.tflite", "file:///etc/passwd", "gopher://x/", "/index.json?loop", "http-loop"]
+)
+def test_redirects_go_to_http_only_and_end(zoo, cache, where):
+    with ZooServer(zoo) as server:
+        if where == "http-loop":
+            server.faults[MODEL] = f"redirect:{server.url}/{MODEL}"
+        else:
+            server.faults[MODEL] = f"redirect:{where}"
+        with pytest.raises(ZooError) as error:
+            fetch("m", index=f"{server.url}/index.json", progress=False, timeout=2, deadline=10)
+        assert "\n" not in str(error.value)
+        if where == "http-loop":
+            assert len([p for p, _ in server.requests if p == MODEL]) <= 6
+        elif where.startswith(("ftp", "file", "gopher")):
+            assert "only redirects to http(s)" in str(error.value)
+    assert not (cache / "m" / "1" / "model_int8.tflite").exists()
+
+
+def test_a_redirect_to_another_http_path_is_followed(zoo, cache):
+    (zoo / "mirror").mkdir()
+    (zoo / "mirror" / "copy.tflite").write_bytes((zoo / MODEL).read_bytes())
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = f"redirect:{server.url}/mirror/copy.tflite"
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert path.read_bytes() == (zoo / MODEL).read_bytes()
+
+
+@pytest.mark.parametrize("fault", ["range_416", "ignore_range", "wrong_range"])
+def test_a_part_the_server_cannot_continue_is_started_over(zoo, cache, fault):
+    blob = (zoo / MODEL).read_bytes()
+    _part(cache).parent.mkdir(parents=True)
+    # range_416: the complete file is already in the part (the old client failed on every rerun).
+    _part(cache).write_bytes(blob if fault == "range_416" else blob[:1000])
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = fault
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+    assert path.read_bytes() == blob and not _part(cache).exists()
+
+
+def test_a_part_that_is_a_symlink_is_not_followed(zoo, cache, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    _part(cache).parent.mkdir(parents=True)
+    _part(cache).symlink_to(victim)
+    with ZooServer(zoo) as server:
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+    assert victim.read_text() == "precious"
+    assert path.read_bytes() == (zoo / MODEL).read_bytes()
+
+
+def test_simultaneous_downloads_share_one_transfer_and_the_returned_file_is_never_rewritten(zoo, cache):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "stall"  # the first transfer waits until the second is queued behind the lock
+        results, errors = [], []
+
+        def one():
+            try:
+                results.append(fetch("m", index=f"{server.url}/index.json", progress=False, timeout=1, retries=3))
+            except Exception as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        server.faults.clear()  # the stalled try times out and resumes; the other thread then reuses the file
+        for thread in threads:
+            thread.join(30)
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    path = results[0]
+    assert path.read_bytes() == (zoo / MODEL).read_bytes()
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    inode = path.stat().st_ino
+    assert fetch("m", index=zoo, progress=False).stat().st_ino == inode  # reused, not rewritten
+
+
+def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "trickle"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qatzoo.cli", "download", "m", "--index", f"{server.url}/index.json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "QATZOO_CACHE": str(cache)},
+        )
+        deadline = time.monotonic() + 30
+        while not any(p == MODEL for p, _ in server.requests) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # some bytes in (they reach the .part when the interrupted download closes it)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert "interrupted" in _one_error_line(err.split("\r")[-1])
+        kept = _part(cache).stat().st_size
+        assert kept > 0
+        server.faults.clear()
+        fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert [r for p, r in server.requests if p == MODEL][-1] == f"bytes={kept}-"
+
+
+def test_an_unwritable_cache_or_target_is_one_line(zoo, tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("QATZOO_CACHE", str(blocker / "cache"))
+    code, _, err = _cli(capsys, "download", "m", "--index", str(zoo))
+    assert code == 2 and "download cache" in _one_error_line(err)
+    monkeypatch.setenv("QATZOO_CACHE", str(tmp_path / "cache"))
+    code, _, err = _cli(capsys, "download", "m", "--index", str(zoo), "--to", str(blocker))
+    assert code == 2 and "not a directory" in _one_error_line(err)
+    code, _, err = _cli(capsys, "download", "m", "--index", str(zoo), "--to", str(blocker / "sub"))
+    assert code == 2 and "cannot write" in _one_error_line(err)
+
+
+def test_limits_come_from_flags_then_environment(monkeypatch):
+    monkeypatch.setenv("QATZOO_DEADLINE", "12")
+    assert Limits.resolve() == Limits(stall=30.0, deadline=12.0)
+    assert Limits.resolve(stall=2, deadline=5) == Limits(stall=2.0, deadline=5.0)
+    for bad in ("0", "-1", "nan", "soon"):
+        monkeypatch.setenv("QATZOO_DEADLINE", bad)
+        with pytest.raises(ZooError, match="QATZOO_DEADLINE"):
+            Limits.resolve()
+
+
+def test_an_index_url_of_another_scheme_is_refused(cache):
+    with pytest.raises(ZooError, match="unsupported index URL scheme 'ftp'"):
+        fetch("m", index="ftp://127.0.0.1/index.json", progress=False)
+
+
+def test_check_on_a_missing_or_non_tflite_file_is_one_line(tmp_path, capsys):
+    code, _, err = _cli(capsys, "check", str(tmp_path / "nope.tflite"))
+    assert code == 2 and "no such file" in _one_error_line(err)
+    (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
+    code, _, err = _cli(capsys, "check", str(tmp_path / "x.tflite"))
+    assert code == 2 and "not a TFLite model" in _one_error_line(err)
