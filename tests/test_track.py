@@ -75,14 +75,33 @@ def test_unreachable_server_degrades_to_offline_and_the_run_finishes(
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "model_int8.tflite").exists()
 
 
-def test_hanging_server_times_out_to_offline(no_wandb_env, monkeypatch, tmp_path, capsys):
-    """A server that accepts connections and never answers: init gives up after init_timeout."""
-    from qatzoo.track.wandb import WandbLogger
+# The logger in a process of its own, timed from just before WandbLogger() to the process's exit: W&B's
+# teardown at exit is where a half-started online run used to cost another 10+ s.
+_CHILD = """
+import sys, time
+from qatzoo.track.wandb import WandbLogger
+print("start", time.monotonic(), flush=True)
+logger = WandbLogger(sys.argv[1], run_config={"a": 1}, tags=["t"], init_timeout=float(sys.argv[2]))
+print("mode", logger.run.settings.mode if logger.run is not None else None, flush=True)
+logger.log("float", 1, {"loss": 0.5})
+logger.finish()
+"""
+
+
+@pytest.mark.parametrize("accepts", [True, False], ids=["accepts-never-answers", "listens-never-accepts"])
+def test_unresponsive_server_costs_init_timeout_once_then_offline(no_wandb_env, tmp_path, accepts):
+    """A server that takes TCP connections and never answers: one warning, offline, ~init_timeout in total."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
-    held = []
+    held: list[socket.socket] = []
 
     def accept():
         while True:
@@ -91,19 +110,36 @@ def test_hanging_server_times_out_to_offline(no_wandb_env, monkeypatch, tmp_path
             except OSError:
                 return
 
-    threading.Thread(target=accept, daemon=True).start()
-    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    if accepts:
+        threading.Thread(target=accept, daemon=True).start()
+    env = {
+        **os.environ,
+        "WANDB_API_KEY": "k" * 40,  # a key, so it tries online
+        "WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}",
+    }
+    init_timeout = 4.0
     try:
-        logger = WandbLogger(str(tmp_path), run_config={"a": 1}, tags=["t"], init_timeout=3)
-        assert logger.run is not None and logger.run.settings.mode == "offline"
-        logger.log("float", 1, {"loss": 0.5})
-        logger.finish()
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(tmp_path), str(init_timeout)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        ended = time.monotonic()  # one clock for both processes (CLOCK_MONOTONIC)
     finally:
         server.close()
         for connection in held:
             connection.close()
-    assert "online init failed" in capsys.readouterr().out
+    assert child.returncode == 0, child.stderr[-2000:]
+    started = float(next(line for line in child.stdout.splitlines() if line.startswith("start ")).split()[1])
+    elapsed = ended - started
+    assert elapsed < 1.5 * init_timeout, f"{elapsed:.1f} s for init_timeout={init_timeout} s\n{child.stdout}"
+    assert "mode offline" in child.stdout, child.stdout
+    warnings = [line for line in (child.stdout + child.stderr).splitlines() if "W&B" in line or "wandb" in line]
+    assert len(warnings) == 1 and "did not answer in time" in warnings[0], warnings
+    assert "logging offline instead" in warnings[0]
     assert items(_run_file(tmp_path), "history")["float/loss"] == "0.5"
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import netrc
 import os
-import socket
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -31,15 +34,48 @@ def api_key_available() -> bool:
         return False
 
 
-def server_reachable(timeout: float) -> str | None:
-    """None if a TCP connection to the W&B server opens within ``timeout`` s, else the reason."""
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    port = url.port or (443 if url.scheme == "https" else 80)
+def server_responds(deadline: float) -> str | None:
+    """None if the W&B server answers an HTTP request before ``deadline`` (a ``time.monotonic()`` time), else why not.
+
+    Any HTTP answer counts (even a 404): the question is whether the server is alive, not what it says. A TCP
+    connection alone proves nothing (a hung server still accepts), so this asks for a reply. The request runs in
+    a daemon thread so that no socket timeout, proxy or TLS handshake can keep the caller past ``deadline``.
+    """
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+    where = urlparse(base).netloc or base
+    outcome: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=max(deadline - time.monotonic(), 0.01)):
+                outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # an error status is still an answer
+        except Exception as error:  # noqa: BLE001 - any failure means "not reachable", with its reason
+            reason = getattr(error, "reason", error)
+            outcome.append(f"{where} unreachable ({getattr(reason, 'strerror', None) or reason})")
+
+    probe = threading.Thread(target=ask, name="qatzoo-wandb-probe", daemon=True)
+    probe.start()
+    probe.join(max(deadline - time.monotonic(), 0.0))
+    if outcome:
+        return outcome[0]
+    return f"{where} did not answer in time (logger.init_timeout)"
+
+
+def _no_wandb_telemetry() -> None:
+    """Keep W&B's own usage telemetry from waiting on a server that did not answer.
+
+    wandb (0.31) sends its usage telemetry to the same server when the process exits and waits up to 10 s for it
+    to answer, even after an offline run: without this, the fallback would still end every run 10+ s late.
+    The run's own data is unaffected (it is in the offline run files).
+    """
     try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return None
-    except OSError as error:
-        return f"{url.hostname}:{port} unreachable ({error.strerror or error})"
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+
+        opentelemetry_proxy.disable()
+    except (ImportError, AttributeError):  # another wandb version: nothing to turn off, or no way to
+        pass
 
 
 class WandbLogger(Logger):
@@ -56,6 +92,9 @@ class WandbLogger(Logger):
         mode: str = "auto",
         init_timeout: float = 30.0,
     ):
+        # One deadline shared by the probe and the online init: an unresponsive server costs init_timeout once,
+        # not once per step.
+        deadline = time.monotonic() + init_timeout
         self.run_dir = Path(run_dir)
         self.run = None
         self._step = 0
@@ -83,15 +122,17 @@ class WandbLogger(Logger):
                     f"no API key, logging offline to {self.run_dir / 'wandb'}; upload later with `wandb sync {self.run_dir / 'wandb'}/offline-run-*`"
                 )
         if wanted == "online":
-            reason = server_reachable(min(init_timeout, 10.0))
+            reason = server_responds(deadline)
             if reason is None:
-                self.run = self._init("online", init_timeout, kwargs)
+                self.run = self._init("online", max(deadline - time.monotonic(), 0.1), kwargs)
                 if self.run is not None:
                     return
             else:
                 _warn(f"{reason}; logging offline instead (`wandb sync` uploads it later)")
+                _no_wandb_telemetry()
             wanted = "offline"
         if wanted in ("offline", "disabled"):
+            # Local work only (no server involved): its own allowance, so a busy machine does not lose the run.
             self.run = self._init(wanted, init_timeout, kwargs)
 
     def _init(self, mode: str, timeout: float, kwargs: dict):
