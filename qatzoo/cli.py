@@ -19,11 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from qatzoo.config import RECIPES_DIR, recipe_names
 from qatzoo.zoo.index import ZooError
 
 
 def _recipes(_args) -> int:
+    from qatzoo.config import RECIPES_DIR, recipe_names
+
+    if not RECIPES_DIR.is_dir():
+        raise ZooError("recipes ship with the source checkout (git clone it and run qatzoo there)")
     for name in recipe_names():
         lines = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
         about = next((line.lstrip("# ").strip() for line in lines[1:] if line.startswith("#")), "")

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qatzoo.zoo.index import ZooError, check_name, check_version, default_zoo_dir, find, parse_index
+from qatzoo.zoo.index import ZooError, check_name, check_version, checkout_zoo, find, parse_index
 from qatzoo.zoo.publish import sha256_file
 
 MAX_INDEX_BYTES = 16 * 1024 * 1024
@@ -114,7 +114,11 @@ def cache_dir() -> Path:
 
 
 def _source_url(source: str | os.PathLike | None) -> str:
-    source = source or os.environ.get("QATZOO_INDEX") or default_zoo_dir()
+    source = source or os.environ.get("QATZOO_INDEX") or checkout_zoo()
+    if source is None:
+        raise ZooError(
+            "no zoo index given: pass --index or set QATZOO_INDEX (a path, file:// or http(s):// URL of an index.json)"
+        )
     text = str(source)
     scheme = urllib.parse.urlparse(text).scheme
     if scheme in ("http", "https", "file"):

@@ -289,7 +289,19 @@ def find(index: dict, spec: str) -> dict:
 
 
 def default_zoo_dir() -> Path:
-    return Path(os.environ.get("QATZOO_ZOO_DIR", Path(__file__).resolve().parents[2] / "zoo"))
+    """Where ``publish`` writes: ``$QATZOO_ZOO_DIR``, else the source checkout's ``zoo/``."""
+    if os.environ.get("QATZOO_ZOO_DIR"):
+        return Path(os.environ["QATZOO_ZOO_DIR"])
+    checkout = checkout_zoo()
+    if checkout is None:
+        raise ZooError("no zoo folder: pass --zoo DIR or set QATZOO_ZOO_DIR (qatzoo is not run from its source checkout)")
+    return checkout
+
+
+def checkout_zoo() -> Path | None:
+    """The source checkout's ``zoo/`` when qatzoo runs from one (an editable install), else None."""
+    repo = Path(__file__).resolve().parents[2]
+    return repo / "zoo" if (repo / "pyproject.toml").is_file() and (repo / "zoo").is_dir() else None
 
 
 def plain_config(config: dict) -> dict:
