@@ -294,7 +294,9 @@ def default_zoo_dir() -> Path:
         return Path(os.environ["QATZOO_ZOO_DIR"])
     checkout = checkout_zoo()
     if checkout is None:
-        raise ZooError("no zoo folder: pass --zoo DIR or set QATZOO_ZOO_DIR (qatzoo is not run from its source checkout)")
+        raise ZooError(
+            "no zoo folder: pass --zoo DIR or set QATZOO_ZOO_DIR (qatzoo is not run from its source checkout)"
+        )
     return checkout
 
 
