@@ -32,6 +32,10 @@ BAD = [
     (["quant.weight_bits=choice(4,9)"], "quant.weight_bits: expected an integer >= 2 and <= 8, got 9"),
     (["quant=w4a8,w9"], "quant=w9: no such option; quant is one of:"),
     (["sweep=nope"], "sweep=nope: no such option; sweep is one of: attention_lr, cnn_qat"),
+    # No trial to run: stopped before the sweeper creates optuna.db (the test checks the sweep dir is not made).
+    (["sweep=cnn_qat", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials: expected the total number of trials"),
+    (["sweep=attention_lr", "hydra.sweeper.n_trials=-2"], "an integer >= 1, got -2"),
+    (["sweep=cnn_qat", "hydra.sweeper.n_trials=1.5"], "n_trials=1.5: Value '1.5' of type 'float' could not be"),
     (
         ["sweep=cnn_qat", "hydra.sweeper.direction=minimize"],
         "hydra.sweeper.direction: minimize optimises the wrong way; the objective is the int8 model's accuracy",

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 class _ResumableImpl(OptunaSweeperImpl):
     def sweep(self, arguments):
+        if self.n_trials < 1:  # train.py stops this at start-up (qatzoo.sweep.check); before any file is made
+            raise ValueError(f"hydra.sweeper.n_trials: expected an integer >= 1, got {self.n_trials}")
         Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)  # holds the SQLite study
         if self.storage:
             study = optuna.create_study(

@@ -3,7 +3,8 @@
 ``python train.py -m ...`` with an unknown field, an option that does not exist, a value a field does
 not accept, an empty range or an Optuna direction that optimises the wrong way stops with one line
 (exit 2), like a bad single run. Checked: the command line's sweep overrides (``a=1,2``,
-``range(...)``, ``choice(...)``, ``interval(...)``) and a preset's ``hydra.sweeper.params``.
+``range(...)``, ``choice(...)``, ``interval(...)``), a preset's ``hydra.sweeper.params`` and its
+``hydra.sweeper.n_trials`` (>= 1).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def check_sweep(overrides: list[str]) -> None:
 
     hydra_cfg = _hydra_config(overrides)
     sweeper = hydra_cfg.hydra.sweeper
+    _check_n_trials(sweeper.get("n_trials"))
     params = OmegaConf.to_container(sweeper.params) if "params" in sweeper and sweeper.params else {}
     if params:
         sweeps += parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
@@ -68,6 +70,20 @@ def check_sweep(overrides: list[str]) -> None:
                 f"hydra.sweeper.direction: {direction} optimises the wrong way; the objective is the int8 "
                 f"model's {metric}, use {wanted}"
             )
+
+
+def _check_n_trials(n_trials) -> None:
+    """An Optuna sweep's ``n_trials`` (the study's total) must be a whole number >= 1.
+
+    Checked here, before Hydra starts the sweeper: the sweeper creates the study's SQLite file first, so a sweep
+    that could never run a trial would leave an empty optuna.db behind.
+    """
+    if n_trials is None:  # not an Optuna sweep
+        return
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise ConfigError(
+            f"hydra.sweeper.n_trials: expected the total number of trials, an integer >= 1, got {n_trials}"
+        )
 
 
 def _hydra_config(overrides: list[str]):
@@ -89,6 +105,9 @@ def _hydra_config(overrides: list[str]):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose("config", overrides=keep, return_hydra_config=True)
     except Exception as error:
-        raise ConfigError(str(error).strip().splitlines()[0]) from error
+        message = str(error).strip().splitlines()[0]
+        if error.__cause__ is not None and str(error.__cause__).strip():  # "Error merging override x=y": why
+            message = f"{message.rstrip('.')}: {str(error.__cause__).strip().splitlines()[0]}"
+        raise ConfigError(message) from error
     finally:
         GlobalHydra.instance().clear()
