@@ -6,6 +6,7 @@ second with one line naming the field and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,8 @@ def _check_field(group: str, key: str, value) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first field that cannot work. Imports nothing heavy."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = _resolved(cfg)
+    _check_finite(plain)
     for group in GROUPS:
         node = plain.get(group)
         if not isinstance(node, dict):
@@ -201,6 +203,40 @@ def validate(cfg: DictConfig) -> None:
     source = data.get("source_dir")
     if source and not Path(os.path.expanduser(source)).is_dir():
         raise ConfigError(f"data.source_dir: {source} is not a directory; it must hold the dataset's files")
+
+
+def _resolved(cfg: DictConfig) -> dict:
+    """The config as plain data; an interpolation that cannot be resolved (a cycle, a missing key) is one line."""
+    from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        key = error.full_key or "config"
+        reason = (str(error.msg or error).strip().splitlines() or [type(error).__name__])[0]
+        if not isinstance(error, InterpolationResolutionError):  # e.g. a mandatory value (???) left unset
+            raise ConfigError(f"{key}: {reason}") from None
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=False)
+            for part in key.split("."):
+                raw = raw[part]
+        except (KeyError, TypeError):
+            raw = None
+        what = f" {raw!r}" if isinstance(raw, str) else ""
+        raise ConfigError(f"{key}: cannot resolve the interpolation{what}: {reason}") from None
+
+
+def _check_finite(node, where: str = "") -> None:
+    """Refuse NaN and infinity in every field: a bound check lets NaN through (every comparison with it is
+    false), and a NaN learning rate would only show up later as a NaN loss."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{where}: expected a finite number, got {node}")
 
 
 def _check_quant(quant: dict) -> None:

@@ -49,6 +49,16 @@ BAD = [
     (["quant.rules=[{match: Dense, weight_bits: 12}]"], "quant.rules[0].weight_bits: expected an integer >= 2"),
     (["quant=ptq_int8", "quant.weight_bits=4"], "quant.weight_bits: unknown field; quant fields are: int8, name, qat"),
     (["trainer.loop=keras"], "trainer.loop: expected one of tape, fit, got 'keras'"),
+    # Non-finite numbers pass every bound check (comparisons with NaN are false): refused by name.
+    (["schedule.lr=nan"], "schedule.lr: expected a finite number, got nan"),
+    (["quant.fixed_range=[-inf,6.0]"], "quant.fixed_range[0]: expected a finite number, got -inf"),
+    # Interpolations that cannot resolve: one line naming the field, not OmegaConf's traceback.
+    (
+        ["schedule.lr=${schedule.lr}"],
+        "schedule.lr: cannot resolve the interpolation '${schedule.lr}': Recursive interpolation detected",
+    ),
+    (["schedule.lr=${nope}"], "schedule.lr: cannot resolve the interpolation '${nope}': Interpolation key 'nope'"),
+    (["paths.data_dir=${oc.env:QATZOO_NO_SUCH_VAR}"], "paths.data_dir: cannot resolve the interpolation"),
 ]
 
 
