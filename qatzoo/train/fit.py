@@ -11,7 +11,8 @@ Resume is at epoch granularity only: ``keras.callbacks.BackupAndRestore`` backs 
 optimizer state (weights, quantizer ranges, Adam slots and step count) to ``<ckpt_dir>/<phase>-fit``
 at the end of every epoch, and a killed run restarts at the beginning of the first unfinished epoch;
 the steps already done in that epoch are trained again (the tape loop resumes mid-epoch, at its last
-step checkpoint; ``phase.checkpoint_every_steps`` is not used here). BackupAndRestore leaves out the
+step checkpoint; ``phase.checkpoint_every_steps`` is not used here). Keras keeps one backup: when it
+cannot be read (a cut or emptied file), the phase starts afresh, saying so. BackupAndRestore leaves out the
 dropout generators, so their state is kept beside it (``<phase>-fit/rng``, one per finished epoch)
 and the resumed run ends with the same weights as an uninterrupted one. Keras deletes the backup once
 ``fit`` returns; the last epoch's ``<phase>-NNN.h5`` then marks the phase as done, and calling this
@@ -42,6 +43,7 @@ from qatzoo.train.loop import (
     _metric,
     _save_weights,
     batch_indices,
+    newest_readable,
     random_generators,
 )
 
@@ -188,6 +190,9 @@ def run_phase_fit(
         shutil.rmtree(backup_dir, ignore_errors=True)
         return {"resumed_from_step": total, "steps": total}
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    backup = tf.train.latest_checkpoint(str(backup_dir / "chief"))
+    if backup and newest_readable([backup], phase.name) is None:
+        shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
     loss_fn, _ = _loss_and_metric(data.task)
     with distribute.scope(strategy):

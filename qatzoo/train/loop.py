@@ -101,9 +101,9 @@ def run_phase(
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=2)
-    latest = manager.latest_checkpoint
+    latest = newest_readable(manager.checkpoints, phase.name)
     if distribute.num_workers(strategy) > 1:
-        latest = _common_checkpoint(strategy, manager, phase.name)
+        latest = _common_checkpoint(strategy, manager, phase.name, latest)
     if latest:
         checkpoint.restore(latest).expect_partial()
     start = int(step.numpy())
@@ -178,7 +178,31 @@ def run_phase(
     return {"resumed_from_step": start, "steps": total}
 
 
-def _common_checkpoint(strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager, name: str):
+def newest_readable(checkpoints: list[str], name: str) -> str | None:
+    """The newest of ``checkpoints`` (oldest first) whose every tensor reads back; None if none does.
+
+    A disk fault or a copy cut short can leave the newest checkpoint truncated or empty; the run then
+    goes on from the one before (resume is bit-exact from any step), saying which one it skipped, or
+    starts the phase afresh when none is readable.
+    """
+    for path in reversed(checkpoints):
+        try:
+            reader = tf.train.load_checkpoint(path)
+            for key in reader.get_variable_to_shape_map():
+                reader.get_tensor(key)  # reads and checksums the data, not only the index
+        except Exception as error:  # noqa: BLE001 - TensorFlow raises OpError, IndexError, ... for a cut file
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            print(f"[qatzoo] {name} phase: skipping the unreadable checkpoint {path} ({reason})")
+            continue
+        return path
+    if checkpoints:
+        print(f"[qatzoo] {name} phase: no readable checkpoint; starting this phase afresh")
+    return None
+
+
+def _common_checkpoint(
+    strategy: tf.distribute.Strategy, manager: tf.train.CheckpointManager, name: str, latest: str | None
+):
     """Multi-worker: the checkpoint this worker resumes from, the newest step *every* worker saved.
 
     Each worker checkpoints its own run directory at the same steps (checkpoint number = step).
@@ -190,10 +214,10 @@ def _common_checkpoint(strategy: tf.distribute.Strategy, manager: tf.train.Check
     def number(path: str | None) -> int:
         return int(path.rsplit("-", 1)[1]) if path else 0
 
-    mine = number(manager.latest_checkpoint)
+    mine = number(latest)
     common = min(distribute.gather_ints(strategy, mine))
     if common == mine:
-        return manager.latest_checkpoint
+        return latest
     if common == 0:
         print(f"[qatzoo] {name} phase: another worker has no checkpoint yet; starting this phase afresh")
         return None
