@@ -27,19 +27,120 @@ from qatzoo.files import write_figure, write_text
 THRESHOLDS = {"accuracy": 0.5, "mae": 0.01}
 
 
+#: Modules a .keras file may name for its objects: Keras's own. Anything else must be one of the project's
+#: registered custom objects (qatzoo.quant.schemes.custom_objects); Keras would import any other module named.
+_KERAS_MODULES = ("keras", "tf_keras", "builtins")
+
+
 def _load_run(run_dir: Path, data_dir: str | None):
-    from hydra.utils import instantiate
+    """The run's config, its float model and its data; ConfigError (one line) for anything unreadable or unsafe."""
     from omegaconf import OmegaConf
 
+    from qatzoo.config import ConfigError
+
+    model = load_float_model(run_dir / "model_float.keras")  # first: cheap, and no data is loaded for a bad file
+    try:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "task"}
+        _check_target(cfg.quant, "quant")
+    except ConfigError:
+        raise
+    except Exception as error:  # unparsable YAML, no data/quant section
+        raise ConfigError(f"{run_dir / 'config.yaml'}: not a run's config ({_first_line(error)})") from error
+    _check_target(data_cfg, "data")
+    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
+    from hydra.utils import instantiate
+
+    data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
+    return cfg, data, model
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:300]}" if text else type(error).__name__
+
+
+def _check_target(section, group: str) -> None:
+    """A run dir's ``data``/``quant`` section may only name a builder of the project's own conf/<group> options.
+
+    config.yaml is read from disk, so it is data, not code: a ``_target_`` elsewhere (or nested anywhere) would
+    make Hydra import and call whatever it names.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    from qatzoo.config import CONF_DIR, ConfigError
+
+    plain = OmegaConf.to_container(section) if isinstance(section, DictConfig) else section
+    allowed = {
+        OmegaConf.load(path).get("_target_")
+        for path in [*(CONF_DIR / group).glob("*.yaml"), CONF_DIR / f"{group}_knobs.yaml"]
+        if path.is_file()
+    } - {None}
+    if not isinstance(plain, dict) or plain.get("_target_") not in allowed:
+        target = plain.get("_target_") if isinstance(plain, dict) else plain
+        raise ConfigError(f"config.yaml: {group}._target_ {target!r} is not one of the project's builders")
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("_target_", "_partial_", "_args_") and where != group:
+                    raise ConfigError(f"config.yaml: {where}.{key} is not allowed (a run's config is data, not code)")
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+        elif isinstance(value, str) and "${" in value:
+            raise ConfigError(f"config.yaml: {where} holds an interpolation; a run's config is saved resolved")
+
+    walk(plain, group)
+
+
+def load_float_model(path: Path):
+    """Load a run's ``model_float.keras`` as data: ConfigError (one line, naming the file) if it cannot be.
+
+    Keras's safe mode stays on (no Lambda bytecode), and before Keras sees the file every object it names must
+    come from Keras itself or from the project's registered custom objects: Keras would otherwise import any
+    module the file names.
+    """
+    import json
+    import zipfile
+
+    from qatzoo.config import ConfigError
     from qatzoo.keras import keras
     from qatzoo.quant.schemes import custom_objects
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "task"}
-    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
-    data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
-    model = keras.models.load_model(run_dir / "model_float.keras", custom_objects=custom_objects(), compile=False)
-    return cfg, data, model
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError, RecursionError) as error:
+        raise ConfigError(f"{path}: not a readable Keras model file ({_first_line(error)})") from error
+    objects = custom_objects()
+    project = set(objects) | {keras.saving.get_registered_name(obj) for obj in objects.values()}
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            module = value.get("module")
+            if "class_name" in value and isinstance(module, str) and module.split(".")[0] not in _KERAS_MODULES:
+                name = value.get("registered_name") or value.get("class_name")
+                if name not in project:
+                    raise ConfigError(
+                        f"{path}: names {module}.{value.get('class_name')}, which is neither Keras nor one of the "
+                        "project's layers; refusing to load it"
+                    )
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    try:
+        walk(config)
+    except RecursionError as error:
+        raise ConfigError(f"{path}: not a readable Keras model file (nested too deeply)") from error
+    try:
+        return keras.models.load_model(path, custom_objects=objects, compile=False, safe_mode=True)
+    except Exception as error:  # truncated weights, wrong shapes, Lambda layers refused by safe mode, ...
+        raise ConfigError(f"{path}: cannot load the float model ({_first_line(error)})") from error
 
 
 def _score(data, predictions: np.ndarray) -> float:
