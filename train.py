@@ -45,11 +45,11 @@ def main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN and "group" in cfg.logger and not cfg.logger.group:
         with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
-    from qatzoo.train.trainer import TrainingError, train
+    from qatzoo.train.trainer import DataError, DataSourceMissing, TrainingError, train
 
     try:
         metrics = train(cfg, run_dir)
-    except ConfigError as error:  # found once the model exists (e.g. a keep-float pattern matching nothing)
+    except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
         if run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
         _fail(str(error))

@@ -30,7 +30,8 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Strict JSON: NaN or infinity raises ValueError before anything is written (bare ``NaN`` is not JSON)."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def write_figure(path: str | Path, fig, dpi: int = 110) -> Path:

@@ -11,6 +11,13 @@ class DataSourceMissing(RuntimeError):
     """A local data source is not installed; the message says how to get it."""
 
 
+class DataError(ValueError):
+    """Data that cannot be trained or measured on (e.g. NaN in a split); ``str()`` is one line."""
+
+
+PARTS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
 @dataclass
 class Splits:
     """Train, validation and test arrays of one dataset, and how to read its numbers.
@@ -31,6 +38,23 @@ class Splits:
     target_scale: float = 1.0
     target_unit: str = ""
     info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.check_finite()
+
+    def check_finite(self) -> None:
+        """Raise :class:`DataError` naming the first split with NaN or infinity, and how many.
+
+        Found here, at load, rather than as a NaN loss (which looks like a learning rate too high) or
+        as NaN test metrics: a split is either all finite numbers or the run does not start.
+        """
+        for part in PARTS:
+            values = np.asarray(getattr(self, part))
+            if not np.issubdtype(values.dtype, np.number):
+                raise DataError(f"data {self.name}: {part} holds {values.dtype} values, not numbers")
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            if bad:
+                raise DataError(f"data {self.name}: {bad} non-finite values in {part}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:

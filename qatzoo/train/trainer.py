@@ -6,15 +6,21 @@ This module imports TensorFlow; train.py imports it only after the config has be
 
 from __future__ import annotations
 
+import hashlib
+import math
+import numbers
 import os
+import sys
 import time
 from pathlib import Path
 
 import tensorflow as tf
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.config import ConfigError, validate
+from qatzoo.data.splits import DataError, DataSourceMissing
 from qatzoo.export import checks, evaluate, litert, lowbit
 from qatzoo.export.card import write_card
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
@@ -24,7 +30,7 @@ from qatzoo.provenance import config_hash, provenance
 from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, TrainingError, run_phase
 
-__all__ = ["TrainingError", "train"]
+__all__ = ["DataError", "DataSourceMissing", "TrainingError", "train"]
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict:
@@ -37,13 +43,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     strategy = distribute.make_strategy(strategy_name, cfg.trainer.get("loop", "tape"))
 
     timing, start = {}, time.perf_counter()
-    data = instantiate(_kwargs(cfg.data, drop=("task",)))
+    data = _load_data(cfg)
     timing["data_s"] = time.perf_counter() - start
     with distribute.scope(strategy):  # the model's variables are mirrored on every replica
         model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
     scheme = instantiate(cfg.quant, _convert_="all")
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
+    if cfg.trainer.init_checkpoint:  # before the run directory is written: a bad file leaves nothing
+        _load_init_checkpoint(model, cfg.trainer.init_checkpoint)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "config.yaml").exists():
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -64,9 +72,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     phase_start = time.perf_counter()
     ckpt_dir = run_dir / "checkpoints"
-    if cfg.trainer.init_checkpoint:
-        model.load_weights(os.path.expanduser(cfg.trainer.init_checkpoint))
-    else:
+    if not cfg.trainer.init_checkpoint:
         run_phase(model, data, _phase(cfg, "float"), ckpt_dir, logger, strategy=strategy)
     timing["float_train_s"] = time.perf_counter() - phase_start
     _save_keras(model, run_dir / "model_float.keras")
@@ -138,12 +144,20 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
             if a in predictions and b in predictions
         },
     }
-    write_bytes(run_dir / "model_float.tflite", files["float"])
+    _check_finite(metrics)  # before any model file: a broken model leaves no files that look like results
+    # Size and sha256 of each model file, from the bytes written: what publish checks the files against.
+    metrics["files"] = {}
+
+    def write_model(name: str, blob: bytes) -> None:
+        write_bytes(run_dir / name, blob)
+        metrics["files"][name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+
+    write_model("model_float.tflite", files["float"])
     sizes = {"float_tflite": len(files["float"])}
     if "ptq_int8" in files and int8_name != "ptq_int8":
-        write_bytes(run_dir / "model_ptq_int8.tflite", files["ptq_int8"])
+        write_model("model_ptq_int8.tflite", files["ptq_int8"])
     if int8_name:
-        write_bytes(run_dir / "model_int8.tflite", files[int8_name])
+        write_model("model_int8.tflite", files[int8_name])
         sizes.update(int8_tflite=len(files[int8_name]), int8_over_float=len(files[int8_name]) / len(files["float"]))
         reference = "qat" if scheme.qat else "float"
         report = checks.full_integer(exported[int8_name])
@@ -170,12 +184,47 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict:
     metrics["command"] = f"python train.py recipe={cfg.name}" if cfg.name != "custom" else "python train.py"
 
     metrics["provenance"]["wandb_run"] = logger.url
+    _check_finite(metrics)  # again, with parity and sizes: metrics.json is strict JSON
     write_card(run_dir / "card.md", metrics, cfg)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
     logger.summary(metrics)
     logger.finish()
     _print_summary(run_dir, metrics)
     return metrics
+
+
+def _load_data(cfg: DictConfig):
+    """The data group's Splits; its one-line errors (missing source, non-finite values) unwrapped from Hydra's."""
+    try:
+        return instantiate(_kwargs(cfg.data, drop=("task",)))
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (DataError, DataSourceMissing)):
+            raise error.__cause__ from None
+        raise
+
+
+def _load_init_checkpoint(model, path: str) -> None:
+    """Load ``trainer.init_checkpoint``; a file that is not this model's Keras weights is a one-line ConfigError."""
+    try:
+        model.load_weights(os.path.expanduser(path))
+    except Exception as error:  # noqa: BLE001 - h5py, TensorFlow and Keras each raise their own kind
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ConfigError(
+            f"trainer.init_checkpoint: cannot read {path} as weights of {model.name} ({reason}); "
+            "use a <phase>-NNN.h5 from the checkpoints/ of a run of the same arch"
+        ) from None
+
+
+def _check_finite(metrics, where: str = "") -> None:
+    """Raise TrainingError naming the first non-finite number in ``metrics`` (it would not be strict JSON)."""
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            _check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(metrics, (list, tuple)):
+        for i, value in enumerate(metrics):
+            _check_finite(value, f"{where}[{i}]")
+    elif isinstance(metrics, numbers.Real) and not isinstance(metrics, numbers.Integral) and not math.isfinite(metrics):
+        raise TrainingError(f"metric {where} is {metrics}: the model's outputs are not finite; no metrics.json written")
 
 
 def _loop(name: str):
@@ -264,13 +313,23 @@ def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
 
     ``trainer.resume``: ``auto`` resumes the newest unfinished run of the same config (same config
     hash, no metrics.json) beside ``run_dir``; ``never`` always starts afresh; a path resumes that run.
-    A directory that holds a run of another config is refused.
+    A directory that holds a run of another config is refused, and so is one whose config.yaml cannot
+    be read; an unreadable sibling is only skipped, with a warning (it must not stop every later run).
     """
     wanted = config_hash(cfg)
     mode = cfg.trainer.resume
 
     def same_config(path: Path) -> bool:
-        return config_hash(OmegaConf.load(path / "config.yaml")) == wanted
+        saved, problem = _saved_config_hash(path)
+        if problem:
+            raise ConfigError(f"{path}/config.yaml: {problem}; pick another run directory")
+        return saved == wanted
+
+    def sibling_of_same_config(path: Path) -> bool:
+        saved, problem = _saved_config_hash(path)
+        if problem:
+            print(f"warning: ignoring the run in {path}: its config.yaml {problem}", file=sys.stderr)
+        return saved == wanted
 
     if mode not in ("auto", "never"):
         target = Path(os.path.expanduser(mode))
@@ -290,7 +349,7 @@ def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
             and (p / "config.yaml").is_file()
             and (p / "checkpoints").is_dir()
             and not (p / "metrics.json").exists()
-            and same_config(p)
+            and sibling_of_same_config(p)
         ]
         if unfinished:
             target = max(unfinished, key=lambda p: p.stat().st_mtime)
@@ -298,6 +357,18 @@ def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
             _drop_if_empty(run_dir, keep=target)
             return target
     return run_dir
+
+
+def _saved_config_hash(run: Path) -> tuple[str | None, str | None]:
+    """The config hash of the run in ``run``, or None and why its config.yaml cannot be read (one line)."""
+    try:
+        saved = OmegaConf.load(run / "config.yaml")
+        if not isinstance(saved, DictConfig):
+            return None, f"is not a mapping ({type(saved).__name__})"
+        return config_hash(saved), None
+    except Exception as error:  # noqa: BLE001 - YAML, OmegaConf, OS and decoding errors alike
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        return None, f"cannot be read ({reason})"
 
 
 def _drop_if_empty(path: Path, keep: Path) -> None:

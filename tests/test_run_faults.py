@@ -1,0 +1,263 @@
+"""Runs under faults: a cut checkpoint, an unreadable sibling run, non-finite data or metrics, a file that
+is not weights. Each is one line (exit code 2 through train.py) or a resume that still ends bit-exact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+
+MODULE = "tests.test_run_faults"  # as train.py imports it (pytest itself may import this file by another name)
+TINY = [
+    "recipe=mnist_cnn_int8",
+    "schedule.float_epochs=1",
+    "schedule.qat_epochs=1",
+    "trainer.verbose=0",
+    "trainer.representative_samples=32",
+    "trainer.checkpoint_every_steps=10",
+]
+
+
+def synthetic(*, name: str, nan_in: str | None = None, huge_in: str | None = None, **_) -> object:
+    """A tiny forecast dataset: 3 NaNs in split ``nan_in``, or float32's largest value in all of ``huge_in``."""
+    from qatzoo.data.splits import Splits
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for part, n in (("train", 64), ("val", 16), ("test", 16)):
+        arrays[f"x_{part}"] = rng.normal(size=(n, 8, 1)).astype(np.float32)
+        arrays[f"y_{part}"] = rng.normal(size=(n, 2)).astype(np.float32)
+    if nan_in:
+        arrays[nan_in].flat[[0, 5, 7]] = np.nan
+    if huge_in:
+        arrays[huge_in][:] = np.finfo(np.float32).max  # finite, but no model output stays finite on it
+    return Splits(name=name, task="forecast", num_outputs=2, target_unit="ppm", **arrays)
+
+
+def nan_in_x_test(**kwargs):
+    """``data._target_`` for train.py: the data group's fields, NaN in x_test."""
+    return synthetic(nan_in="x_test", **kwargs)
+
+
+def huge_x_test(**kwargs):
+    """``data._target_``: finite test inputs on which every output overflows."""
+    return synthetic(huge_in="x_test", **kwargs)
+
+
+SYNTHETIC = [
+    "recipe=attention_int8",
+    "data.window=8",
+    "data.horizon=2",
+    "arch.dim=8",
+    "arch.num_heads=2",
+    "arch.mlp_dim=8",
+    "quant=none",
+    "schedule.float_epochs=0",
+    "trainer.verbose=0",
+]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, data_dir):
+    """One uninterrupted tiny run: its files, and its metrics as returned."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from qatzoo.config import CONF_DIR, register_recipes
+    from qatzoo.train.trainer import train
+
+    register_recipes()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.data_dir={data_dir}", *TINY])
+    GlobalHydra.instance().clear()
+    run = tmp_path_factory.mktemp("clean")
+    return cfg, run, train(cfg, run)
+
+
+def _unfinished_copy(run: Path, to: Path) -> Path:
+    """The state of a run killed just before metrics.json: every file but the ones written at the end."""
+    shutil.copytree(run, to)
+    for name in ("metrics.json", "card.md", "model_int8.tflite", "model_ptq_int8.tflite", "model_float.tflite"):
+        (to / name).unlink()
+    return to
+
+
+def _cut(path: Path, size: str) -> None:
+    os.truncate(path, 0 if size == "empty" else path.stat().st_size // 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("cut", "expect"),
+    [
+        # The newest QAT checkpoint's data cut in half: the QAT phase goes on from step 50.
+        ({"qat/ckpt-55.data-00000-of-00001": "half"}, ["qat phase: resuming at step 50 of 55"]),
+        # The newest float checkpoint's index emptied: the float phase goes on from step 50; then both QAT
+        # checkpoints unreadable: the QAT phase starts afresh.
+        (
+            {
+                "float/ckpt-55.index": "empty",
+                "qat/ckpt-55.index": "half",
+                "qat/ckpt-50.data-00000-of-00001": "empty",
+            },
+            ["float phase: resuming at step 50 of 55", "qat phase: no readable checkpoint; starting this phase afresh"],
+        ),
+    ],
+    ids=["newest-qat-data-half", "float-index-empty-and-no-qat-readable"],
+)
+def test_resume_skips_an_unreadable_checkpoint_and_ends_bit_exact(clean_run, tmp_path, capsys, cut, expect):
+    from qatzoo.train.trainer import train
+
+    cfg, clean, _ = clean_run
+    run = _unfinished_copy(clean, tmp_path / "run")
+    for name, size in cut.items():
+        _cut(run / "checkpoints" / name, size)
+    capsys.readouterr()
+    train(cfg, run)
+    out = capsys.readouterr().out
+    for name in cut:
+        ckpt = (run / "checkpoints" / name).parent / Path(name).name.split(".")[0]
+        assert f"skipping the unreadable checkpoint {ckpt} (" in out, out
+    for line in expect:
+        assert f"[qatzoo] {line}" in out, out
+    assert _digest(run / "model_int8.tflite") == _digest(clean / "model_int8.tflite")
+
+
+@pytest.mark.slow
+def test_fit_loop_starts_afresh_when_its_one_backup_is_unreadable(data_dir, tmp_path, capsys):
+    from qatzoo.data.load import image_classification
+    from qatzoo.train.fit import run_phase_fit
+    from tests.test_fit_loop import MNIST_5K, RecordingLogger, _model, _phase
+
+    data = image_classification(name="mnist_5k", builder="mnist5k", data_dir=data_dir, splits=MNIST_5K)
+    phase = _phase(epochs=2)
+    with pytest.raises(KeyboardInterrupt):  # dies after epoch 2's weights, before its backup
+        run_phase_fit(_model(data), data, phase, tmp_path, RecordingLogger(die_at=2))
+    uninterrupted = (tmp_path / "float-002.h5").read_bytes()
+    (tmp_path / "float-002.h5").unlink()  # as if killed before it was written
+    _cut(tmp_path / "float-fit" / "chief" / "ckpt-1.data-00000-of-00001", "half")
+
+    capsys.readouterr()
+    assert run_phase_fit(_model(data), data, phase, tmp_path, RecordingLogger()) == {
+        "resumed_from_step": 0,
+        "steps": 110,
+    }
+    out = capsys.readouterr().out
+    assert f"skipping the unreadable checkpoint {tmp_path / 'float-fit' / 'chief' / 'ckpt-1'} (" in out, out
+    assert "float phase: no readable checkpoint; starting this phase afresh" in out, out
+    assert (tmp_path / "float-002.h5").read_bytes() == uninterrupted
+
+
+@pytest.mark.slow
+def test_metrics_json_is_strict_and_lists_the_model_files_it_describes(clean_run):
+    _, run, metrics = clean_run
+    text = (run / "metrics.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json")) == json.loads(
+        json.dumps(metrics)
+    )
+    written = {p.name for p in run.glob("*.tflite")}
+    assert set(metrics["files"]) == written == {"model_float.tflite", "model_ptq_int8.tflite", "model_int8.tflite"}
+    for name, entry in metrics["files"].items():
+        assert entry == {"bytes": (run / name).stat().st_size, "sha256": _digest(run / name)}
+
+
+def test_write_json_refuses_nan_and_writes_nothing(tmp_path):
+    from qatzoo.files import write_json
+
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError):
+            write_json(tmp_path / "metrics.json", {"results": {"qat_int8": {"mae": value}}})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_non_finite_metric_refuses_the_run_naming_it(compose_cfg, tmp_path):
+    from qatzoo.train.trainer import TrainingError, train
+
+    cfg = compose_cfg(*SYNTHETIC, f"data._target_={MODULE}.huge_x_test")
+    with pytest.raises(TrainingError) as error:
+        train(cfg, tmp_path)
+    message = str(error.value)
+    assert message.startswith("metric results.float.mae is ") and "\n" not in message, message
+    assert not list(tmp_path.glob("*.tflite")) and not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("split", ["x_train", "y_val", "x_test"])
+def test_non_finite_data_is_found_at_load(split):
+    from qatzoo.data.splits import DataError
+
+    with pytest.raises(DataError, match=rf"^data toy: 3 non-finite values in {split}$"):
+        synthetic(name="toy", nan_in=split)
+
+
+@pytest.mark.slow
+def test_non_finite_data_through_train_py_is_one_line_and_leaves_no_run_dir(tmp_path):
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "train.py", *SYNTHETIC, f"data._target_={MODULE}.nan_in_x_test", f"paths.runs_dir={runs}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == "error: data co2_weekly: 3 non-finite values in x_test"
+    assert not [p for p in runs.rglob("*") if p.is_file()], list(runs.rglob("*"))
+
+
+@pytest.mark.slow
+def test_init_checkpoint_that_is_not_weights_is_one_config_error(compose_cfg, tmp_path):
+    from qatzoo.config import ConfigError
+    from qatzoo.train.trainer import train
+
+    cfg = compose_cfg(*SYNTHETIC, f"data._target_={MODULE}.synthetic", "trainer.init_checkpoint=/etc/passwd")
+    with pytest.raises(ConfigError) as error:
+        train(cfg, tmp_path / "run")
+    message = str(error.value)
+    assert message.startswith("trainer.init_checkpoint: cannot read /etc/passwd as weights of ") and "\n" not in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from qatzoo.config import ConfigError
+    from qatzoo.files import write_text
+    from qatzoo.train.trainer import resume_dir
+
+    cfg = compose_cfg(*TINY)
+    runs = tmp_path / "mnist_cnn_int8"
+    for name, text in (
+        ("a", "schedule: {lr: [unclosed\n"),
+        ("b", "- a list\n"),
+        ("c", "\x00\xff"),
+        ("d", "trainer: 3\n"),
+    ):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "config.yaml").write_bytes(text.encode("latin-1"))
+    (runs / "good" / "checkpoints").mkdir(parents=True)
+    write_text(runs / "good" / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    assert resume_dir(cfg, runs / "new") == runs / "good"
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 4, warnings
+    for name, line in zip("abcd", sorted(warnings), strict=True):
+        assert line.startswith(f"warning: ignoring the run in {runs / name}: its config.yaml "), line
+
+    # Named explicitly (or as the run directory itself), an unreadable run is an error, not a warning.
+    with pytest.raises(ConfigError, match=r"config.yaml: is not a mapping \(ListConfig\); pick another"):
+        resume_dir(cfg, runs / "b")
