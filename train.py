@@ -28,6 +28,16 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _drop_empty(run_dir: Path, cfg: DictConfig) -> None:
+    """Remove the run directory Hydra made for a run that failed before writing anything, and its recipe
+    folder under paths.runs_dir when that is empty too: a refused run leaves no trace."""
+    runs = Path(os.path.expanduser(str(cfg.get("paths", {}).get("runs_dir", "runs")))).absolute()
+    for path in (run_dir, run_dir.parent):
+        inside = path == run_dir or runs in path.absolute().parents
+        if inside and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -36,8 +46,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
     except ConfigError as error:
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        _drop_empty(run_dir, cfg)
         _fail(str(error))
     from hydra.types import RunMode
     from omegaconf import open_dict
@@ -50,8 +59,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg, run_dir)
     except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
-        if run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        _drop_empty(run_dir, cfg)
         _fail(str(error))
     except TrainingError as error:
         _fail(str(error))
