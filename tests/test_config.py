@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -49,6 +50,15 @@ BAD = [
     (["quant.rules=[{match: Dense, weight_bits: 12}]"], "quant.rules[0].weight_bits: expected an integer >= 2"),
     (["quant=ptq_int8", "quant.weight_bits=4"], "quant.weight_bits: unknown field; quant fields are: int8, name, qat"),
     (["trainer.loop=keras"], "trainer.loop: expected one of tape, fit, got 'keras'"),
+    (["trainer.keep_checkpoints=0"], "trainer.keep_checkpoints: expected an integer >= 1, got 0"),
+    (["trainer.epoch_weights=yes"], "trainer.epoch_weights: expected true or false, got 'yes'"),
+    # Fields are per architecture and per data loader: another option's field is refused by name.
+    (["arch.num_heads=4"], "arch.num_heads: unknown field; arch fields are: dense_units, dropout, filters, name, task"),
+    (
+        ["data.window=5"],
+        "data.window: unknown field; data fields are: builder, data_dir, name, source_dir, splits, task",
+    ),
+    (["logger=wandb", "logger.mode=loud"], "logger.mode: expected one of auto, online, offline, disabled, got 'loud'"),
     # Non-finite numbers pass every bound check (comparisons with NaN are false): refused by name.
     (["schedule.lr=nan"], "schedule.lr: expected a finite number, got nan"),
     (["quant.fixed_range=[-inf,6.0]"], "quant.fixed_range[0]: expected a finite number, got -inf"),
@@ -115,3 +125,27 @@ def test_help_lists_the_config_groups():
     assert result.returncode == 0
     for group in ("arch", "data", "quant", "schedule", "trainer", "logger", "recipe"):
         assert f"{group}:" in result.stdout
+
+
+#: sha256 of each recipe's resolved config (``paths.data_dir=/data``, without the trainer fields added since,
+#: which change only what is kept on disk), as composed when the zoo's models were trained: same values, same
+#: model bytes. "" is the default config. A change here changes results; update it only on purpose.
+RESOLVED = {
+    "": "cc47278404b922437374d0dd558768decd0d6d7a33272539759c83022d4a2379",
+    "attention_int8": "619871dbfce8434d60dd66b9b9810c9fb252cd7e596c9f42789bc66b8a6356de",
+    "mnist_cnn_fashion_int8": "04df6360e5385f5bcf8c98f4cfba446a2266b84ec36265f52dc7aaead8e7f041",
+    "mnist_cnn_int8": "860b3fb896a3405424fc0452318a0c82a7e80f94cce884f7ac90c7d0dc4775bb",
+    "transformer_int8": "17454a4a118ca487640e54259971b35635aefbf3a2a906875b4f1761c8de3bec",
+}
+
+
+@pytest.mark.parametrize("recipe", RESOLVED)
+def test_recipes_resolve_to_the_values_their_models_were_trained_with(compose_cfg, recipe):
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = compose_cfg("paths.data_dir=/data", *([f"recipe={recipe}"] if recipe else []))
+    assert (cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights) == (2, False)
+    with open_dict(cfg):
+        del cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    assert hashlib.sha256(text.encode()).hexdigest() == RESOLVED[recipe], text
