@@ -9,9 +9,11 @@ not accept, an empty range or an Optuna direction that optimises the wrong way s
 
 from __future__ import annotations
 
+import copy
+
 from omegaconf import OmegaConf
 
-from qatzoo.config import ConfigError, check_overrides
+from qatzoo.config import ConfigError, check_overrides, validate
 
 
 def _is_hydra(override: str) -> bool:
@@ -60,7 +62,7 @@ def check_sweep(overrides: list[str]) -> None:
     for p in sweeps:
         key = p.key_or_group
         for value in _values(key, p):
-            check_overrides([*plain, f"{key}={value}"])
+            _check_value(base, plain, key, value)
     direction = sweeper.get("direction")
     if isinstance(direction, str):
         wanted = "maximize" if base.arch.task == "classification" else "minimize"
@@ -70,6 +72,19 @@ def check_sweep(overrides: list[str]) -> None:
                 f"hydra.sweeper.direction: {direction} optimises the wrong way; the objective is the int8 "
                 f"model's {metric}, use {wanted}"
             )
+
+
+def _check_value(base, plain: list[str], key: str, value: str) -> None:
+    """One trial's value: a field's is set on the composed base config and validated; a group option's is
+    composed (it brings other files)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "." not in key:
+        check_overrides([*plain, f"{key}={value}"])
+        return
+    cfg = copy.deepcopy(base)
+    OmegaConf.update(cfg, key, OverridesParser.create().parse_override(f"{key}={value}").value(), force_add=True)
+    validate(cfg)
 
 
 def _check_n_trials(n_trials) -> None:
