@@ -15,11 +15,10 @@ import re
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
-
 import hydra
 from omegaconf import DictConfig
 
+from qatzoo import quiet
 from qatzoo.config import CONF_DIR, ConfigError, check_overrides, register_recipes, validate
 
 
@@ -48,6 +47,7 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as error:
         _drop_empty(run_dir, cfg)
         _fail(str(error))
+    quiet.configure(cfg.trainer.verbose)  # before TensorFlow is first imported; trainer.verbose=3 shows its logs
     from hydra.types import RunMode
     from omegaconf import open_dict
 

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from qatzoo.keras import keras
+from qatzoo.quiet import native_output
 
 
 def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
@@ -17,9 +18,16 @@ def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
     return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
 
 
+def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
+    """``converter.convert()`` without the converter's own prints (settings, SavedModel assets), which its
+    C++ side writes past any log level; a failed conversion keeps them in its error (``qatzoo.quiet``)."""
+    with native_output("the TFLite converter"):
+        return converter.convert()
+
+
 def to_float_tflite(model: keras.Model) -> bytes:
     """A float32 TFLite model, the size and accuracy reference for int8."""
-    return _converter(model).convert()
+    return _convert(_converter(model))
 
 
 def to_int8_tflite(model: keras.Model, representative: Callable[[], Iterable[np.ndarray]]) -> bytes:
@@ -35,7 +43,7 @@ def to_int8_tflite(model: keras.Model, representative: Callable[[], Iterable[np.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    return _convert(converter)
 
 
 def strip_names(model: bytes) -> bytes:
