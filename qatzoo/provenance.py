@@ -22,7 +22,17 @@ PACKAGES = (
     "numpy",
 )
 #: Config keys that say where things go or how much is printed, not what is computed.
-NOT_HASHED = ("paths", "logger", "trainer.verbose", "trainer.resume", "trainer.checkpoint_every_steps")
+#: Keys that change what is printed or kept on disk, never the model: a run with other values resumes
+#: and hashes like the same run.
+NOT_HASHED = (
+    "paths",
+    "logger",
+    "trainer.verbose",
+    "trainer.resume",
+    "trainer.checkpoint_every_steps",
+    "trainer.keep_checkpoints",
+    "trainer.epoch_weights",
+)
 
 
 def git_state(repo: Path = REPO) -> dict:
