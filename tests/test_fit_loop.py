@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -49,10 +50,11 @@ def _model(data, seed=0, qat=False):
     return model
 
 
-def _phase(name="float", epochs=2, lr=1e-3):
+def _phase(name="float", epochs=2, lr=1e-3, **kept):
+    """A phase of mnist_5k batches; it keeps each epoch's weights (``<phase>-NNN.h5``) unless told otherwise."""
     from qatzoo.train.loop import Phase
 
-    return Phase(name=name, epochs=epochs, lr=lr, batch_size=64, seed=0, verbose=0)
+    return Phase(name=name, epochs=epochs, lr=lr, batch_size=64, seed=0, verbose=0, **{"epoch_weights": True, **kept})
 
 
 @pytest.mark.slow
@@ -127,3 +129,26 @@ def test_a_non_finite_loss_raises_the_tape_loops_one_line_training_error(data, t
         errors[1],
     ), errors[1]
     assert errors[1] == errors[0] and logs == [[], []]
+
+
+@pytest.mark.slow
+def test_only_the_newest_checkpoints_and_the_weights_asked_for_stay_on_disk(data, tmp_path):
+    import tensorflow as tf
+
+    from qatzoo.train.fit import run_phase_fit
+    from qatzoo.train.loop import run_phase
+
+    phase = _phase(epochs=2, checkpoint_every_steps=20, keep_checkpoints=1, epoch_weights=False)
+    run_phase(_model(data), data, phase, tmp_path / "tape", RecordingLogger())
+    assert [p.name for p in (tmp_path / "tape").iterdir()] == ["float"]  # no <phase>-NNN.h5
+    state = tf.train.get_checkpoint_state(str(tmp_path / "tape" / "float"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-110"]
+    assert sorted(p.name for p in (tmp_path / "tape" / "float").iterdir()) == [
+        "checkpoint",
+        "ckpt-110.data-00000-of-00001",
+        "ckpt-110.index",
+    ]
+
+    # The fit loop keeps its last epoch's weights whatever epoch_weights says: they mark the phase as done.
+    run_phase_fit(_model(data), data, phase, tmp_path / "fit", RecordingLogger())
+    assert [p.name for p in (tmp_path / "fit").iterdir()] == ["float-002.h5"]

@@ -72,6 +72,16 @@ def test_a_default_run_prints_no_delegate_banner(run):
     assert BANNER not in out, out
 
 
+def test_a_long_phase_prints_about_ten_epoch_lines_below_verbose_3_and_every_epoch_at_3():
+    from qatzoo.train.loop import prints_epoch
+
+    assert [e for e in range(1, 41) if prints_epoch(e, 40, 2)] == [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    assert [e for e in range(1, 12) if prints_epoch(e, 11, 1)] == [1, 2, 4, 6, 8, 10, 11]
+    assert [e for e in range(1, 11) if prints_epoch(e, 10, 2)] == list(range(1, 11))
+    assert all(prints_epoch(e, 40, 3) for e in range(1, 41))
+    assert not any(prints_epoch(e, 40, 0) for e in range(1, 41))
+
+
 def test_native_output_drops_what_a_successful_call_writes_to_the_descriptors(capfd):
     from qatzoo.quiet import native_output
 

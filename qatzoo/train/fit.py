@@ -4,19 +4,21 @@ Same loss (``loop._loss_and_metric``), optimizer (Adam, cosine decay over all st
 batch size, epochs and data order as the GradientTape loop in ``loop.py``: epoch ``e`` visits the
 training set in the order ``numpy.random.default_rng([seed, e]).permutation(n)`` (a
 ``keras.utils.Sequence`` built on ``loop.batch_indices``, fed with ``shuffle=False``). Per epoch it
-logs ``{"loss", "val_acc" | "val_mae"}``, prints one line when ``phase.verbose`` and keeps the
-weights as ``<phase>-NNN.h5``, like the tape loop; a non-finite loss raises ``loop.TrainingError``.
+logs ``{"loss", "val_acc" | "val_mae"}``, prints its line when ``loop.prints_epoch`` says so and, with
+``phase.epoch_weights``, keeps the weights as ``<phase>-NNN.h5``, like the tape loop; a non-finite loss
+raises ``loop.TrainingError``.
 
 Resume is at epoch granularity only: ``keras.callbacks.BackupAndRestore`` backs up the model and
 optimizer state (weights, quantizer ranges, Adam slots and step count) to ``<ckpt_dir>/<phase>-fit``
 at the end of every epoch, and a killed run restarts at the beginning of the first unfinished epoch;
 the steps already done in that epoch are trained again (the tape loop resumes mid-epoch, at its last
-step checkpoint; ``phase.checkpoint_every_steps`` is not used here). Keras keeps one backup: when it
-cannot be read (a cut or emptied file), the phase starts afresh, saying so. BackupAndRestore leaves out the
-dropout generators, so their state is kept beside it (``<phase>-fit/rng``, one per finished epoch)
-and the resumed run ends with the same weights as an uninterrupted one. Keras deletes the backup once
-``fit`` returns; the last epoch's ``<phase>-NNN.h5`` then marks the phase as done, and calling this
-again loads those weights and returns without training (as the tape loop does from its checkpoint).
+step checkpoint; ``phase.checkpoint_every_steps`` and ``phase.keep_checkpoints`` are not used here).
+Keras keeps one backup: when it cannot be read (a cut or emptied file), the phase starts afresh, saying so.
+BackupAndRestore leaves out the dropout generators, so their state is kept beside it (``<phase>-fit/rng``,
+one per finished epoch) and the resumed run ends with the same weights as an uninterrupted one. Keras
+deletes the backup once ``fit`` returns; the last epoch's ``<phase>-NNN.h5``, written with or without
+``epoch_weights``, then marks the phase as done, and calling this again loads those weights and returns
+without training (as the tape loop does from its checkpoint).
 
 The logged ``loss`` is Keras' epoch mean, weighted by batch size; the tape loop logs the plain mean
 of its batch losses. They differ only through the smaller last batch (about 0.3% on mnist_5k).
@@ -44,6 +46,7 @@ from qatzoo.train.loop import (
     _save_weights,
     batch_indices,
     newest_readable,
+    prints_epoch,
     random_generators,
 )
 
@@ -129,9 +132,10 @@ class PhaseCallback(keras.callbacks.Callback):
         }
         done = epoch + 1
         self.rng_manager.save(checkpoint_number=done)  # before BackupAndRestore marks the epoch done
-        _save_weights(self.model, self.ckpt_dir / f"{self.phase.name}-{done:03d}.h5")
+        if self.phase.epoch_weights or done == self.phase.epochs:  # the last one marks the phase as done
+            _save_weights(self.model, self.ckpt_dir / f"{self.phase.name}-{done:03d}.h5")
         self.logger.log(self.phase.name, done, out)
-        if self.phase.verbose:
+        if prints_epoch(done, self.phase.epochs, self.phase.verbose):
             step = done * self.batches.steps
             eta = (time.perf_counter() - self.began) / max(step - self.start, 1) * (self.total - step)
             text = " - ".join(f"{key}: {value:.4f}" for key, value in out.items())

@@ -24,7 +24,10 @@ from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
 from qatzoo.keras import keras
+from qatzoo.quiet import LOUD
 from qatzoo.train import distribute
+
+EPOCH_LINES = 10  # below trainer.verbose=3, about this many epoch lines per phase at most (all are logged)
 
 
 class TrainingError(RuntimeError):
@@ -33,7 +36,14 @@ class TrainingError(RuntimeError):
 
 @dataclass(frozen=True)
 class Phase:
-    """One training phase: its name (``float`` or ``qat``), length and learning rate."""
+    """One training phase: its name (``float`` or ``qat``), length and learning rate, and what it keeps on disk.
+
+    ``keep_checkpoints``: the newest resumable checkpoints kept (weights, optimizer slots, step, dropout
+    generators; each about three times the float weights); multi-worker runs need two, to go back one
+    step when a kill landed between two workers' saves. ``epoch_weights``: also keep each epoch's weights
+    as ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``); off by default, they add up.
+    ``verbose``: ``trainer.verbose``, which epochs get a printed line (``prints_epoch``).
+    """
 
     name: str
     epochs: int
@@ -42,6 +52,20 @@ class Phase:
     seed: int
     checkpoint_every_steps: int = 0
     verbose: int = 2
+    keep_checkpoints: int = 2
+    epoch_weights: bool = False
+
+
+def prints_epoch(epoch: int, epochs: int, verbose: int) -> bool:
+    """Whether epoch ``epoch`` (from 1) of ``epochs`` gets its printed line at ``verbose``.
+
+    Below ``LOUD`` a long phase prints its first and last epoch and every k-th between, about
+    ``EPOCH_LINES`` in all, so a run fits on a screen; the logger still records every epoch.
+    """
+    if not verbose:
+        return False
+    every = 1 if verbose >= LOUD else math.ceil(epochs / EPOCH_LINES)
+    return epoch in (1, epochs) or epoch % every == 0
 
 
 def _loss_and_metric(task: str):
@@ -82,8 +106,9 @@ def run_phase(
     """Train ``model`` for one phase, resuming from ``ckpt_dir/<phase>`` if a checkpoint is there.
 
     Returns ``{"resumed_from_step": int, "steps": int}``. Checkpoints: every
-    ``checkpoint_every_steps`` steps (0: only at epoch ends) and at each epoch end; each epoch's
-    weights are also kept as ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``).
+    ``checkpoint_every_steps`` steps (0: only at epoch ends) and at each epoch end, the newest
+    ``keep_checkpoints`` kept; with ``epoch_weights`` each epoch's weights are also kept as
+    ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``).
 
     With a ``tf.distribute`` ``strategy`` (``model`` must have been built under its scope) the
     optimizer, the step counter and the checkpoint are created under that scope too, and each step's
@@ -100,7 +125,7 @@ def run_phase(
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=phase.keep_checkpoints)
     latest = newest_readable(manager.checkpoints, phase.name)
     if distribute.num_workers(strategy) > 1:
         latest = _common_checkpoint(strategy, manager, phase.name, latest)
@@ -161,9 +186,10 @@ def run_phase(
                 f"val_{metric_name}": _metric(data.task, data.y_val, predict(data.x_val)),
             }
             manager.save(checkpoint_number=s + 1)
-            _save_weights(model, ckpt_dir / f"{phase.name}-{epoch:03d}.h5")
+            if phase.epoch_weights:
+                _save_weights(model, ckpt_dir / f"{phase.name}-{epoch:03d}.h5")
             logger.log(phase.name, epoch, logs)
-            if phase.verbose:
+            if prints_epoch(epoch, phase.epochs, phase.verbose):
                 done = s + 1 - start
                 eta = (time.perf_counter() - began) / done * (total - s - 1)
                 text = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
@@ -207,7 +233,7 @@ def _common_checkpoint(
 
     Each worker checkpoints its own run directory at the same steps (checkpoint number = step).
     Training is synchronous, so a kill can land between two workers' saves and leave one worker a
-    checkpoint ahead; that worker goes back to its previous checkpoint (two are kept) or, when
+    checkpoint ahead; that worker goes back to its previous checkpoint (``keep_checkpoints`` >= 2) or, when
     another worker has none yet, starts the phase afresh. All workers then run the same steps.
     """
 
