@@ -4,6 +4,7 @@
     python scripts/benchmark.py mnist_cnn_int8           # some
     python scripts/benchmark.py --batch-sweep 32,256     # also LiteRT latency per example at larger batches
     python scripts/benchmark.py --save-models DIR        # also keep the .tflite files it measured
+    python scripts/benchmark.py mnist_cnn_int8 --quick --out /tmp/bench   # a quick check, elsewhere
     python scripts/benchmark.py --loop FILE.tflite [--no-amx] [--seconds 20]
                                                          # invoke one model in a loop, e.g. under `perf record -g`
 
@@ -29,25 +30,25 @@ For each recipe, on this machine as it is:
     its int8 rounding differs from XNNPACK's);
   and, for the int8 model, how many XNNPACK partitions it splits into and which ops XNNPACK leaves to
   builtin kernels (int8 BATCH_MATMUL, SOFTMAX, GELU and the layer-norm ops run outside it);
-- file sizes (both files as the trainer writes them);
+- file sizes (both files as the trainer writes them), and where the int8 file's bytes go;
 - the accuracy triple float / PTQ int8 / QAT int8 as published in zoo/index.json (measured in LiteRT
   on the full test split when the model was published).
 Latency and step time do not depend on the trained values of the weights, so the models here are
 built from the recipe's config and calibrated on real training inputs, not trained. Ratios are
 measured side by side in one process; absolute numbers vary with the machine and its load.
+
+The measurements themselves live in ``qatzoo.bench`` (latency worker, XNNPACK coverage, size
+breakdown, batch-N export, AMX); this script builds the models, runs them and writes the tables.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,11 +56,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from qatzoo.bench.cpu import cpu_name, deny_amx, has_amx  # noqa: E402
+from qatzoo.bench.latency import MODES  # noqa: E402
 from qatzoo.config import recipe_names  # noqa: E402
 
 OUT = REPO / "scripts" / "benchmark"
-MODES = ("xnnpack", "noamx", "builtin")  # LiteRT settings measured, see the module docstring
-BLOCK_S = 0.05  # shortest block of invokes of one model before switching to the other (seconds)
 
 
 def _cfg(recipe: str, data_dir: str | None):
@@ -96,12 +97,16 @@ def step_times(variants: dict, data, batch_size: int, steps: int, rounds: int = 
     loss_fn, _ = _loss_and_metric(data.task)
 
     def compiled(model, jit):
+        # The step of ``run_phase`` in qatzoo/train/loop.py, where it is a closure (with a learning-rate
+        # schedule, which does not change a step's cost); here with ``jit_compile`` for the XLA columns.
         optimizer = keras.optimizers.Adam(1e-4)
 
         @tf.function(reduce_retracing=True, jit_compile=jit)
         def train_step(x, y):
             with tf.GradientTape() as tape:
                 loss = loss_fn(y, model(x, training=True))
+                if model.losses:
+                    loss += tf.add_n(model.losses)
             optimizer.apply_gradients(
                 zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
             )
@@ -135,251 +140,15 @@ def step_times(variants: dict, data, batch_size: int, steps: int, rounds: int = 
     return {name: (statistics.median(times[name]) if name in times else None) for name in variants}
 
 
-# ---------------------------------------------------------------------------------------------------
-# LiteRT latency (measured in child processes: see _latency_worker)
-
-
-def cpu_has_amx() -> bool:
-    """Whether this is an x86-64 Linux CPU with AMX int8 tiles (which XNNPACK would use)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return os.uname().machine == "x86_64" and " amx_int8" in flags
-
-
-def deny_amx() -> bool:
-    """Refuse Intel AMX to this process: after this, ``arch_prctl(ARCH_REQ_XCOMP_PERM, ...)`` fails
-    with EPERM, so XNNPACK (which asks for that permission when it starts) uses its AVX512-VNNI
-    kernels instead of AMX. Irreversible for the process and its children: run it only in a child
-    process made for the purpose, before anything creates an XNNPACK delegate. Returns whether the
-    permission is now refused (checked with the call itself)."""
-    import ctypes
-
-    if sys.platform != "linux" or os.uname().machine != "x86_64":
-        return False
-    sys_arch_prctl, arch_req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
-
-    class SockFilter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
-
-    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
-    program = [
-        (ld, 0, 0, 4),  # seccomp_data.arch
-        (jeq, 0, 5, 0xC000003E),  # AUDIT_ARCH_X86_64, else allow
-        (ld, 0, 0, 0),  # seccomp_data.nr
-        (jeq, 0, 3, sys_arch_prctl),
-        (ld, 0, 0, 16),  # seccomp_data.args[0] (low half)
-        (jeq, 0, 1, arch_req_xcomp_perm),
-        (ret, 0, 0, 0x00050000 | 1),  # SECCOMP_RET_ERRNO | EPERM
-        (ret, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
-    ]
-    filters = (SockFilter * len(program))(*[SockFilter(*i) for i in program])
-    prog = SockFprog(len(program), filters)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
-    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
-    if libc.prctl(pr_set_no_new_privs, 1, None, 0, 0) or libc.prctl(
-        pr_set_seccomp, seccomp_mode_filter, ctypes.cast(ctypes.pointer(prog), ctypes.c_void_p), 0, 0
-    ):
-        return False
-    libc.syscall.restype = ctypes.c_long
-    return (
-        libc.syscall(
-            ctypes.c_long(sys_arch_prctl), ctypes.c_long(arch_req_xcomp_perm), ctypes.c_long(xfeature_xtiledata)
-        )
-        != 0
-    )
-
-
-def xnnpack_coverage(it) -> tuple[int, list[str]]:
-    """For an allocated LiteRT interpreter with the default delegate: the number of XNNPACK partitions
-    and the ops left outside them (run by builtin kernels, between partitions).
-
-    The interpreter lists the model's ops and then one DELEGATE node per partition; an op is inside a
-    partition if it writes a partition's output, or if everything it writes is read only by ops inside.
-    """
-    ops = it._get_ops_details()  # noqa: SLF001 - the only view of the delegated graph in the Python API
-    parts = [o for o in ops if o["op_name"] == "DELEGATE"]
-    own = [o for o in ops if o["op_name"] != "DELEGATE"]
-    part_in = {int(t) for p in parts for t in p["inputs"]}
-    part_out = {int(t) for p in parts for t in p["outputs"]}
-    model_out = {int(d["index"]) for d in it.get_output_details()}
-    readers = collections.defaultdict(set)
-    for o in own:
-        for t in o["inputs"]:
-            if t >= 0:
-                readers[int(t)].add(o["index"])
-    inside = {o["index"] for o in own if part_out & {int(t) for t in o["outputs"]}}
-    grew = True
-    while grew:
-        grew = False
-        for o in own:
-            outs = {int(t) for t in o["outputs"]}
-            if o["index"] in inside or not outs or outs & (part_in | model_out):
-                continue
-            if all(readers[t] and readers[t] <= inside for t in outs):
-                inside.add(o["index"])
-                grew = True
-    return len(parts), [o["op_name"] for o in own if o["index"] not in inside]
-
-
-def _latency_worker(spec_path: str) -> int:
-    """Child process: measure the models of a spec (JSON) and print the result as one JSON line."""
-    import numpy as np
-
-    spec = json.loads(Path(spec_path).read_text())
-    result = {}
-    if spec["mode"] == "noamx":
-        result["amx_denied"] = deny_amx()
-        if not result["amx_denied"]:
-            print(json.dumps(result))
-            return 0
-    from qatzoo.export.litert import interpreter  # after deny_amx: nothing has started XNNPACK yet
-
-    sample = np.load(spec["sample"])
-    delegates = spec["mode"] != "builtin"
-    for threads in spec["threads"]:
-        its = {}
-        for name, path in spec["models"].items():
-            it = interpreter(path, num_threads=threads, delegates=delegates)
-            inp = it.get_input_details()[0]
-            x = sample if sample.shape == tuple(inp["shape"]) else sample[None]  # one example, or a batch
-            if inp["dtype"] != np.float32:
-                scale, zero = inp["quantization"]
-                x = np.clip(np.round(x / scale + zero), -128, 127)
-            it.set_tensor(inp["index"], x.astype(inp["dtype"]))
-            for _ in range(20):  # warm-up
-                it.invoke()
-            its[name] = it
-            if delegates and threads == spec["threads"][0]:
-                result[f"partitions_{name}"], result[f"outside_{name}"] = xnnpack_coverage(it)
-        times = {name: [] for name in its}
-        per_round = max(1, spec["runs"] // spec["rounds"])
-        for _ in range(spec["rounds"]):  # float and int8 in alternating blocks: both see the same load
-            for name, it in its.items():
-                # A block lasts at least BLOCK_S: on the 2-core Xeon of the README, switching between
-                # the float kernels and XNNPACK's AVX512-VNNI int8 kernels every ~3 ms (blocks of 100
-                # invokes) slowed the float invokes by 14% (28.2 vs 24.8 us; blocks of 500: no effect),
-                # which a model deployed alone would not see.
-                block, began = 0, time.perf_counter()
-                while block < per_round or time.perf_counter() - began < BLOCK_S:
-                    start = time.perf_counter()
-                    it.invoke()
-                    times[name].append(time.perf_counter() - start)
-                    block += 1
-        for name in its:
-            result[f"{name}_{threads}t_us"] = statistics.median(times[name]) * 1e6
-        del its
-    print(json.dumps(result))
-    return 0
-
-
-def latencies(files: dict[str, bytes], sample, mode: str, threads: list[int], runs: int) -> dict:
-    """Run :func:`_latency_worker` in a fresh Python process for one LiteRT ``mode``."""
-    import numpy as np
-
-    with tempfile.TemporaryDirectory(prefix="qatzoo-bench-") as tmp:
-        models = {}
-        for name, blob in files.items():
-            (Path(tmp) / f"{name}.tflite").write_bytes(blob)
-            models[name] = str(Path(tmp) / f"{name}.tflite")
-        np.save(Path(tmp) / "sample.npy", sample)
-        spec = {"mode": mode, "models": models, "sample": str(Path(tmp) / "sample.npy"), "threads": threads}
-        spec.update(runs=runs, rounds=5)
-        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
-        done = subprocess.run(
-            [sys.executable, __file__, "--latency-worker", str(Path(tmp) / "spec.json")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"latency worker ({mode}) failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _convert_at_batch(model, batch: int, representative=None) -> bytes:
-    """A .tflite of ``model`` with a fixed batch of ``batch`` (the shipped files have batch 1). With
-    ``representative`` (an array of inputs), the full-integer int8 file, with the converter settings of
-    ``qatzoo.export.tflite.to_int8_tflite``; for the batch sweep only."""
-    import numpy as np
-    import tensorflow as tf
-
-    from qatzoo.export.tflite import strip_names
-
-    spec = tf.TensorSpec((batch, *model.input_shape[1:]), tf.float32)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-    if representative is not None:
-        reps = np.resize(representative, (max(len(representative), batch), *representative.shape[1:]))
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [reps[i : i + batch].astype(np.float32)] for i in range(0, len(reps) - batch + 1, batch)
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return strip_names(converter.convert())
-
-
-# ---------------------------------------------------------------------------------------------------
-# File size
-
-
-def size_breakdown(blob: bytes) -> dict[str, int]:
-    """Where the bytes of a .tflite go: constant data by type, the number of quantization entries
-    (each a float32 scale and an int64 zero point, one per tensor or per channel), and the rest
-    (graph, tensor and quantization tables, metadata)."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
-    names = {0: "float32", 2: "int32", 9: "int8"}
-    out = collections.Counter()
-    seen = set()
-    for graph in model.subgraphs:
-        for t in graph.tensors:
-            data = model.buffers[t.buffer].data
-            if data is not None and t.buffer not in seen:
-                seen.add(t.buffer)
-                out[f"bytes_{names.get(t.type, 'other')}"] += len(data)
-            if t.quantization is not None and t.quantization.scale is not None:
-                out["quant_entries"] += len(t.quantization.scale)
-    out["bytes_rest"] = len(blob) - sum(v for k, v in out.items() if k.startswith("bytes_"))
-    return dict(out)
-
-
-def _int8_dense_per_tensor(qat, sample) -> bytes:
-    """The int8 file as ``to_int8_tflite`` writes it, but with the converter told to keep fully
-    connected weights per tensor (``_experimental_disable_per_channel_quantization_for_dense_layers``):
-    QAT trains them per tensor, yet the converter re-quantizes the attention output projection per
-    channel. For the size table only (the trainer does not export this)."""
-    from unittest import mock
-
-    from qatzoo.export import tflite
-
-    original = tflite._converter
-
-    def converter(model):
-        c = original(model)
-        c._experimental_disable_per_channel_quantization_for_dense_layers = True
-        return c
-
-    with mock.patch.object(tflite, "_converter", converter):
-        return tflite.to_int8_tflite(qat, lambda: sample)
-
-
-# ---------------------------------------------------------------------------------------------------
-
-
 def bench(recipe: str, args) -> dict:
+    """One row of measurements for ``recipe``: parameters, step times, sizes, latencies, published accuracy."""
     import numpy as np
     import tensorflow_model_optimization as tfmot
     from hydra.utils import instantiate
 
+    from qatzoo.bench.export import to_tflite_at_batch
+    from qatzoo.bench.latency import measure
+    from qatzoo.bench.sizes import size_breakdown
     from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
     from qatzoo.keras import keras
     from qatzoo.quant.schemes import scheme
@@ -406,37 +175,34 @@ def bench(recipe: str, args) -> dict:
 
     files = {"float": strip_names(to_float_tflite(model)), "int8": strip_names(to_int8_tflite(qat, lambda: sample))}
     row["size_float"], row["size_int8"] = len(files["float"]), len(files["int8"])
-    row.update({f"int8_{k}": v for k, v in size_breakdown(files["int8"]).items()})
-    row["size_int8_dense_per_tensor"] = len(strip_names(_int8_dense_per_tensor(qat, sample)))
+    row.update({f"int8_{k}": v for k, v in size_breakdown(files["int8"]).row().items()})
     if args.save_models:
         for name, blob in files.items():
             Path(args.save_models, f"{recipe}_{name}.tflite").write_bytes(blob)
-    cores = os.cpu_count() or 1
-    threads = sorted({1, cores})
+    threads = sorted({1, os.cpu_count() or 1})
     x0 = np.asarray(data.x_test[0], np.float32)
     for mode in MODES:
-        if mode == "noamx" and not cpu_has_amx():
+        if mode == "noamx" and not has_amx():
             continue
-        lat = latencies(files, x0, mode, [1] if mode == "builtin" else threads, args.runs)
+        lat = measure(files, x0, mode, [1] if mode == "builtin" else threads, args.runs)
+        row.setdefault("cpu", lat.cpu)
         if mode == "noamx":
-            row["amx_denied"] = lat.get("amx_denied", False)
-        for key, value in lat.items():
-            if key.endswith("_us"):
-                row[f"lat_{mode}_{key}"] = value
+            row["amx_denied"] = lat.amx_denied
+        for name, by_threads in lat.us.items():
+            for t, us in by_threads.items():
+                row[f"lat_{mode}_{name}_{t}t_us"] = us
         if mode == "xnnpack":
-            row["xnnpack_partitions_float"] = lat["partitions_float"]
-            row["xnnpack_partitions_int8"] = lat["partitions_int8"]
-            outside = collections.Counter(lat["outside_int8"])
-            row["outside_xnnpack_int8"] = ", ".join(f"{op} x{n}" for op, n in sorted(outside.items())) or "-"
+            row["xnnpack_partitions_float"] = lat.coverage["float"].partitions
+            row["xnnpack_partitions_int8"] = lat.coverage["int8"].partitions
+            row["outside_xnnpack_int8"] = lat.coverage["int8"].outside_summary()
 
     for b in args.batch_sweep:
-        big = {"float": _convert_at_batch(model, b), "int8": _convert_at_batch(qat, b, sample)}
+        big = {"float": to_tflite_at_batch(model, b), "int8": to_tflite_at_batch(qat, b, sample)}
         xb = np.resize(np.asarray(data.x_test[:b], np.float32), (b, *data.x_test.shape[1:]))
-        for mode in ("xnnpack", "noamx") if cpu_has_amx() else ("xnnpack",):
-            lat = latencies(big, xb, mode, [1], max(20, args.runs // b))
-            for name in ("float", "int8"):
-                if f"{name}_1t_us" in lat:
-                    row[f"sweep_b{b}_{mode}_{name}_us_per_example"] = lat[f"{name}_1t_us"] / b
+        for mode in ("xnnpack", "noamx") if has_amx() else ("xnnpack",):
+            lat = measure(big, xb, mode, [1], max(20, args.runs // b))
+            for name, by_threads in lat.us.items():
+                row[f"sweep_b{b}_{mode}_{name}_us_per_example"] = by_threads[1] / b
 
     published = {e["name"]: e for e in json.loads((REPO / "zoo" / "index.json").read_text())["models"]}
     if recipe in published:
@@ -459,15 +225,18 @@ def _num(v, fmt="{:.2f}") -> str:
 
 
 def write(rows: list[dict], args) -> None:
+    """``results.csv`` (every measurement), ``results.md`` (the tables) and ``results.png`` in ``args.out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
+    cpu = next((r["cpu"] for r in rows if "cpu" in r), None) or cpu_name()
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(OUT / "results.csv", "w", newline="") as f:
+    with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
@@ -477,7 +246,7 @@ def write(rows: list[dict], args) -> None:
     lines = [
         "# Benchmark",
         "",
-        f"`{' '.join(['python scripts/benchmark.py', *sys.argv[1:]])}` on {cores} CPU cores ({_cpu_name()}); medians; every ratio is measured side "
+        f"`{' '.join(['python scripts/benchmark.py', *sys.argv[1:]])}` on {cores} CPU cores ({cpu}); medians; every ratio is measured side "
         "by side in one run (training steps in interleaved rounds; float and int8 invokes in alternating blocks "
         "of at least 50 ms in one process per LiteRT setting). Targets: QAT step <= 1.3x float, int8 latency <= 0.6x float (CNN), int8 file <= 0.28x float.",
         "",
@@ -558,21 +327,19 @@ def write(rows: list[dict], args) -> None:
         "",
         "int8 file: int8 constants (weights, 1 byte each) + int32 constants (biases and shapes, 4 bytes each) "
         "+ the rest (graph, tensor and quantization tables: a float32 scale and an int64 zero point per "
-        "quantization entry, metadata). Last two columns: the int8 file with fully connected weights kept "
-        "per tensor by the converter, as QAT trains them (not what the trainer exports today).",
+        "quantization entry, metadata).",
         "",
         "| recipe | params | float | int8 | int8/float | int8 constants | int32 constants | rest | quantization "
-        "entries | int8, dense per tensor | its ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "entries |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        pt = r.get("size_int8_dense_per_tensor")
         lines.append(
             f"| {r['recipe']} | {r['params']} | {r['size_float']} | {r['size_int8']} | {r['size_int8'] / r['size_float']:.3f}x "
             f"| {r.get('int8_bytes_int8', '-')} | {r.get('int8_bytes_int32', '-')} | {r.get('int8_bytes_rest', '-')} "
-            f"| {r.get('int8_quant_entries', '-')} | {pt or '-'} | {_num(pt and pt / r['size_float'], '{:.3f}x')} |"
+            f"| {r.get('int8_quant_entries', '-')} |"
         )
-    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     names_ = [r["recipe"] for r in rows]
@@ -604,18 +371,7 @@ def write(rows: list[dict], args) -> None:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     fig.tight_layout()
-    fig.savefig(OUT / "results.png", dpi=110)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                return name + (", AMX" if cpu_has_amx() else "")
-    except OSError:
-        pass
-    return os.uname().machine
+    fig.savefig(out / "results.png", dpi=110)
 
 
 def loop(path: str, seconds: float, threads: int, no_amx: bool) -> int:
@@ -625,13 +381,13 @@ def loop(path: str, seconds: float, threads: int, no_amx: bool) -> int:
     if no_amx and not deny_amx():
         print("[benchmark] could not refuse AMX to this process", file=sys.stderr)
         return 1
+    from qatzoo.bench.xnnpack import coverage
     from qatzoo.export.litert import interpreter
 
     it = interpreter(path, num_threads=threads)
     inp = it.get_input_details()[0]
     it.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
-    partitions, outside = xnnpack_coverage(it)
-    outside = ", ".join(f"{op} x{n}" for op, n in sorted(collections.Counter(outside).items())) or "-"
+    cov = coverage(it)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         it.invoke()
@@ -639,14 +395,13 @@ def loop(path: str, seconds: float, threads: int, no_amx: bool) -> int:
     elapsed = time.perf_counter() - start
     print(
         f"{path}: {elapsed / count * 1e6:.1f} us per invoke ({count} invokes, {threads} thread(s), "
-        f"{'AMX refused' if no_amx else 'AMX allowed'}); XNNPACK partitions {partitions}; ops outside XNNPACK: {outside}"
+        f"{'AMX refused' if no_amx else 'AMX allowed'}); XNNPACK partitions {cov.partitions}; "
+        f"ops outside XNNPACK: {cov.outside_summary()}"
     )
     return 0
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "--latency-worker":
-        return _latency_worker(sys.argv[2])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="*", default=recipe_names())
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per variant")
@@ -663,10 +418,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="with --loop: LiteRT threads")
     parser.add_argument("--no-amx", action="store_true", help="with --loop: refuse AMX to XNNPACK first")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
+    parser.add_argument("--out", default=str(OUT), help="where results.{md,csv,png} go (default: %(default)s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a quick check: 5 steps, 50 invokes, no XLA (numbers are rough)"
+    )
     args = parser.parse_args()
     if args.loop:
         return loop(args.loop, args.seconds, args.threads, args.no_amx)
     args.batch_sweep = [int(b) for b in args.batch_sweep.split(",") if b.strip()]
+    if args.quick:
+        args.steps, args.runs, args.xla = 5, 50, False
     if args.save_models:
         Path(args.save_models).mkdir(parents=True, exist_ok=True)
     rows = []
@@ -675,7 +436,7 @@ def main() -> int:
         rows.append(bench(recipe, args))
         print(json.dumps(rows[-1]), flush=True)
     write(rows, args)
-    print((OUT / "results.md").read_text())
+    print((Path(args.out) / "results.md").read_text())
     return 0
 
 
