@@ -12,7 +12,6 @@ and a line per target; exits 1 if a target is missed. Wall time is the whole `py
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from qatzoo.config import recipe_names  # noqa: E402
+from qatzoo.report import RunReport  # noqa: E402
 
 #: recipe -> largest allowed loss of the int8 model against float: accuracy points, or MAE ratio.
 TARGETS = {"mnist_cnn_int8": ("points", 0.5), "transformer_int8": ("points", 1.0), "attention_int8": ("ratio", 1.05)}
@@ -42,26 +42,25 @@ def run(recipe: str, runs_dir: Path, extra: list[str]) -> tuple[dict, float]:
     if result.returncode:
         sys.exit(f"{recipe} failed:\n{result.stderr[-3000:]}")
     metrics_file = sorted((runs_dir / recipe).glob("*/metrics.json"))[-1]
-    return json.loads(metrics_file.read_text()), seconds
+    return RunReport.read(metrics_file.parent), seconds
 
 
-def check(recipe: str, m: dict, seconds: float) -> list[tuple[str, bool]]:
-    metric, r = m["metric"], m["results"]
-    fl, ptq, qat = r["float"][metric], r["ptq_int8"][metric], r["qat_int8"][metric]
-    better = (qat >= ptq) if m["higher_is_better"] else (qat <= ptq)
-    kind, limit = TARGETS.get(recipe, ("points", 1.0) if m["higher_is_better"] else ("ratio", 1.05))
+def check(recipe: str, m: RunReport, seconds: float) -> list[tuple[str, bool]]:
+    fl, ptq, qat = m.value("float"), m.value("ptq_int8"), m.value("qat_int8")
+    better = (qat >= ptq) if m.higher_is_better else (qat <= ptq)
+    kind, limit = TARGETS.get(recipe, ("points", 1.0) if m.higher_is_better else ("ratio", 1.05))
     if kind == "points":
         close = (f"int8 within {limit} points of float ({fl - qat:+.2f})", fl - qat <= limit)
     else:
         close = (f"int8 MAE <= {limit}x float ({qat / fl:.3f}x)", qat <= limit * fl)
     out = [
-        ("full integer", m["int8"]["full_integer"]),
+        ("full integer", m.int8["full_integer"]),
         close,
         ("QAT int8 at least as good as PTQ int8", better),
-        ("parity with the QAT Keras model", m["int8"]["parity"]["pass"]),
+        ("parity with the QAT Keras model", m.int8["parity"]["pass"]),
         (
-            f"int8 file <= {MAX_SIZE_RATIO}x float ({m['sizes']['int8_over_float']:.3f}x)",
-            m["sizes"]["int8_over_float"] <= MAX_SIZE_RATIO,
+            f"int8 file <= {MAX_SIZE_RATIO}x float ({m.sizes['int8_over_float']:.3f}x)",
+            m.sizes["int8_over_float"] <= MAX_SIZE_RATIO,
         ),
     ]
     if recipe == "attention_int8":
@@ -79,17 +78,16 @@ def main() -> int:
     args.recipes = [item for item in args.items if "=" not in item] or recipe_names()
     rows, failed = [], False
     for recipe in args.recipes:
-        metrics, seconds = run(recipe, runs_dir, extra)
-        r, metric, unit = metrics["results"], metrics["metric"], metrics["unit"]
-        parity = metrics["int8"]["parity"]
+        report, seconds = run(recipe, runs_dir, extra)
+        parity = report.int8["parity"]
         agree = f"{parity['agreement']:.1%} agree" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"
-        fmt = "{:.2f}" if unit == "%" else "{:.4f}"
+        fmt = "{:.2f}" if report.unit == "%" else "{:.4f}"
+        cells = " | ".join(fmt.format(report.value(name)) for name in ("float", "ptq_int8", "qat", "qat_int8"))
         rows.append(
-            f"| {recipe} | {metrics['data']} | {metric} ({unit}) | {fmt.format(r['float'][metric])} | "
-            f"{fmt.format(r['ptq_int8'][metric])} | {fmt.format(r['qat'][metric])} | {fmt.format(r['qat_int8'][metric])} | "
-            f"{agree} | {metrics['sizes']['int8_over_float']:.2f}x | {seconds:.0f} s |"
+            f"| {recipe} | {report.data} | {report.metric} ({report.unit}) | {cells} | "
+            f"{agree} | {report.sizes['int8_over_float']:.2f}x | {seconds:.0f} s |"
         )
-        for name, ok in check(recipe, metrics, seconds):
+        for name, ok in check(recipe, report, seconds):
             failed |= not ok
             print(f"{'PASS' if ok else 'FAIL'}  {recipe}: {name}")
     print()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from qatzoo.export.checks import classification_agreement, full_integer, relative_mae_gap
+from qatzoo.export.checks import full_integer
 from qatzoo.export.litert import predict
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.keras import keras
+from qatzoo.task import Task
+
+CLASSIFY = Task("classification")
 
 
 def _model():
@@ -26,7 +30,7 @@ def test_full_integer_check_tells_float_from_int8():
     report = full_integer(int8)
     assert report.ok and "FULLY_CONNECTED" in report.ops and "DELEGATE" not in report.ops
     # The int8 model follows the float one closely on its calibration data.
-    assert classification_agreement(predict(int8, x), model.predict(x, verbose=0)) >= 0.9
+    assert CLASSIFY.agreement(predict(int8, x), model.predict(x, verbose=0)) >= 0.9
 
 
 def test_stripping_names_changes_size_not_results():
@@ -39,8 +43,19 @@ def test_stripping_names_changes_size_not_results():
     assert full_integer(stripped).ok
 
 
-def test_agreement_and_mae_gap():
+def test_task_scores_compares_and_judges_parity_in_the_reported_unit():
     a = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     b = np.array([[0.2, 0.8], [0.1, 0.9], [0.4, 0.6]])
-    assert classification_agreement(a, b) == 2 / 3
-    assert relative_mae_gap(1.01, 1.0) == 0.010000000000000009
+    assert CLASSIFY.agreement(a, b) == 2 / 3
+    assert CLASSIFY.score(np.array([1, 0, 0]), a) == 2 / 3 * 100
+    assert CLASSIFY.parity(np.array([1, 0, 0]), a, b) == {"agreement": 2 / 3, "threshold": 0.99, "pass": False}
+    forecast = Task("forecast", scale=2.0, target_unit="ppm")
+    y = np.array([[0.0], [1.0]])
+    assert forecast.score(y, y + 0.5) == 1.0  # MAE 0.5 in array units is 1.0 ppm
+    assert forecast.format(1.0) == "1.0000 ppm" and CLASSIFY.format(96.2) == "96.20%"
+    parity = forecast.parity(y, y + 0.505, y + 0.5)
+    assert parity["mae_gap"] == pytest.approx(0.01) and parity["mean_abs_diff"] == pytest.approx(0.01)
+    assert forecast.harm(1.1, 1.0) == pytest.approx(0.1) and CLASSIFY.harm(95.0, 96.0) == 1.0
+    assert forecast == "forecast" and forecast != "classification" and forecast.metric == "mae"
+    with pytest.raises(ValueError, match="unknown task"):
+        Task("regression")

@@ -66,7 +66,9 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
 def test_ptq_only_and_float_only_schemes(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    ptq = train(compose_cfg("recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY), tmp_path / "ptq")
+    given = ["recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY]
+    ptq = train(compose_cfg(*given), tmp_path / "ptq", overrides=given)
+    assert ptq["command"] == "python train.py " + " ".join(given)  # not the recipe alone, which would be QAT
     assert set(ptq["results"]) == {"float", "float_tflite", "ptq_int8"}
     assert ptq["int8_model"] == "ptq_int8" and ptq["int8"]["parity_reference"] == "float"
     assert not (tmp_path / "ptq" / "model_ptq_int8.tflite").exists()
@@ -170,6 +172,10 @@ def test_same_command_twice_gives_identical_weights_and_int8_file(tmp_path, data
             timeout=600,
         )
     digest = {run: hashlib.sha256((tmp_path / run / "model_int8.tflite").read_bytes()).hexdigest() for run in "ab"}
+    # The reproduce command holds the overrides given (not paths.* or hydra.*: where this machine keeps things).
+    command = json.loads((tmp_path / "a" / "metrics.json").read_text())["command"]
+    assert command == " ".join(["python train.py", "recipe=mnist_cnn_int8", *TINY])
+    assert f"    {command}\n" in (tmp_path / "a" / "card.md").read_text()
     assert digest["a"] == digest["b"]
     a, b = (_checkpoint(tmp_path / run / "checkpoints" / "qat") for run in "ab")
     assert a.keys() == b.keys() and len(a) > 20 and all(np.array_equal(a[k], b[k]) for k in a)

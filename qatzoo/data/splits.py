@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qatzoo.task import Task
+
 
 class DataSourceMissing(RuntimeError):
     """A local data source is not installed; the message says how to get it."""
@@ -22,12 +24,13 @@ PARTS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 class Splits:
     """Train, validation and test arrays of one dataset, and how to read its numbers.
 
-    task: ``classification`` (integer labels, accuracy) or ``forecast`` (real targets, MAE).
+    task: a :class:`~qatzoo.task.Task` (loaders may pass its name, ``classification`` or ``forecast``;
+    it is completed from ``target_scale`` and ``target_unit``): the metric, its unit and the scoring.
     target_scale: forecast targets are divided by this; MAE in ``target_unit`` is scale * MAE.
     """
 
     name: str
-    task: str
+    task: Task | str
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
@@ -40,6 +43,8 @@ class Splits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if isinstance(self.task, str):
+            self.task = Task(self.task, float(self.target_scale), self.target_unit)
         self.check_finite()
 
     def check_finite(self) -> None:

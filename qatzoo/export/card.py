@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from omegaconf import DictConfig
 
-from qatzoo.files import write_text
+from qatzoo.report import RunReport
 
 LABELS = {
     "float": "float (Keras)",
@@ -17,47 +15,48 @@ LABELS = {
 }
 
 
-def render(metrics: dict, cfg: DictConfig) -> str:
-    metric, unit = metrics["metric"], metrics["unit"]
-    better = "higher" if metrics["higher_is_better"] else "lower"
-    sizes = metrics["dataset"]["sizes"]
+def render(report: RunReport, cfg: DictConfig) -> str:
+    """The card of a run, from its report (and the schedule and seed of its config)."""
+    metric, unit = report.metric, report.unit
+    better = "higher" if report.higher_is_better else "lower"
+    sizes = report.dataset["sizes"]
     lines = [
-        f"# {metrics['name']}",
+        f"# {report.name}",
         "",
-        f"{metrics['arch']} on {metrics['data']} ({metrics['task']}), quantization scheme `{metrics['quant']}`.",
+        f"{report.arch} on {report.data} ({report.task}), quantization scheme `{report.quant}`.",
         "",
         "Reproduce:",
         "",
-        f"    {metrics['command']}",
+        f"    {report.command}",
         "",
         f"## Test results ({metric}, {unit}, {better} is better; test split of {sizes['test']} examples)",
         "",
         "| model | " + metric + " |",
         "|---|---|",
     ]
-    for name, values in metrics["results"].items():
-        value = values[metric]
+    for name in report.results:
+        value = report.value(name)
         lines.append(
             f"| {LABELS.get(name, name)} | {value:.2f} |"
             if unit == "%"
             else f"| {LABELS.get(name, name)} | {value:.4f} |"
         )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
-    if metrics.get("agreement"):
+    if report.agreement:
         what = "share of equal predicted classes" if unit == "%" else f"mean |difference| of forecasts, {unit}"
         lines += [f"Agreement of test predictions ({what}):", ""]
-        lines += [f"- {pair}: {value:.4f}" for pair, value in metrics["agreement"].items()]
+        lines += [f"- {pair}: {value:.4f}" for pair, value in report.agreement.items()]
         lines.append("")
-    if "int8" in metrics:
-        q = metrics["int8"]
+    if report.int8:
+        q, sizes = report.int8, report.sizes
         parity = q["parity"]
         lines += [
-            f"## The int8 model (`model_int8.tflite`, {metrics['int8_model']})",
+            f"## The int8 model (`model_int8.tflite`, {report.int8_model})",
             "",
             f"- input: {q['input']['dtype']}, scale {q['input']['scale']:.8g}, zero point {q['input']['zero_point']}",
             f"- output: {q['output']['dtype']}, scale {q['output']['scale']:.8g}, zero point {q['output']['zero_point']}",
-            f"- size: {metrics['sizes']['int8_tflite']:,} bytes, {metrics['sizes']['int8_over_float']:.2f}x the float .tflite "
-            f"({metrics['sizes']['float_tflite']:,} bytes)",
+            f"- size: {sizes['int8_tflite']:,} bytes, {sizes['int8_over_float']:.2f}x the float .tflite "
+            f"({sizes['float_tflite']:,} bytes)",
             f"- ops: {', '.join(q['ops'])}",
         ]
         if q["full_integer"]:
@@ -77,10 +76,10 @@ def render(metrics: dict, cfg: DictConfig) -> str:
                 f"{'pass' if parity['pass'] else 'FAIL'}"
             )
         lines.append("")
-    scheme = metrics.get("scheme")
+    scheme = report.scheme
     if scheme and scheme.get("qat"):
         lines += [
-            f"## Quantization scheme `{metrics['quant']}`",
+            f"## Quantization scheme `{report.quant}`",
             "",
             f"- weights: {scheme['weight_bits']} bits, {'symmetric' if scheme['weight_symmetric'] else 'asymmetric'}, "
             f"{'narrow' if scheme['weight_narrow_range'] else 'full'} range, "
@@ -93,16 +92,16 @@ def render(metrics: dict, cfg: DictConfig) -> str:
         if other:
             lines.append("- layers with other bit widths: " + ", ".join(f"{n} ({f})" for n, f in other.items()))
         lines += [f"- what runs: {scheme['runtime']}", ""]
-    if "lowbit" in metrics:
-        low = metrics["lowbit"]
+    if report.lowbit:
+        low = report.lowbit
         lines += [
             f"Low-bit weights: {low['kernels_on_grid']} of {low['kernels']} kernels have at most "
             f"{2 ** low['weight_bits']} levels per channel; kernel storage in the file: {', '.join(low['storage'])}. "
             f"File {low['file_bytes']:,} bytes; with every kernel packed at exactly its width "
-            f"{low['packed_bytes']:,} bytes ({metrics['sizes']['packed_over_float']:.2f}x float).",
+            f"{low['packed_bytes']:,} bytes ({report.sizes['packed_over_float']:.2f}x float).",
             "",
         ]
-    prov = metrics.get("provenance")
+    prov = report.provenance
     if prov:
         git = prov["git"]
         code = (
@@ -123,8 +122,8 @@ def render(metrics: dict, cfg: DictConfig) -> str:
         "## Settings",
         "",
         f"- schedule: {dict(cfg.schedule)}",
-        f"- seed: {cfg.trainer.seed}; data: {metrics['dataset']}",
-        f"- time: {metrics['timing']}",
+        f"- seed: {cfg.trainer.seed}; data: {report.dataset}",
+        f"- time: {report.timing}",
         "",
     ]
     return "\n".join(lines)
@@ -132,7 +131,3 @@ def render(metrics: dict, cfg: DictConfig) -> str:
 
 def _default_format(scheme: dict) -> str:
     return f"w{scheme['weight_bits']}a{scheme['activation_bits']}"
-
-
-def write_card(path: str | Path, metrics: dict, cfg: DictConfig) -> Path:
-    return write_text(path, render(metrics, cfg))

@@ -32,18 +32,9 @@ def full_integer(model: bytes | str) -> FullIntegerReport:
     computed = {i for op in ops for i in op["outputs"] if i >= 0}
     computed |= {d["index"] for d in it.get_input_details()}
     bad = [
-        {"name": details[i]["name"], "dtype": np.dtype(details[i]["dtype"]).name}
+        # A stripped file (as written) has no tensor names: name the tensor by its index then.
+        {"name": details[i]["name"] or f"tensor {i}", "dtype": np.dtype(details[i]["dtype"]).name}
         for i in sorted(computed)
         if np.dtype(details[i]["dtype"]).name not in INTEGER_TYPES
     ]
     return FullIntegerReport(ops=sorted({op["op_name"] for op in ops}), non_integer=bad)
-
-
-def classification_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of examples whose arg-max class is the same in both prediction arrays."""
-    return float(np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
-
-
-def relative_mae_gap(mae_a: float, mae_b: float) -> float:
-    """|MAE_a - MAE_b| / MAE_b: how far apart two forecasters' errors are, relatively."""
-    return abs(mae_a - mae_b) / max(mae_b, 1e-12)

@@ -95,7 +95,78 @@ class Scheme:
         quantized(calibration, training=True)
         return quantized
 
+    @property
+    def int8_model(self) -> str | None:
+        """Which model the int8 file holds: ``qat_int8``, ``ptq_int8``, or None (no int8 export)."""
+        if not self.int8:
+            return None
+        return "qat_int8" if self.qat else "ptq_int8"
+
+    @property
+    def parity_reference(self) -> str:
+        """The Keras model the int8 file must follow: the QAT model, or the float one for PTQ."""
+        return "qat" if self.qat else "float"
+
+    @property
+    def runtime(self) -> str:
+        """What executes this scheme's reported int8 numbers, in words."""
+        return "no int8 export: float only"
+
+    def export_float(self, model: keras.Model, representative: np.ndarray) -> dict[str, bytes]:
+        """The float model's files (stripped, as written): ``float``, and the PTQ int8 baseline when int8 or QAT."""
+        from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
+
+        files = {"float": to_float_tflite(model)}
+        if self.int8 or self.qat:  # PTQ int8: the baseline beside every QAT scheme, exportable or not
+            files["ptq_int8"] = to_int8_tflite(model, lambda: representative)
+        return {name: strip_names(blob) for name, blob in files.items()}
+
+    def export_qat(self, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
+        """The QAT model's int8 file (stripped), when this scheme exports one."""
+        return {}
+
+
+class FloatScheme(Scheme):
+    """``quant=none``: float training and export only."""
+
+
+class PTQScheme(Scheme):
+    """``quant=ptq_int8``: post-training full-integer int8, calibrated on the representative sample."""
+
+    @property
+    def runtime(self) -> str:
+        return "LiteRT int8 kernels (post-training full-integer)"
+
+
+class QATScheme(Scheme):
+    """QAT schemes: fake-quant fine-tuning in the :class:`Spec`'s formats, then (``int8``) int8 export."""
+
+    @property
+    def runtime(self) -> str:
+        if not self.int8:
+            return (
+                "no int8 export of the QAT model: its numbers are fake quant (simulated); the PTQ int8 "
+                "baseline runs in LiteRT's int8 kernels"
+            )
+        text = "LiteRT int8 kernels"
+        if self.spec.lowest_weight_bits < 8:
+            text += (
+                f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, stored packed (INT4) by the converter "
+                "and unpacked by LiteRT"
+            )
+        if self.spec.keep_float:
+            text += "; layers kept float during QAT are quantized by the converter from the representative sample"
+        return text
+
+    def export_qat(self, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
+        from qatzoo.export.tflite import strip_names, to_int8_tflite
+
+        if not self.int8 or qat_model is None:
+            return {}
+        return {"qat_int8": strip_names(to_int8_tflite(qat_model, lambda: representative))}
+
 
 def scheme(name: str, qat: bool, int8: bool, **fields) -> Scheme:
     """Factory named by ``conf/quant/*.yaml``; ``fields`` are the :class:`Spec` knobs."""
-    return Scheme(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields))
+    kind = QATScheme if qat else (PTQScheme if int8 else FloatScheme)
+    return kind(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields))

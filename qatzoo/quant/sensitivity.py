@@ -48,10 +48,15 @@ def _load_run(run_dir: Path, data_dir: str | None):
     except Exception as error:  # unparsable YAML, no data/quant section
         raise ConfigError(f"{run_dir / 'config.yaml'}: not a run's config ({_first_line(error)})") from error
     _check_target(data_cfg, "data")
-    data_cfg["data_dir"] = data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
-    from hydra.utils import instantiate
+    from qatzoo.data.catalog import CatalogError, build
+    from qatzoo.data.splits import DataError, DataSourceMissing
 
-    data = instantiate(OmegaConf.create(data_cfg), _convert_="all")
+    try:  # the project's own table of datasets, by name, with only its declared parameters
+        data = build(
+            data_cfg.get("name"), data_cfg, data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
+        )
+    except (CatalogError, DataError, DataSourceMissing) as error:
+        raise ConfigError(f"{run_dir / 'config.yaml'}: {error}") from None
     return cfg, data, model
 
 
@@ -144,9 +149,8 @@ def load_float_model(path: Path):
 
 
 def _score(data, predictions: np.ndarray) -> float:
-    if data.task == "classification":
-        return float(np.mean(np.argmax(predictions, -1) == data.y_val) * 100.0)
-    return float(np.mean(np.abs(predictions - data.y_val)) * data.target_scale)
+    """The task's metric on the validation split (choices are made on validation data)."""
+    return data.task.score(data.y_val, predictions)
 
 
 def _sqnr(reference: np.ndarray, quantized: np.ndarray) -> float:
@@ -157,7 +161,6 @@ def _sqnr(reference: np.ndarray, quantized: np.ndarray) -> float:
 
 def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str | None = None, progress=True) -> dict:
     """Measure every quantized layer's harm; return the table and the suggested keep-float list."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from tqdm import tqdm
 
@@ -167,15 +170,16 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     run_dir = Path(run_dir)
     cfg, data, model = _load_run(run_dir, data_dir)
     quant = cfg.quant if scheme_name is None else _scheme_config(scheme_name)
-    base = instantiate(quant, _convert_="all")
-    if not base.qat:
-        from qatzoo.quant.schemes import Scheme
+    from qatzoo.quant.schemes import scheme as make_scheme
 
-        base = Scheme(name="int8", qat=True, int8=True)
+    fields = {k: v for k, v in OmegaConf.to_container(quant, resolve=True).items() if k != "_target_"}
+    base = make_scheme(**fields)
+    if not base.qat:
+        base = make_scheme(name="int8", qat=True, int8=True)
     calibration = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
     names = [info.name for info in layer_infos(model)]
     formats = base.layer_formats(model)
-    metric = "accuracy" if data.task == "classification" else "mae"
+    metric = data.task.metric
 
     def evaluate(keep: list[str]):
         scheme = replace(base, spec=replace(base.spec, keep_float=tuple(keep)))
@@ -193,7 +197,7 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
         probe_q = keras.Model(qat.inputs, qat.get_layer(f"quant_{name}").output)
         x = data.x_val[:256]
         sqnr = _sqnr(probe_f.predict(x, verbose=0), probe_q.predict(x, verbose=0))
-        harm = (none_score - score) if metric == "accuracy" else (score - none_score) / max(none_score, 1e-12)
+        harm = data.task.harm(score, none_score)
         rows.append(
             {
                 "layer": name,

@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from qatzoo.files import write_figure, write_text
+from qatzoo.report import ReportError, RunReport
 
 try:  # Hydra's callback base; the summary also works without Hydra running
     from hydra.experimental.callback import Callback
@@ -54,39 +55,39 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         if not (run / "config.yaml").is_file():
             continue
         config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=False)
-        metrics_file = run / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-        trials.append({"dir": run, "flat": _flatten(config), "metrics": metrics})
+        try:
+            report = RunReport.read(run)
+        except ReportError:  # unfinished (or unreadable): listed as such
+            report = None
+        trials.append({"dir": run, "flat": _flatten(config), "report": report})
     return trials
 
 
 def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dict], dict]:
     trials = collect(sweep_dir)
     keys = list(dict.fromkeys([*(keys or []), *_swept_keys(trials)]))
-    done = [t["metrics"] for t in trials if t["metrics"]]
+    done = [t["report"] for t in trials if t["report"]]
     info = {"metric": None, "unit": None, "higher_is_better": True, "keys": keys}
     if done:
-        info.update(metric=done[0]["metric"], unit=done[0]["unit"], higher_is_better=done[0]["higher_is_better"])
+        info.update(metric=done[0].metric, unit=done[0].unit, higher_is_better=done[0].higher_is_better)
     out = []
     for t in trials:
-        m = t["metrics"]
+        report: RunReport | None = t["report"]
         row = {"trial": t["dir"].name, **{k: t["flat"].get(k) for k in keys}}
-        if m is None:
+        if report is None:
             row.update(status="unfinished", val_int8=None, int8=None)
         else:
-            metric = m["metric"]
-            name = m.get("int8_model") or "float"
-            r = m["results"]
+            name = report.int8_model or "float"
             row.update(
-                status="ok" if all(m.get("checks", {}).values()) else "checks failed",
-                val_int8=m.get("validation", {}).get(name, {}).get(metric),
-                int8=r[name][metric],
+                status="ok" if all((report.checks or {}).values()) else "checks failed",
+                val_int8=report.value(name, split="val"),
+                int8=report.value(name),
                 int8_model=name,
-                float=r["float"][metric],
-                ptq_int8=r.get("ptq_int8", {}).get(metric),
-                qat=r.get("qat", {}).get(metric),
-                int8_over_float=m["sizes"].get("int8_over_float"),
-                seconds=m["timing"]["total_s"],
+                float=report.value("float"),
+                ptq_int8=report.value("ptq_int8"),
+                qat=report.value("qat"),
+                int8_over_float=report.sizes.get("int8_over_float"),
+                seconds=report.timing["total_s"],
             )
         row["run_dir"] = str(t["dir"])
         out.append(row)

@@ -16,8 +16,8 @@ class Logger:
     def log(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
         """Per-epoch metrics of one training phase (``float`` or ``qat``)."""
 
-    def summary(self, metrics: dict) -> None:
-        """The final metrics of the run (the content of metrics.json)."""
+    def summary(self, report) -> None:
+        """The run's final :class:`~qatzoo.report.RunReport` (what metrics.json holds)."""
 
     def finish(self) -> None:
         """Flush and close."""

@@ -169,19 +169,19 @@ class WandbLogger(Logger):
         values = {f"{phase}/{key}": float(value) for key, value in metrics.items()}
         self._safely("log", lambda: self.run.log({**values, f"{phase}/epoch": epoch}, step=self._step))
 
-    def summary(self, metrics):
+    def summary(self, report):
         # Each part on its own, most important first: one failing part does not lose the others.
-        wandb, metric = self._wandb if self.run is not None else None, metrics["metric"]
+        wandb, metric = self._wandb if self.run is not None else None, report.metric
         self._safely(
             "summary",
             lambda: self.run.summary.update(
-                {f"test/{name}_{metric}": values[metric] for name, values in metrics["results"].items()}
-                | {f"agreement/{pair}": value for pair, value in metrics.get("agreement", {}).items()}
-                | {f"size/{key}": value for key, value in metrics["sizes"].items()}
+                {f"test/{name}_{metric}": report.value(name) for name in report.results}
+                | {f"agreement/{pair}": value for pair, value in report.agreement.items()}
+                | {f"size/{key}": value for key, value in report.sizes.items()}
             ),
             disable=False,
         )
-        rows = [[name, values[metric]] for name, values in metrics["results"].items()]
+        rows = [[name, report.value(name)] for name in report.results]
         self._safely(
             "results table",
             lambda: self.run.log({"results": wandb.Table(columns=["model", metric], data=rows)}, step=self._step + 1),
@@ -189,14 +189,14 @@ class WandbLogger(Logger):
         )
         self._safely(
             "config",
-            lambda: self.run.config.update({"provenance": metrics.get("provenance", {})}, allow_val_change=True),
+            lambda: self.run.config.update({"provenance": report.provenance}, allow_val_change=True),
             disable=False,
         )
         model = self.run_dir / "model_int8.tflite"
         if model.exists():
 
             def artifact():
-                art = wandb.Artifact(f"{metrics['name']}-int8", type="model", metadata=metrics)
+                art = wandb.Artifact(f"{report.name}-int8", type="model", metadata=report.to_dict())
                 art.add_file(str(model))
                 art.add_file(str(self.run_dir / "card.md"))
                 self.run.log_artifact(art, aliases=["latest"])

@@ -6,201 +6,149 @@ This module imports TensorFlow; train.py imports it only after the config has be
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import os
+import shlex
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import tensorflow as tf
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qatzoo.build import build_model, build_scheme, load_data
 from qatzoo.config import ConfigError, validate
 from qatzoo.data.splits import DataError, DataSourceMissing
-from qatzoo.export import checks, evaluate, litert, lowbit
-from qatzoo.export.card import write_card
-from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
-from qatzoo.files import write_bytes, write_json, write_text
+from qatzoo.export.card import render as render_card
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
+from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, TrainingError, run_phase
+from qatzoo.train.results import assemble
 
 __all__ = ["DataError", "DataSourceMissing", "TrainingError", "train"]
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict:
-    """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``)."""
+def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
+    """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``).
+
+    ``overrides``: the command line's overrides, for the card's reproduce command (default: Hydra's).
+    """
     validate(cfg)
-    run_dir = resume_dir(cfg, Path(run_dir))
+    run = RunDir(resume_dir(cfg, Path(run_dir)))
     _seed(cfg.trainer, cfg.trainer.seed)
     # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
     strategy_name = cfg.trainer.get("strategy", "none")
     strategy = distribute.make_strategy(strategy_name, cfg.trainer.get("loop", "tape"))
-
-    timing, start = {}, time.perf_counter()
-    data = _load_data(cfg)
-    timing["data_s"] = time.perf_counter() - start
-    with distribute.scope(strategy):  # the model's variables are mirrored on every replica
-        model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
-    scheme = instantiate(cfg.quant, _convert_="all")
+    clock = Stopwatch()
+    with clock("data_s"):
+        data = load_data(cfg)
+    model, scheme = build_model(cfg, data, strategy), build_scheme(cfg.quant)
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
     if cfg.trainer.init_checkpoint:  # before the run directory is written: a bad file leaves nothing
         _load_init_checkpoint(model, cfg.trainer.init_checkpoint)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "config.yaml").exists():
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run.path.mkdir(parents=True, exist_ok=True)
+    if not run.config.exists():
+        run.write(run.config, OmegaConf.to_yaml(cfg, resolve=True))
     origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
-    logger = _logger(cfg, run_dir, strategy)
+    logger = _logger(cfg, run.path, strategy)
+    parallel = distribute.describe(strategy, strategy_name)
+    _announce(cfg, model, data, formats, parallel, strategy_name)
+    run_phase = _loop(cfg.trainer.get("loop", "tape"))
+
+    with clock("float_train_s"):
+        if not cfg.trainer.init_checkpoint:
+            run_phase(model, data, _phase(cfg, "float"), run.checkpoints, logger, strategy=strategy)
+    _save_keras(model, run.float_keras)
+    representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
+    keras_models, qat_model = {"float": model}, None
+    with clock("export_s"):
+        files = scheme.export_float(model, representative)
+    if scheme.qat:
+        _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
+        with distribute.scope(strategy):  # the QAT clone, its quantizer ranges and their calibration
+            qat_model = keras_models["qat"] = scheme.quantize(model, representative)
+        with clock("qat_train_s"):
+            run_phase(qat_model, data, _phase(cfg, "qat"), run.checkpoints, logger, strategy=strategy)
+    with clock("export_s"):
+        files |= scheme.export_qat(qat_model, representative)
+
+    # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
+    with clock("evaluate_s"):
+        report = assemble(
+            cfg=cfg,
+            data=data,
+            scheme=scheme,
+            formats=formats,
+            keras_models=keras_models,
+            files=files,
+            provenance=origin,
+            distribute=parallel,
+            command=reproduce_command(cfg, overrides),
+        )
+    _check_finite(report.to_dict())  # before any model file: a broken model leaves no files that look like results
+    for kind, name in (("float", "float"), ("ptq_int8", "ptq_int8"), ("int8", scheme.int8_model)):
+        if name in files and not (kind == "ptq_int8" and name == scheme.int8_model):
+            report.files[run.model(kind).name] = run.write(run.model(kind), files[name])
+    report.timing = clock.total()
+    report.provenance["wandb_run"] = logger.url
+    metrics = report.to_dict()
+    _check_finite(metrics)  # again, with parity and sizes: metrics.json is strict JSON
+    run.write(run.card, render_card(report, cfg))
+    run.write(run.metrics, metrics)  # last: its presence marks a complete run
+    logger.summary(report)
+    logger.finish()
+    _print_summary(run.path, report)
+    return metrics
+
+
+class Stopwatch:
+    """Seconds spent in named parts of a run (a part entered twice adds up), and the total."""
+
+    def __init__(self):
+        self.start, self.parts = time.perf_counter(), {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - begin
+
+    def total(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in {**self.parts, "total_s": time.perf_counter() - self.start}.items()}
+
+
+def reproduce_command(cfg: DictConfig, overrides: list[str] | None = None) -> str:
+    """``python train.py`` with the overrides actually given (Hydra's, when it runs), so the card's
+    command rebuilds this run; ``hydra.*`` and ``paths.*`` (where this machine keeps things) left out."""
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+    if overrides is None:  # called without Hydra and without overrides: the recipe is all we know
+        overrides = [f"recipe={cfg.name}"] if cfg.name != "custom" else []
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "paths."))]
+    return " ".join(["python train.py", *(shlex.quote(o) for o in kept)])
+
+
+def _announce(cfg: DictConfig, model, data, formats: dict, parallel: dict, strategy_name: str) -> None:
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
     kept = [name for name, bits in formats.items() if bits is None]
     if kept:
         print(f"[qatzoo] kept float during QAT: {', '.join(kept)}")
-    run_phase = _loop(cfg.trainer.get("loop", "tape"))
-    parallel = distribute.describe(strategy, strategy_name)
-    if strategy is not None:
+    if strategy_name != "none":
         replicas, batch = parallel["num_replicas_in_sync"], cfg.schedule.batch_size
         print(
             f"[qatzoo] data parallel ({strategy_name}): {replicas} replicas in sync on {parallel['num_workers']} "
             f"worker(s); global batch {batch}, about {batch / replicas:g} per replica"
         )
-
-    phase_start = time.perf_counter()
-    ckpt_dir = run_dir / "checkpoints"
-    if not cfg.trainer.init_checkpoint:
-        run_phase(model, data, _phase(cfg, "float"), ckpt_dir, logger, strategy=strategy)
-    timing["float_train_s"] = time.perf_counter() - phase_start
-    _save_keras(model, run_dir / "model_float.keras")
-
-    representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
-    phase_start = time.perf_counter()
-    exported = {"float": to_float_tflite(model)}
-    keras_models = {"float": model}
-    if scheme.int8 or scheme.qat:  # PTQ int8: the baseline beside every QAT scheme, exportable or not
-        exported["ptq_int8"] = to_int8_tflite(model, lambda: representative)
-    if scheme.qat:
-        # Re-seed: a resumed run that skipped the float phase builds the same QAT model.
-        _seed(cfg.trainer, cfg.trainer.seed + 1)
-        with distribute.scope(strategy):  # the QAT clone, its quantizer ranges and their calibration
-            qat_model = scheme.quantize(model, representative)
-        qat_start = time.perf_counter()
-        run_phase(qat_model, data, _phase(cfg, "qat"), ckpt_dir, logger, strategy=strategy)
-        timing["qat_train_s"] = time.perf_counter() - qat_start
-        keras_models["qat"] = qat_model
-        if scheme.int8:
-            exported["qat_int8"] = to_int8_tflite(qat_model, lambda: representative)
-    timing["export_s"] = time.perf_counter() - phase_start - timing.get("qat_train_s", 0.0)
-
-    # The truth: every number below is measured on the full test split; int8 ones in LiteRT.
-    phase_start = time.perf_counter()
-    predictions = {name: evaluate.keras_predictions(m, data) for name, m in keras_models.items()}
-    files = {name: strip_names(blob) for name, blob in exported.items()}
-    for name, blob in files.items():
-        predictions[f"{name}_tflite" if name == "float" else name] = evaluate.tflite_predictions(blob, data, name)
-    timing["evaluate_s"] = time.perf_counter() - phase_start
-
-    metric = evaluate.metric_name(data)
-    order = ("float", "float_tflite", "ptq_int8", "qat", "qat_int8")
-    results = {name: {metric: evaluate.score(data, predictions[name])} for name in order if name in predictions}
-    int8_name = ("qat_int8" if scheme.qat else "ptq_int8") if scheme.int8 else None
-    metrics = {
-        "name": cfg.name,
-        "arch": cfg.arch.name,
-        "data": data.name,
-        "quant": scheme.name,
-        "scheme": {
-            "qat": scheme.qat,
-            "int8": scheme.int8,
-            **(scheme.spec.as_dict() if scheme.qat else {}),
-            "kept_float": kept,
-            "layers": {name: _format(bits) for name, bits in formats.items()},
-            "runtime": _runtime(scheme),
-        },
-        "task": data.task,
-        "metric": metric,
-        "unit": "%" if metric == "accuracy" else data.target_unit,
-        "higher_is_better": evaluate.higher_is_better(data),
-        "int8_model": int8_name,
-        "dataset": {"sizes": data.sizes(), **data.info},
-        "results": results,
-        # Keras models on the validation split: what to choose settings by (never the test numbers).
-        # The int8 model's validation score (LiteRT) is what sweeps optimise: tuning on test would leak.
-        "validation": {
-            name: {metric: evaluate.validation_score(m, data)}
-            for name, m in [*keras_models.items(), *([(int8_name, files[int8_name])] if int8_name else [])]
-        },
-        "provenance": origin,
-        # tf.distribute: strategy, replicas in sync, workers (trainer.strategy).
-        "distribute": parallel,
-        # Pairwise agreement of test predictions: share of equal classes, or mean |difference| in the unit.
-        "agreement": {
-            f"{a} vs {b}": evaluate.agreement(data, predictions[a], predictions[b])
-            for a, b in (("ptq_int8", "float"), ("qat", "float"), ("qat_int8", "qat"), ("qat_int8", "float"))
-            if a in predictions and b in predictions
-        },
-    }
-    _check_finite(metrics)  # before any model file: a broken model leaves no files that look like results
-    # Size and sha256 of each model file, from the bytes written: what publish checks the files against.
-    metrics["files"] = {}
-
-    def write_model(name: str, blob: bytes) -> None:
-        write_bytes(run_dir / name, blob)
-        metrics["files"][name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
-
-    write_model("model_float.tflite", files["float"])
-    sizes = {"float_tflite": len(files["float"])}
-    if "ptq_int8" in files and int8_name != "ptq_int8":
-        write_model("model_ptq_int8.tflite", files["ptq_int8"])
-    if int8_name:
-        write_model("model_int8.tflite", files[int8_name])
-        sizes.update(int8_tflite=len(files[int8_name]), int8_over_float=len(files[int8_name]) / len(files["float"]))
-        reference = "qat" if scheme.qat else "float"
-        report = checks.full_integer(exported[int8_name])
-        in_q, out_q = litert.io_quant(litert.interpreter(files[int8_name]))
-        metrics["int8"] = {
-            "input": vars(in_q),
-            "output": vars(out_q),
-            "ops": report.ops,
-            "full_integer": report.ok,
-            "non_integer_tensors": report.non_integer,
-            "parity_reference": reference,
-            "parity": evaluate.parity(data, predictions[int8_name], predictions[reference]),
-        }
-        if "ptq_int8" in exported and int8_name != "ptq_int8":
-            metrics["ptq_int8"] = {"full_integer": checks.full_integer(exported["ptq_int8"]).ok}
-        metrics["checks"] = {"full_integer": report.ok, "parity": metrics["int8"]["parity"]["pass"]}
-        if scheme.qat and scheme.spec.lowest_weight_bits < 8:
-            metrics["lowbit"] = lowbit.report(files[int8_name], scheme.spec.lowest_weight_bits)
-            sizes["int8_packed"] = metrics["lowbit"]["packed_bytes"]
-            sizes["packed_over_float"] = sizes["int8_packed"] / len(files["float"])
-    metrics["sizes"] = sizes
-    timing["total_s"] = time.perf_counter() - start
-    metrics["timing"] = {k: round(v, 2) for k, v in timing.items()}
-    metrics["command"] = f"python train.py recipe={cfg.name}" if cfg.name != "custom" else "python train.py"
-
-    metrics["provenance"]["wandb_run"] = logger.url
-    _check_finite(metrics)  # again, with parity and sizes: metrics.json is strict JSON
-    write_card(run_dir / "card.md", metrics, cfg)
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a complete run
-    logger.summary(metrics)
-    logger.finish()
-    _print_summary(run_dir, metrics)
-    return metrics
-
-
-def _load_data(cfg: DictConfig):
-    """The data group's Splits; its one-line errors (missing source, non-finite values) unwrapped from Hydra's."""
-    try:
-        return instantiate(_kwargs(cfg.data, drop=("task",)))
-    except InstantiationException as error:
-        if isinstance(error.__cause__, (DataError, DataSourceMissing)):
-            raise error.__cause__ from None
-        raise
 
 
 def _load_init_checkpoint(model, path: str) -> None:
@@ -250,39 +198,6 @@ def _logger(cfg: DictConfig, run_dir: Path, strategy):
         run_config=OmegaConf.to_container(cfg, resolve=True),
         tags=[cfg.name, cfg.arch.name, cfg.quant.name],
     )
-
-
-def _format(bits) -> str:
-    if bits is None:
-        return "float"
-    return f"w{bits.weight_bits}a{bits.activation_bits}"
-
-
-def _runtime(scheme) -> str:
-    """What executes this scheme's reported int8 numbers, in words."""
-    if not scheme.int8:
-        if scheme.qat:
-            return (
-                "no int8 export of the QAT model: its numbers are fake quant (simulated); the PTQ int8 "
-                "baseline runs in LiteRT's int8 kernels"
-            )
-        return "no int8 export: float only"
-    if not scheme.qat:
-        return "LiteRT int8 kernels (post-training full-integer)"
-    text = "LiteRT int8 kernels"
-    if scheme.spec.lowest_weight_bits < 8:
-        text += (
-            f"; kernels on the {scheme.spec.lowest_weight_bits}-bit grid, stored packed (INT4) by the converter "
-            "and unpacked by LiteRT"
-        )
-    if scheme.spec.keep_float:
-        text += "; layers kept float during QAT are quantized by the converter from the representative sample"
-    return text
-
-
-def _kwargs(node: DictConfig, drop: tuple[str, ...] = ("name", "task")) -> DictConfig:
-    """A group's config without the descriptive keys that are not arguments of its ``_target_``."""
-    return OmegaConf.create({k: v for k, v in node.items() if k not in drop} | {"_convert_": "all"})
 
 
 def _phase(cfg: DictConfig, name: str) -> Phase:
@@ -382,24 +297,19 @@ def _save_keras(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _print_summary(run_dir: Path, metrics: dict) -> None:
-    metric, unit, results = metrics["metric"], metrics["unit"], metrics["results"]
-
-    def fmt(name):
-        value = results.get(name, {}).get(metric)
-        return "-" if value is None else (f"{value:.2f}%" if unit == "%" else f"{value:.4f} {unit}")
-
+def _print_summary(run_dir: Path, report: RunReport) -> None:
     print(f"[qatzoo] run directory: {run_dir}")
-    line = f"[qatzoo] {metric}: float {fmt('float')}"
-    if "ptq_int8" in results:
-        line += f" | PTQ int8 {fmt('ptq_int8')}"
-    if "qat" in results:
-        line += f" | QAT fake-quant {fmt('qat')} | QAT int8 (LiteRT) {fmt('qat_int8')}"
+    line = f"[qatzoo] {report.metric}: float {report.format(report.value('float'))}"
+    if "ptq_int8" in report.results:
+        line += f" | PTQ int8 {report.format(report.value('ptq_int8'))}"
+    if "qat" in report.results:
+        line += f" | QAT fake-quant {report.format(report.value('qat'))}"
+        line += f" | QAT int8 (LiteRT) {report.format(report.value('qat_int8'))}"
     print(line)
-    if "int8" in metrics:
-        parity = metrics["int8"]["parity"]
+    if report.int8:
+        parity = report.int8["parity"]
         agree = f"agreement {parity['agreement']:.2%}" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"
         print(
-            f"[qatzoo] int8 file {metrics['sizes']['int8_over_float']:.2f}x float | full integer: "
-            f"{metrics['int8']['full_integer']} | parity: {agree} ({'pass' if parity['pass'] else 'FAIL'})"
+            f"[qatzoo] int8 file {report.sizes['int8_over_float']:.2f}x float | full integer: "
+            f"{report.int8['full_integer']} | parity: {agree} ({'pass' if parity['pass'] else 'FAIL'})"
         )

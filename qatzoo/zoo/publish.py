@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import math
 import os
 import re
 import shutil
@@ -54,49 +52,14 @@ def _fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    def no_constants(name):
-        raise ValueError(f"{name} is not a number")
+def _report(run_dir: Path):
+    """The run's typed report; one ZooError line if metrics.json is missing or not a complete report."""
+    from qatzoo.report import ReportError, RunReport
 
     try:
-        data = json.loads(path.read_bytes(), parse_constant=no_constants)
-    except FileNotFoundError:
-        raise ZooError(f"{path.parent} has no {path.name}: the run did not finish, nothing to publish") from None
-    except (OSError, ValueError, RecursionError) as error:
-        raise ZooError(f"{path} is not a readable {what} ({type(error).__name__}: {str(error)[:120]})") from None
-    if not isinstance(data, dict):
-        raise ZooError(f"{path} is not a {what} (not a JSON object)")
-    return data
-
-
-def _report(run_dir: Path) -> dict:
-    """metrics.json's fields that publish reads, checked for presence and type; one line if not."""
-    metrics = _read_json(run_dir / "metrics.json", "run report")
-    try:
-        metric = metrics["metric"]
-        int8_name = metrics["int8_model"]
-        checks = {
-            "name": isinstance(metrics["name"], str),
-            "metric": metric in ("accuracy", "mae"),
-            "task": metrics["task"] in ("classification", "forecast"),
-            "results": all(
-                isinstance(v, dict) and isinstance(v.get(metric), (int, float)) and math.isfinite(v[metric])
-                for v in metrics["results"].values()
-            ),
-            "dataset.sizes.test": isinstance(metrics["dataset"]["sizes"]["test"], int),
-            "provenance.config_sha256": isinstance(metrics["provenance"]["config_sha256"], str),
-        }
-        if int8_name:
-            checks["int8"] = isinstance(metrics["int8"]["input"], dict) and isinstance(metrics["int8"]["output"], dict)
-            checks["results.int8"] = int8_name in metrics["results"]
-        for key in ("arch", "data", "quant", "unit", "command"):
-            checks[key] = isinstance(metrics[key], str)
-    except (KeyError, TypeError) as error:
-        raise ZooError(f"{run_dir}/metrics.json is not a complete run report (missing or wrong {error})") from None
-    wrong = [key for key, ok in checks.items() if not ok]
-    if wrong:
-        raise ZooError(f"{run_dir}/metrics.json is not a complete run report (wrong field: {wrong[0]})")
-    return metrics
+        return RunReport.read(run_dir)
+    except ReportError as error:
+        raise ZooError(f"{error}; nothing to publish") from None
 
 
 def _config(run_dir: Path) -> dict:
@@ -122,12 +85,12 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
     from qatzoo.export.litert import interpreter, io_quant
     from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, measure
 
-    metrics = _report(run_dir)
-    int8_name, metric = metrics["int8_model"], metrics["metric"]
+    report = _report(run_dir)
+    int8_name, metric = report.int8_model, report.metric
     model_file = run_dir / "model_int8.tflite"
     if not int8_name or not model_file.is_file():
-        raise ZooError(f"{run_dir} has no int8 model (quant={metrics.get('quant')}); the zoo holds int8 models only")
-    failed = [key for key in ("full_integer", "parity") if metrics.get("checks", {}).get(key) is not True]
+        raise ZooError(f"{run_dir} has no int8 model (quant={report.quant}); the zoo holds int8 models only")
+    failed = [key for key in ("full_integer", "parity") if (report.checks or {}).get(key) is not True]
     if failed:
         raise ZooError(f"{run_dir}: the int8 model failed the {' and '.join(failed)} check(s); not publishing it")
     try:
@@ -137,7 +100,7 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
     except (OSError, UnicodeDecodeError) as error:
         raise ZooError(f"cannot read the run's files in {run_dir}: {error}") from None
     digest = hashlib.sha256(blob).hexdigest()
-    recorded = metrics.get("files", {}).get("model_int8.tflite")
+    recorded = report.files.get("model_int8.tflite")
     if isinstance(recorded, dict) and (recorded.get("sha256") != digest or recorded.get("bytes") != len(blob)):
         raise ZooError(
             f"{model_file} changed after the run wrote it (sha256 {digest[:12]}..., the run recorded "
@@ -154,42 +117,42 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
             f"{in_q.dtype}, output {out_q.dtype}); not publishing it"
         )
     config = _config(run_dir)
-    dataset = metrics["data"]
+    dataset, test_size = report.data, report.dataset.get("sizes", {}).get("test")
     data = load_test_data(dataset, config["data"], data_dir or config["data"].get("data_dir"))
-    if len(data.x_test) != metrics["dataset"]["sizes"]["test"]:
+    if len(data.x_test) != test_size:
         raise ZooError(
-            f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had "
-            f"{metrics['dataset']['sizes']['test']}; not publishing numbers that cannot be checked"
+            f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had {test_size}; "
+            "not publishing numbers that cannot be checked"
         )
-    claimed = metrics["results"][int8_name][metric]
+    claimed = report.value(int8_name)
     measured = measure(blob, data)
     if gap(metric, measured, claimed) > TOLERANCE[metric]:
         raise ZooError(
             f"{run_dir}: the int8 model measures {metric} {measured:.4f} in LiteRT on the test split, metrics.json "
             f"says {claimed:.4f} (tolerance {TOLERANCE[metric]}); not publishing it"
         )
-    results = {key: value[metric] for key, value in metrics["results"].items()}
+    results = {name: report.value(name) for name in report.results}
     results[int8_name] = measured
     card += (
         "\n## Measured at publish\n\n"
         f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
-        f"{measured:.4f} ({metrics['unit']}); full integer: yes; sha256 `{digest}`.\n"
+        f"{measured:.4f} ({report.unit}); full integer: yes; sha256 `{digest}`.\n"
     )
     entry = {
         "name": name,
         "version": None,
-        "task": metrics["task"],
+        "task": report.task,
         "dataset": {
             "name": dataset,
-            "builder": metrics["dataset"].get("builder"),
-            "version": metrics["dataset"].get("version"),
+            "builder": report.dataset.get("builder"),
+            "version": report.dataset.get("version"),
             "split": "test",
             "examples": len(data.x_test),
         },
-        "arch": metrics["arch"],
-        "scheme": metrics["quant"],
+        "arch": report.arch,
+        "scheme": report.quant,
         "metric": metric,
-        "unit": metrics["unit"],
+        "unit": report.unit,
         "higher_is_better": metric == "accuracy",
         "metrics": results,
         "int8_model": int8_name,
@@ -199,13 +162,13 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "card": None,
         "input": vars(in_q),
         "output": vars(out_q),
-        "recipe": metrics["name"],
+        "recipe": report.name,
         # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
         "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
-        "config_sha256": metrics["provenance"]["config_sha256"],
-        "provenance": metrics["provenance"],
+        "config_sha256": report.provenance.get("config_sha256", ""),
+        "provenance": report.provenance,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": metrics["command"],
+        "command": report.command,
     }
     return entry, blob, card
 
@@ -234,7 +197,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     run_dir, zoo_dir = Path(run_dir), Path(zoo_dir)
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir} is not a run directory")
-    recipe = _report(run_dir)["name"]
+    recipe = _report(run_dir).name
     name = check_name(name or recipe)
     entry, blob, card = measured_entry(run_dir, name, data_dir)  # slow part: outside the lock
     try:
