@@ -72,9 +72,6 @@ INT8_TABLE: dict[type, ConfigFactory] = {
     L.Reshape: _passthrough,
     L.Dropout: _passthrough,
     L.Permute: _passthrough,
-    Attention: AttentionQuantizeConfig,
-    LayerNorm: LayerNormQuantizeConfig,
-    PositionEmbedding: _position_embedding,
 }
 
 
@@ -98,8 +95,14 @@ def register(layer_class: type, factory: ConfigFactory) -> None:
         EXTRA_CUSTOM_OBJECTS[config_class.__name__] = config_class
 
 
-#: Classes registered by users, given to tfmot when it clones the model.
+#: Classes registered with :func:`register` (layers and config classes), given to Keras and tfmot
+#: when they clone or load a model.
 EXTRA_CUSTOM_OBJECTS: dict[str, type] = {}
+
+# The project's own layers, registered like anyone's.
+register(Attention, AttentionQuantizeConfig)
+register(LayerNorm, LayerNormQuantizeConfig)
+register(PositionEmbedding, _position_embedding)
 
 
 class UnsupportedLayerError(ValueError):

@@ -31,16 +31,9 @@ class TableQuantizeScheme(tfmot.quantization.keras.default_8bit.Default8BitQuant
 
 
 def custom_objects() -> dict:
-    """Everything Keras needs to rebuild a model of this project, quantized or not."""
-    from qatzoo.models.layers import Attention, LayerNorm, PositionEmbedding
-
-    return {
-        "Attention": Attention,
-        "LayerNorm": LayerNorm,
-        "PositionEmbedding": PositionEmbedding,
-        **CUSTOM_OBJECTS,
-        **EXTRA_CUSTOM_OBJECTS,
-    }
+    """Everything Keras needs to rebuild a model of this project, quantized or not: the quantizers and
+    configs, and every registered layer (the project's own are registered like anyone's)."""
+    return {**CUSTOM_OBJECTS, **EXTRA_CUSTOM_OBJECTS}
 
 
 @dataclass(frozen=True)
