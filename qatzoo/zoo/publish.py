@@ -107,13 +107,13 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
             f"{str(recorded.get('sha256'))[:12]}...); not publishing it"
         )
     try:
-        report = full_integer(blob)
+        full = full_integer(blob)
         in_q, out_q = io_quant(interpreter(blob))
     except (ValueError, RuntimeError) as error:
         raise ZooError(f"{model_file} is not a model LiteRT can load ({str(error).splitlines()[0][:120]})") from None
-    if not report.ok or in_q.dtype != "int8" or out_q.dtype != "int8":
+    if not full.ok or in_q.dtype != "int8" or out_q.dtype != "int8":
         raise ZooError(
-            f"{model_file} is not a full-integer int8 model ({len(report.non_integer)} non-integer tensors, input "
+            f"{model_file} is not a full-integer int8 model ({len(full.non_integer)} non-integer tensors, input "
             f"{in_q.dtype}, output {out_q.dtype}); not publishing it"
         )
     config = _config(run_dir)
