@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from qatzoo.config import recipe_names  # noqa: E402
+from qatzoo.report import RunReport  # noqa: E402
 
 OUT = REPO / "scripts" / "schemes"
 #: Selective schemes tried for every recipe, and for models with LayerNorm and GELU.
@@ -35,13 +36,13 @@ SELECTIVE_NORM_GELU = ["w8a8_keep_norm_gelu"]
 NORM_GELU_ARCHS = {"small_transformer"}
 
 
-def run(recipe: str, runs_dir: Path, extra: list[str], reuse: bool = False) -> tuple[dict, float]:
+def run(recipe: str, runs_dir: Path, extra: list[str], reuse: bool = False) -> tuple[RunReport, float]:
     start = time.perf_counter()
     tag = "_".join(e.split("=", 1)[1] for e in extra if e.startswith("quant=")) or "recipe"
     done = sorted((runs_dir / tag / recipe).glob("*/metrics.json"))
     if reuse and done:
         print(f"{recipe} {tag}: reusing {done[-1].parent}", flush=True)
-        return json.loads(done[-1].read_text()), 0.0
+        return RunReport.read(done[-1].parent), 0.0
     result = subprocess.run(
         [
             sys.executable,
@@ -60,7 +61,7 @@ def run(recipe: str, runs_dir: Path, extra: list[str], reuse: bool = False) -> t
         sys.exit(f"{recipe} {extra} failed:\n{result.stderr[-3000:]}")
     metrics_file = sorted((runs_dir / tag / recipe).glob("*/metrics.json"))[-1]
     print(f"{recipe} {tag}: {seconds:.0f} s ({metrics_file.parent})", flush=True)
-    return json.loads(metrics_file.read_text()), seconds
+    return RunReport.read(metrics_file.parent), seconds
 
 
 def main() -> int:
@@ -73,37 +74,35 @@ def main() -> int:
     rows = []
     for recipe in args.recipes or recipe_names():
         base, _ = run(recipe, runs_dir, [], args.reuse)
-        metric, unit, higher = base["metric"], base["unit"], base["higher_is_better"]
-        r = base["results"]
         row = {
             "recipe": recipe,
-            "data": base["data"],
-            "metric": f"{metric} ({unit})",
-            "float": r["float"][metric],
-            "ptq_int8": r["ptq_int8"][metric],
-            "qat_w8a8": r["qat_int8"][metric],
-            "w8a8_size": base["sizes"]["int8_over_float"],
+            "data": base.data,
+            "metric": f"{base.metric} ({base.unit})",
+            "float": base.value("float"),
+            "ptq_int8": base.value("ptq_int8"),
+            "qat_w8a8": base.value("qat_int8"),
+            "w8a8_size": base.sizes["int8_over_float"],
         }
         w4, _ = run(recipe, runs_dir, ["quant=w4a8"], args.reuse)
-        row["qat_w4a8"] = w4["results"]["qat_int8"][metric]
-        row["w4a8_size"] = w4["sizes"]["int8_over_float"]
-        selective = SELECTIVE + (SELECTIVE_NORM_GELU if base["arch"] in NORM_GELU_ARCHS else [])
+        row["qat_w4a8"] = w4.value("qat_int8")
+        row["w4a8_size"] = w4.sizes["int8_over_float"]
+        selective = SELECTIVE + (SELECTIVE_NORM_GELU if base.arch in NORM_GELU_ARCHS else [])
         tried = {}
         for name in selective:
             m, _ = run(recipe, runs_dir, [f"quant={name}"], args.reuse)
             tried[name] = m
         # Picked by the QAT model's validation score among the schemes whose int8 file passes the
         # zoo's checks (full integer, parity with its QAT model); shown: the pick's int8 file on test.
-        valid = {n: m for n, m in tried.items() if all(m["checks"].values())} or tried
-        pick = (max if higher else min)(valid, key=lambda n: valid[n]["validation"]["qat"][metric])
+        valid = {n: m for n, m in tried.items() if m.passed} or tried
+        pick = (max if base.higher_is_better else min)(valid, key=lambda n: valid[n].value("qat", split="val"))
         row["best_selective"] = pick
-        row["best_selective_int8"] = tried[pick]["results"]["qat_int8"][metric]
-        row["best_selective_size"] = tried[pick]["sizes"]["int8_over_float"]
+        row["best_selective_int8"] = tried[pick].value("qat_int8")
+        row["best_selective_size"] = tried[pick].sizes["int8_over_float"]
         row["all_selective"] = {
-            n: {"int8": m["results"]["qat_int8"][metric], "val_qat": m["validation"]["qat"][metric], **m["checks"]}
+            n: {"int8": m.value("qat_int8"), "val_qat": m.value("qat", split="val"), **(m.checks or {})}
             for n, m in tried.items()
         }
-        row["full_integer"] = all(m["int8"]["full_integer"] for m in [base, w4, *tried.values()])
+        row["full_integer"] = all(m.int8["full_integer"] for m in [base, w4, *tried.values()])
         rows.append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
