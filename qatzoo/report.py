@@ -51,9 +51,9 @@ class RunReport:
     provenance: dict
     distribute: dict
     agreement: dict[str, float]
+    command: str
     sizes: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
-    command: str = ""
     files: dict[str, dict] = field(default_factory=dict)
     int8: dict | None = None
     ptq_int8: dict | None = None
