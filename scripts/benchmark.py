@@ -92,9 +92,9 @@ def step_times(variants: dict, data, batch_size: int, steps: int, rounds: int = 
     import tensorflow as tf
 
     from qatzoo.keras import keras
-    from qatzoo.train.loop import _loss_and_metric, batch_indices
+    from qatzoo.train.loop import batch_indices, loss_for
 
-    loss_fn, _ = _loss_and_metric(data.task)
+    loss_fn = loss_for(data.task)
 
     def compiled(model, jit):
         # The step of ``run_phase`` in qatzoo/train/loop.py, where it is a closure (with a learning-rate
@@ -144,20 +144,19 @@ def bench(recipe: str, args) -> dict:
     """One row of measurements for ``recipe``: parameters, step times, sizes, latencies, published accuracy."""
     import numpy as np
     import tensorflow_model_optimization as tfmot
-    from hydra.utils import instantiate
 
     from qatzoo.bench.export import to_tflite_at_batch
     from qatzoo.bench.latency import measure
     from qatzoo.bench.sizes import size_breakdown
+    from qatzoo.build import build_model, load_data
     from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
     from qatzoo.keras import keras
     from qatzoo.quant.schemes import scheme
-    from qatzoo.train.trainer import _kwargs
 
     cfg = _cfg(recipe, args.data_dir)
     keras.utils.set_random_seed(0)
-    data = instantiate(_kwargs(cfg.data, drop=("task",)))
-    model = instantiate(_kwargs(cfg.arch), input_shape=data.input_shape, num_outputs=data.num_outputs)
+    data = load_data(cfg)
+    model = build_model(cfg, data)
     sample = data.representative(256, 0)
     qat = scheme("int8", qat=True, int8=True).quantize(model, sample)
     batch = cfg.schedule.batch_size

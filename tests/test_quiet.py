@@ -66,7 +66,6 @@ def test_a_default_run_prints_at_most_40_lines_and_no_library_noise(run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="qatzoo/export/litert.py must create its Interpreter in quiet.native_output")
 def test_a_default_run_prints_no_delegate_banner(run):
     out, _ = run
     assert BANNER not in out, out

@@ -39,7 +39,7 @@ def test_offline_run_records_config_metrics_table_and_model_artifact(no_wandb_en
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["schedule"]["qat_epochs"] == 1 and config["quant"]["name"] == "int8"
     history = items(records, "history")
-    assert {"float/loss", "float/val_acc", "qat/loss", "qat/val_acc"} <= set(history)
+    assert {"float/loss", "float/val_accuracy", "qat/loss", "qat/val_accuracy"} <= set(history)
     summary = items(records, "summary")
     assert json.loads(summary["test/qat_int8_accuracy"]) == metrics["results"]["qat_int8"]["accuracy"]
     assert json.loads(summary["results/_type"]) == "table-file"

@@ -8,6 +8,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tqdm import tqdm
 
+from qatzoo.quiet import native_output
+
 
 @dataclass(frozen=True)
 class TensorQuant:
@@ -27,8 +29,9 @@ def interpreter(model: bytes | str, num_threads: int | None = None, delegates: b
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
     if not delegates:
         kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    it = Interpreter(**kwargs, num_threads=num_threads)
-    it.allocate_tensors()
+    with native_output("LiteRT"):  # its delegate banner is printed by native code
+        it = Interpreter(**kwargs, num_threads=num_threads)
+        it.allocate_tensors()
     return it
 
 

@@ -1,10 +1,10 @@
 """A second training loop: Keras ``Model.fit`` with callbacks, resumable at epoch granularity.
 
-Same loss (``loop._loss_and_metric``), optimizer (Adam, cosine decay over all steps of the phase),
+Same loss (``loop.loss_for``), optimizer (Adam, cosine decay over all steps of the phase),
 batch size, epochs and data order as the GradientTape loop in ``loop.py``: epoch ``e`` visits the
 training set in the order ``numpy.random.default_rng([seed, e]).permutation(n)`` (a
 ``keras.utils.Sequence`` built on ``loop.batch_indices``, fed with ``shuffle=False``). Per epoch it
-logs ``{"loss", "val_acc" | "val_mae"}``, prints its line when ``loop.prints_epoch`` says so and, with
+logs ``{"loss", "val_accuracy" | "val_mae"}`` (in the reported unit), prints its line when ``loop.prints_epoch`` says so and, with
 ``phase.epoch_weights``, keeps the weights as ``<phase>-NNN.h5``, like the tape loop; a non-finite loss
 raises ``loop.TrainingError``.
 
@@ -41,10 +41,10 @@ from qatzoo.train import distribute
 from qatzoo.train.loop import (
     Phase,
     TrainingError,
-    _loss_and_metric,
-    _metric,
     _save_weights,
     batch_indices,
+    epoch_line,
+    loss_for,
     newest_readable,
     prints_epoch,
     random_generators,
@@ -82,7 +82,6 @@ class PhaseCallback(keras.callbacks.Callback):
         # numbered by finished epochs, and a resumed epoch draws the masks of an uninterrupted run.
         self.rng = tf.train.Checkpoint(**random_generators(model))
         self.rng_manager = tf.train.CheckpointManager(self.rng, str(backup_dir / "rng"), max_to_keep=2)
-        self.metric_name = _loss_and_metric(data.task)[1]
         self.total = phase.epochs * batches.steps
         self.start: int | None = None  # the step training (re)started at, known at the first epoch
         self.bar = None
@@ -128,7 +127,7 @@ class PhaseCallback(keras.callbacks.Callback):
         predictions = self.model.predict(self.data.x_val, batch_size=256, verbose=0)
         out = {
             "loss": float(logs["loss"]),
-            f"val_{self.metric_name}": _metric(self.data.task, self.data.y_val, predictions),
+            f"val_{self.data.task.metric}": self.data.task.score(self.data.y_val, predictions),
         }
         done = epoch + 1
         self.rng_manager.save(checkpoint_number=done)  # before BackupAndRestore marks the epoch done
@@ -138,11 +137,8 @@ class PhaseCallback(keras.callbacks.Callback):
         if prints_epoch(done, self.phase.epochs, self.phase.verbose):
             step = done * self.batches.steps
             eta = (time.perf_counter() - self.began) / max(step - self.start, 1) * (self.total - step)
-            text = " - ".join(f"{key}: {value:.4f}" for key, value in out.items())
-            tqdm.write(
-                f"[qatzoo] {self.phase.name} epoch {done}/{self.phase.epochs} - {text} - "
-                f"{time.perf_counter() - self.epoch_start:.1f}s - ETA {eta:.0f}s"
-            )
+            seconds = time.perf_counter() - self.epoch_start
+            tqdm.write(epoch_line(self.phase, done, out, self.data.task, seconds, eta))
 
     def close(self):
         if self.bar is not None:
@@ -198,7 +194,7 @@ def run_phase_fit(
     if backup and newest_readable([backup], phase.name) is None:
         shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
-    loss_fn, _ = _loss_and_metric(data.task)
+    loss_fn = loss_for(data.task)
     with distribute.scope(strategy):
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from qatzoo.data.splits import Splits
 from qatzoo.keras import keras
 from qatzoo.quiet import LOUD
+from qatzoo.task import Task
 from qatzoo.train import distribute
 
 EPOCH_LINES = 10  # below trainer.verbose=3, about this many epoch lines per phase at most (all are logged)
@@ -68,16 +69,24 @@ def prints_epoch(epoch: int, epochs: int, verbose: int) -> bool:
     return epoch in (1, epochs) or epoch % every == 0
 
 
-def _loss_and_metric(task: str):
-    if task == "classification":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True), "acc"
-    return keras.losses.MeanSquaredError(), "mae"
+def loss_for(task: Task, reduction: str | None = None) -> keras.losses.Loss:
+    """The training loss of a task: cross-entropy on logits, or mean squared error.
+
+    ``reduction=keras.losses.Reduction.NONE``: per example, as custom loops under a strategy need.
+    """
+    kwargs = {} if reduction is None else {"reduction": reduction}
+    if task.classification:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, **kwargs)
+    return keras.losses.MeanSquaredError(**kwargs)
 
 
-def _metric(task: str, y, predictions) -> float:
-    if task == "classification":
-        return float(np.mean(np.argmax(predictions, -1) == y))
-    return float(np.mean(np.abs(predictions - y)))
+def epoch_line(phase: Phase, epoch: int, logs: dict, task: Task, seconds: float, eta: float) -> str:
+    """One epoch's printed line, its validation metric in the reported unit (``80.20%``, ``0.3966 ppm``)."""
+    value = logs[f"val_{task.metric}"]
+    return (
+        f"[qatzoo] {phase.name} epoch {epoch}/{phase.epochs} - loss: {logs['loss']:.4f} - val {task.metric}: "
+        f"{task.format(value)} - {seconds:.1f}s - ETA {eta:.0f}s"
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -119,7 +128,7 @@ def run_phase(
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / phase.batch_size)
     total = phase.epochs * steps_per_epoch
-    loss_fn, metric_name = _loss_and_metric(data.task)
+    loss_fn = loss_for(data.task)
     with distribute.scope(strategy):
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -183,7 +192,8 @@ def run_phase(
         if k == 0:
             logs = {
                 "loss": float(np.mean(epoch_loss)),
-                f"val_{metric_name}": _metric(data.task, data.y_val, predict(data.x_val)),
+                # In the reported unit (accuracy in %, MAE in ppm), as in metrics.json.
+                f"val_{data.task.metric}": data.task.score(data.y_val, predict(data.x_val)),
             }
             manager.save(checkpoint_number=s + 1)
             if phase.epoch_weights:
@@ -192,11 +202,7 @@ def run_phase(
             if prints_epoch(epoch, phase.epochs, phase.verbose):
                 done = s + 1 - start
                 eta = (time.perf_counter() - began) / done * (total - s - 1)
-                text = " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
-                tqdm.write(
-                    f"[qatzoo] {phase.name} epoch {epoch}/{phase.epochs} - {text} - "
-                    f"{time.perf_counter() - epoch_start:.1f}s - ETA {eta:.0f}s"
-                )
+                tqdm.write(epoch_line(phase, epoch, logs, data.task, time.perf_counter() - epoch_start, eta))
             epoch_loss, epoch_start = [], time.perf_counter()
         elif phase.checkpoint_every_steps and (s + 1) % phase.checkpoint_every_steps == 0:
             manager.save(checkpoint_number=s + 1)
@@ -257,9 +263,9 @@ def _common_checkpoint(
     )
 
 
-def _distributed_train_step(model: keras.Model, optimizer, task: str, strategy: tf.distribute.Strategy):
+def _distributed_train_step(model: keras.Model, optimizer, task: Task, strategy: tf.distribute.Strategy):
     """``train_step(x, y) -> global mean loss`` for one global batch, run on every replica of ``strategy``."""
-    per_example = _per_example_loss(task)
+    per_example = loss_for(task, reduction=keras.losses.Reduction.NONE)
     ranges = distribute.range_variables(model)
 
     def replica_step(x, y, global_size):
@@ -284,13 +290,6 @@ def _distributed_train_step(model: keras.Model, optimizer, task: str, strategy: 
         return step(*distribute.shard(strategy, x, y), tf.constant(len(x), tf.int64))
 
     return train_step
-
-
-def _per_example_loss(task: str):
-    """The loss of ``_loss_and_metric`` per example (no reduction), as custom loops under a strategy need."""
-    if task == "classification":
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=keras.losses.Reduction.NONE)
-    return keras.losses.MeanSquaredError(reduction=keras.losses.Reduction.NONE)
 
 
 def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:

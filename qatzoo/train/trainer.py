@@ -159,7 +159,8 @@ def _load_init_checkpoint(model, path: str) -> None:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ConfigError(
             f"trainer.init_checkpoint: cannot read {path} as weights of {model.name} ({reason}); "
-            "use a <phase>-NNN.h5 from the checkpoints/ of a run of the same arch"
+            "use a <phase>-NNN.h5 from the checkpoints/ of a run of the same arch (written with "
+            "trainer.epoch_weights=true)"
         ) from None
 
 
@@ -209,6 +210,8 @@ def _phase(cfg: DictConfig, name: str) -> Phase:
         seed=cfg.trainer.seed,
         checkpoint_every_steps=cfg.trainer.checkpoint_every_steps,
         verbose=cfg.trainer.verbose,
+        keep_checkpoints=cfg.trainer.get("keep_checkpoints", 2),
+        epoch_weights=cfg.trainer.get("epoch_weights", False),
     )
 
 
