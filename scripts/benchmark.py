@@ -92,27 +92,13 @@ def step_times(variants: dict, data, batch_size: int, steps: int, rounds: int = 
     import tensorflow as tf
 
     from qatzoo.keras import keras
-    from qatzoo.train.loop import batch_indices, loss_for
+    from qatzoo.train.loop import batch_indices, loss_for, make_train_step
 
     loss_fn = loss_for(data.task)
 
     def compiled(model, jit):
-        # The step of ``run_phase`` in qatzoo/train/loop.py, where it is a closure (with a learning-rate
-        # schedule, which does not change a step's cost); here with ``jit_compile`` for the XLA columns.
-        optimizer = keras.optimizers.Adam(1e-4)
-
-        @tf.function(reduce_retracing=True, jit_compile=jit)
-        def train_step(x, y):
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-                if model.losses:
-                    loss += tf.add_n(model.losses)
-            optimizer.apply_gradients(
-                zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables, strict=True)
-            )
-            return loss
-
-        return train_step
+        # The trainer's own step (a constant learning rate: a schedule does not change a step's cost).
+        return make_train_step(model, keras.optimizers.Adam(1e-4), loss_fn, jit_compile=jit)
 
     n = len(data.x_train)
     batches = [

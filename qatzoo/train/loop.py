@@ -80,6 +80,26 @@ def loss_for(task: Task, reduction: str | None = None) -> keras.losses.Loss:
     return keras.losses.MeanSquaredError(**kwargs)
 
 
+def make_train_step(model: keras.Model, optimizer, loss_fn, jit_compile: bool = False):
+    """``train_step(x, y) -> loss``: forward, backward and the optimizer update of one batch (one device).
+
+    The trainer's step; the benchmark times this same function (with ``jit_compile`` for its XLA columns).
+    """
+
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            predictions = model(x, training=True)
+            loss = loss_fn(y, predictions)
+            if model.losses:
+                loss += tf.add_n(model.losses)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        return loss
+
+    return train_step
+
+
 def epoch_line(phase: Phase, epoch: int, logs: dict, task: Task, seconds: float, eta: float) -> str:
     """One epoch's printed line, its validation metric in the reported unit (``80.20%``, ``0.3966 ppm``)."""
     value = logs[f"val_{task.metric}"]
@@ -148,16 +168,7 @@ def run_phase(
     else:
         print(f"[qatzoo] {phase.name} phase: {phase.epochs} epochs x {steps_per_epoch} steps")
 
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            predictions = model(x, training=True)
-            loss = loss_fn(y, predictions)
-            if model.losses:
-                loss += tf.add_n(model.losses)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        return loss
+    train_step = make_train_step(model, optimizer, loss_fn)
 
     if strategy is not None:
         train_step = _distributed_train_step(model, optimizer, data.task, strategy)
