@@ -125,12 +125,29 @@ class RunReport:
         for key in ("scheme", "dataset", "results", "validation", "provenance", "distribute", "agreement"):
             if not isinstance(getattr(self, key), dict):
                 return f"{key} is not an object"
-        for model, values in self.results.items():
-            value = values.get(self.metric) if isinstance(values, dict) else None
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-                return f"results.{model}.{self.metric} is not a finite number"
+        for table in ("results", "validation"):
+            for model, values in getattr(self, table).items():
+                value = values.get(self.metric) if isinstance(values, dict) else None
+                if not _finite(value):
+                    return f"{table}.{model}.{self.metric} is not a finite number"
         if self.int8_model is not None and (self.int8_model not in self.results or not isinstance(self.int8, dict)):
             return f"int8_model {self.int8_model!r} has no results or no int8 section"
+        sizes = self.dataset.get("sizes")
+        if not isinstance(sizes, dict) or not all(isinstance(sizes.get(k), int) for k in ("train", "val", "test")):
+            return "dataset.sizes is not {train, val, test} counts"
+        for key in ("sizes", "timing", "files"):
+            if not isinstance(getattr(self, key), dict):
+                return f"{key} is not an object"
+        for name, record in self.files.items():
+            if not (
+                isinstance(record, dict)
+                and isinstance(record.get("bytes"), int)
+                and isinstance(record.get("sha256"), str)
+            ):
+                return f"files.{name} is not {{bytes, sha256}}"
+        for key in ("int8", "ptq_int8", "checks", "lowbit"):
+            if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
+                return f"{key} is not an object"
         return None
 
     @classmethod
@@ -148,6 +165,13 @@ class RunReport:
         except (OSError, ValueError, RecursionError) as error:
             raise ReportError(f"{path} is not a readable run report ({type(error).__name__})") from None
         return cls.from_dict(data, str(path))
+
+
+def _finite(value) -> bool:
+    """A finite float64 number (not a bool; an integer too large for a float64 is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ def test_a_report_round_trips_through_metrics_json_and_reads_typed(tmp_path):
         ({"int8": None}, "has no results or no int8 section"),
         ({"name": 3}, "name is not a string"),
         ({"agreement": []}, "agreement is not an object"),
+        ({"files": []}, "files is not an object"),
+        ({"files": {"model_int8.tflite": "abc"}}, "files.model_int8.tflite is not"),
+        ({"checks": "yes"}, "checks is not an object"),
+        ({"dataset": {"sizes": [1]}}, "dataset.sizes is not"),
+        ({"results": {"float": {"mae": 10**400}}}, "results.float.mae is not a finite number"),
     ],
 )
 def test_a_malformed_report_is_one_line(changes, message):

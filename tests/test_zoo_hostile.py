@@ -126,6 +126,8 @@ ENTRY_CASES = {
     "version dots": lambda e: _set(e, "version", ".."),
     "unknown task": lambda e: _set(e, "task", "shell"),
     "input scale a string": lambda e: _set(e, "input.scale", "1"),
+    "metric an integer of 400 digits": lambda e: _set(e, "metrics.float", 10**400),
+    "integer of 400 digits in config": lambda e: _set(e, "config.data.window", 10**400),
 }
 
 
@@ -193,6 +195,8 @@ def test_the_catalog_takes_only_plain_checked_parameters(tmp_path):
         ({**good, "val_fraction": float("inf")}, "val_fraction must be a number"),
         ({**good, "window": True}, "window must be an integer"),
         ({**good, "window": 10**9}, r"window must be an integer in \[2, 1000\]"),
+        ({**good, "window": 10**400}, "window must be an integer"),
+        ({**good, "val_fraction": 10**400}, "val_fraction must be a number"),
         ({"window": 52}, "missing parameter"),
         ("window=52", "must be a mapping"),
     ):
@@ -288,6 +292,18 @@ def test_a_stalled_or_hanging_server_is_given_up_within_the_limits(zoo, cache, f
         with pytest.raises(ZooError, match="did not finish within 3 s|failed after 2 tries"):
             fetch("m", index=f"{server.url}/index.json", progress=False, timeout=0.5, deadline=3, retries=1)
         assert time.monotonic() - start < 3 + 0.5 + 1
+
+
+@pytest.mark.parametrize("fault", ["slow_headers", "endless_trailers"])
+@pytest.mark.parametrize("what", ["index", "model"])
+def test_a_server_that_answers_every_read_in_time_but_never_finishes_meets_the_deadline(zoo, cache, fault, what):
+    """The stall limit cannot catch these (each read gets bytes); the deadline closes the socket."""
+    with ZooServer(zoo) as server:
+        server.faults["index.json" if what == "index" else MODEL] = fault
+        start = time.monotonic()
+        with pytest.raises(ZooError, match="within 2 s|longer than 2 s"):
+            fetch("m", index=f"{server.url}/index.json", progress=False, timeout=1, deadline=2)
+        assert time.monotonic() - start < 2 + 1.5
 
 
 @pytest.mark.parametrize(
@@ -405,6 +421,20 @@ def test_an_unwritable_cache_or_target_is_one_line(zoo, tmp_path, monkeypatch, c
     assert code == 2 and "cannot write" in _one_error_line(err)
 
 
+def test_verify_of_a_pinned_file_litert_cannot_run_is_one_line(zoo, cache, capsys, data_dir):
+    """The sha256 matches (it pins junk): verify must say LiteRT cannot run it, not raise a traceback."""
+    entry = json.loads((zoo / "index.json").read_text())["models"][0]
+    assert entry["dataset"]["name"] == "co2_weekly"
+    code, _, err = _cli(capsys, "verify", "m", "--index", str(zoo), "--data-dir", data_dir)
+    assert code == 2 and "LiteRT cannot run the model" in _one_error_line(err)
+
+
+def test_zero_limits_are_one_line(monkeypatch, capsys, zoo):
+    monkeypatch.delenv("QATZOO_DEADLINE", raising=False)
+    code, _, err = _cli(capsys, "list", "--index", str(zoo), "--deadline", "0")
+    assert code == 2 and "expected a number of seconds > 0, got 0.0" in _one_error_line(err)
+
+
 def test_limits_come_from_flags_then_environment(monkeypatch):
     monkeypatch.setenv("QATZOO_DEADLINE", "12")
     assert Limits.resolve() == Limits(stall=30.0, deadline=12.0)
@@ -426,3 +456,21 @@ def test_check_on_a_missing_or_non_tflite_file_is_one_line(tmp_path, capsys):
     (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
     code, _, err = _cli(capsys, "check", str(tmp_path / "x.tflite"))
     assert code == 2 and "not a TFLite model" in _one_error_line(err)
+
+
+def test_cleaning_up_after_a_killed_publish_never_removes_published_models(tmp_path):
+    """Only folders publish marked unpublished go: a zoo that lost its index.json keeps every model."""
+    import shutil
+
+    from qatzoo.zoo.publish import UNPUBLISHED, clean_leftovers
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(REPO / "zoo", zoo)
+    (zoo / "index.json").unlink()
+    killed = zoo / "x" / "1"
+    killed.mkdir(parents=True)
+    (killed / "model_int8.tflite").write_bytes(b"half")
+    (killed / UNPUBLISHED).write_bytes(b"")
+    assert clean_leftovers(zoo, {"schema": SCHEMA_VERSION, "models": []}) == [killed]
+    published = [e["location"] for e in read_index(REPO / "zoo" / "index.json")["models"]]
+    assert published and all((zoo / location).is_file() for location in published)

@@ -5,7 +5,8 @@
 - ``tamper`` (one byte flipped), ``short`` (a complete response of half the file), ``oversize`` (the
   file plus extra bytes), ``missing`` (404), ``error_once`` (HTTP 500, then normal);
 - ``truncate_once`` (the first response promises the whole file and stops halfway);
-- ``trickle`` (one byte every 50 ms), ``stall`` (half the body, then silence), ``hang`` (no answer at all);
+- ``trickle`` (one byte every 50 ms), ``stall`` (half the body, then silence), ``hang`` (no answer at all),
+  ``slow_headers`` (a header line that never ends), ``endless_trailers`` (chunked: the body, then trailers forever);
 - ``ignore_range`` (always 200 with the whole file), ``range_416`` (416 to every Range request),
   ``wrong_range`` (206 from another offset than asked);
 - ``redirect:<url>`` (302 to ``url``).
@@ -40,6 +41,20 @@ class ZooServer:
                 file = server.root / path
                 if fault == "hang":
                     server.closing.wait(60)
+                    return
+                if fault == "slow_headers":  # every read answered in time, the headers never end
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    while not server.closing.wait(0.1):
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                    return
+                if fault == "endless_trailers" and file.is_file():  # the body, then trailer lines forever
+                    body = file.read_bytes()
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n")
+                    while not server.closing.wait(0.1):
+                        self.wfile.write(b"X-More: 1\r\n")
+                        self.wfile.flush()
                     return
                 if fault.startswith("redirect:"):
                     self.send_response(302)

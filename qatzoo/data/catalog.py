@@ -33,7 +33,8 @@ class Param:
         number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.kind is int and not isinstance(value, int):
             number_ok = False
-        if not number_ok or not math.isfinite(value) or not self.low <= value <= self.high:
+        # Bounds before isfinite: an integer of 400 digits overflows math.isfinite.
+        if not number_ok or not self.low <= value <= self.high or not math.isfinite(value):
             kind = "an integer" if self.kind is int else "a number"
             raise CatalogError(
                 f"dataset {dataset}: {key} must be {kind} in [{self.low:g}, {self.high:g}], got {value!r}"

@@ -26,7 +26,9 @@ import math
 import os
 import re
 import shutil
+import socket
 import stat
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -65,12 +67,13 @@ class Limits:
             except ValueError:
                 value = math.nan
             if not math.isfinite(value) or value <= 0:
-                raise ZooError(f"{key} ({env}): expected a number of seconds > 0, got {given or os.environ[env]!r}")
+                shown = given if given is not None else os.environ[env]
+                raise ZooError(f"{key} ({env}): expected a number of seconds > 0, got {shown!r}")
             values[key] = value
         return cls(**values)
 
 
-class _Clock:
+class Clock:
     def __init__(self, limits: Limits):
         self.limits = limits
         self.end = time.monotonic() + limits.deadline
@@ -104,7 +107,64 @@ class _RestrictedRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-_OPENER = urllib.request.build_opener(_RestrictedRedirects)
+def _deadline_connection(base: type, clock: Clock):
+    """An ``http.client`` connection class whose socket is shut down when ``clock``'s deadline passes.
+
+    The stall timeout bounds each socket read, but a server can answer every read in time and never
+    finish (headers a byte at a time, endless chunked trailers): only closing the socket from outside
+    bounds that. The reader then sees a closed connection and the deadline check reports it.
+    """
+
+    class Connection(base):
+        def connect(self):
+            super().connect()
+            sock = self.sock
+            self._deadline_timer = threading.Timer(max(0.0, clock.left()), _shut, args=(sock,))
+            self._deadline_timer.daemon = True
+            self._deadline_timer.start()
+
+        def getresponse(self):
+            response = super().getresponse()
+            timer, close = getattr(self, "_deadline_timer", None), response.close
+
+            def close_and_cancel():  # urllib drops the connection and keeps the response: cancel with it
+                if timer is not None:
+                    timer.cancel()
+                close()
+
+            response.close = close_and_cancel
+            return response
+
+        def close(self):
+            timer = getattr(self, "_deadline_timer", None)
+            if timer is not None and self.sock is not None:
+                timer.cancel()
+            super().close()
+
+    return Connection
+
+
+def _shut(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _opener(clock: Clock) -> urllib.request.OpenerDirector:
+    """Restricted redirects, and http(s) connections that the deadline closes."""
+    http_class = _deadline_connection(http.client.HTTPConnection, clock)
+    https_class = _deadline_connection(http.client.HTTPSConnection, clock)
+
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(http_class, req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(https_class, req, context=self._context)
+
+    return urllib.request.build_opener(_RestrictedRedirects, Http, Https)
 
 
 def cache_dir() -> Path:
@@ -136,26 +196,45 @@ def _local_path(file_url: str) -> Path:
     return Path(urllib.request.url2pathname(urllib.parse.urlparse(file_url).path))
 
 
-def _open(url: str, clock: _Clock, headers: dict | None = None):
+def _open(url: str, clock: Clock, headers: dict | None = None):
     """A response for an http(s) URL (restricted redirects, stall-limited socket) or a local file."""
     if url.startswith("file:"):
         return open(_local_path(url), "rb")  # noqa: SIM115 - the caller closes it
     if clock.left() <= 0:
         raise _DeadlinePassed
-    return _OPENER.open(urllib.request.Request(url, headers=headers or {}), timeout=clock.timeout())
+    try:
+        return _opener(clock).open(urllib.request.Request(url, headers=headers or {}), timeout=clock.timeout())
+    except NETWORK_ERRORS:
+        if clock.left() <= 0:  # the deadline closed the connection
+            raise _DeadlinePassed from None
+        raise
 
 
-def _read1(response, clock: _Clock) -> bytes:
+def _read1(response, clock: Clock) -> bytes:
     """The next bytes as soon as any arrive (``read`` would wait for a whole chunk from a trickle)."""
     if clock.left() <= 0:
         raise _DeadlinePassed
-    return response.read1(CHUNK)
+    try:
+        chunk = response.read1(CHUNK)
+    except NETWORK_ERRORS:
+        if clock.left() <= 0:
+            raise _DeadlinePassed from None
+        raise
+    if clock.left() <= 0:  # what arrived as (or after) the deadline closed the socket is not trusted
+        raise _DeadlinePassed
+    return chunk
 
 
-def read_index(source=None, timeout: float | None = None, limits: Limits | None = None) -> tuple[dict, str]:
-    """The parsed, validated index and the URL its relative locations resolve against."""
+def read_index(
+    source=None, timeout: float | None = None, limits: Limits | None = None, clock: Clock | None = None
+) -> tuple[dict, str]:
+    """The parsed, validated index and the URL its relative locations resolve against.
+
+    ``clock``: a running deadline shared with the download that follows (one per command).
+    """
     limits = limits or Limits.resolve(stall=timeout)
-    clock = _Clock(limits)
+    clock = clock or Clock(limits)
+    limits = clock.limits
     url = _source_url(source)
     data = bytearray()
     try:
@@ -235,7 +314,7 @@ class _StartOver(Exception):
 CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-def _download(url: str, part: Path, size: int, progress: bool, clock: _Clock) -> None:
+def _download(url: str, part: Path, size: int, progress: bool, clock: Clock) -> None:
     """Append to ``part`` up to ``size`` bytes, resuming with a Range request when part of it is there."""
     have = _part_size(part)
     headers = {"Range": f"bytes={have}-"} if have and not url.startswith("file:") else {}
@@ -287,7 +366,7 @@ def _download(url: str, part: Path, size: int, progress: bool, clock: _Clock) ->
 class _CacheLock:
     """An exclusive lock on one cached model, so one process downloads it while the others wait."""
 
-    def __init__(self, directory: Path, clock: _Clock, progress: bool):
+    def __init__(self, directory: Path, clock: Clock, progress: bool):
         self.path, self.clock, self.progress = directory / ".lock", clock, progress
 
     def __enter__(self):
@@ -332,11 +411,14 @@ def fetch(
     ``timeout``: seconds without a byte before a try is abandoned (``$QATZOO_STALL_TIMEOUT``, 30);
     ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600).
     """
-    limits = Limits.resolve(stall=timeout, deadline=deadline)
-    index_data, index_url = read_index(index, limits=limits)
-    entry = find(index_data, spec)
+    clock = Clock(Limits.resolve(stall=timeout, deadline=deadline))  # one deadline: index and model
+    index_data, index_url = read_index(index, clock=clock)
+    return fetch_entry(find(index_data, spec), index_url, clock, to=to, progress=progress, retries=retries)
+
+
+def fetch_entry(entry: dict, index_url: str, clock: Clock, to=None, progress: bool = True, retries: int = 4) -> Path:
+    """Download (or reuse) the model of an index entry already read, within ``clock``'s deadline."""
     target = _cached_path(entry)
-    clock = _Clock(limits)
     url = model_url(entry, index_url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +434,7 @@ def fetch(
     return _deliver(target, entry, to)
 
 
-def _fetch_to_cache(entry: dict, url: str, target: Path, progress: bool, retries: int, clock: _Clock) -> None:
+def _fetch_to_cache(entry: dict, url: str, target: Path, progress: bool, retries: int, clock: Clock) -> None:
     part = target.with_name(target.name + ".part")
     label = f"{entry['name']}@{entry['version']}"
     attempt = 0

@@ -31,6 +31,8 @@ HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 MAX_SIZE = 256 * 1024 * 1024
 MAX_DEPTH = 24
 MAX_STRING = 4096
+#: Integers beyond this are not exact in a float64 (and ``math.isfinite`` overflows on far larger ones).
+MAX_INT = 2**53
 #: Keys Hydra's ``instantiate`` acts on (``_target_``, ``_args_``, ``_partial_``, ...).
 CODE_KEY = re.compile(r"^_.*_$")
 #: Characters that rewrite a terminal or reorder text: control characters and bidi overrides.
@@ -96,9 +98,9 @@ def _plain(value, where: str, depth: int = 0) -> None:
             raise _Bad(f"{where}: interpolations ('${{...}}') are not allowed (index entries are data, never code)")
         if UNPRINTABLE.search(value) or len(value) > MAX_STRING:
             raise _Bad(f"{where}: control characters or a string over {MAX_STRING} characters")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Bad(f"{where}: {value} is not a finite number")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not finite_number(value):
+            raise _Bad(f"{where}: {value!r:.40} is not a finite number of float64 range")
     elif value is not None and not isinstance(value, (bool, int)):
         raise _Bad(f"{where}: {type(value).__name__} is not JSON data")
 
@@ -129,8 +131,17 @@ def _int(node: dict, key: str, low: int, high: int, where: str = "") -> int:
     return value
 
 
+def finite_number(value) -> bool:
+    """A JSON number that is a finite float64: not a bool, NaN, infinity or an integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):
+        return abs(value) <= MAX_INT
+    return math.isfinite(value)
+
+
 def _number(value, where: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    if not finite_number(value):
         raise _Bad(f"{where}: must be a finite number")
     return value
 

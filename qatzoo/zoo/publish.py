@@ -32,9 +32,11 @@ from qatzoo.zoo.index import (
     write_index,
 )
 
-#: Files a published version folder holds; a version folder of only these and no index entry is a
-#: leftover of a killed publish.
+#: Files a published version folder holds.
 PUBLISHED_FILES = {"model_int8.tflite", "card.md"}
+#: A version folder holds this from its staging until its index entry is written: with it and no entry,
+#: the folder is the leftover of a killed publish.
+UNPUBLISHED = ".unpublished"
 #: ``QATZOO_PUBLISH_FAULT=<step>`` kills publish with SIGKILL at that step (tests of kill safety).
 FAULT_STEPS = ("locked", "staged", "moved", "indexed")
 
@@ -174,8 +176,11 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
 
 
 def clean_leftovers(zoo_dir: Path, index: dict) -> list[Path]:
-    """Remove what a killed publish left: staged folders, version folders without an index entry
-    (holding only what publish writes), temporary index/README files. Call under the index lock."""
+    """Remove what a killed publish left: staged folders, version folders still marked unpublished that
+    the index does not list, markers of listed ones, temporary index/README files. Call under the lock.
+
+    Only folders publish itself marked are ever removed: a zoo whose index.json is lost keeps its models.
+    """
     listed = {(e["name"], e["version"]) for e in index["models"]}
     removed = []
     for tmp in [*zoo_dir.glob(".index.json.*.tmp"), *zoo_dir.glob(".README.md.*.tmp")]:
@@ -183,12 +188,18 @@ def clean_leftovers(zoo_dir: Path, index: dict) -> list[Path]:
         removed.append(tmp)
     for model_dir in (p for p in zoo_dir.iterdir() if p.is_dir() and not p.is_symlink() and NAME.match(p.name)):
         for child in model_dir.iterdir():
+            if not child.is_dir() or child.is_symlink():
+                continue
             staged = re.match(r"^\.[0-9]+\..+$", child.name)
-            orphan = VERSION.match(child.name) and (model_dir.name, child.name) not in listed
-            if (staged or orphan) and child.is_dir() and not child.is_symlink():
-                if {p.name for p in child.iterdir()} <= PUBLISHED_FILES:
-                    shutil.rmtree(child)
-                    removed.append(child)
+            marker = child / UNPUBLISHED
+            if VERSION.match(child.name) and marker.is_file() and (model_dir.name, child.name) in listed:
+                marker.unlink()  # killed after the index was written: it is published
+                removed.append(marker)
+            elif (staged or (VERSION.match(child.name) and marker.is_file())) and {
+                p.name for p in child.iterdir()
+            } <= PUBLISHED_FILES | {UNPUBLISHED}:
+                shutil.rmtree(child)
+                removed.append(child)
     return removed
 
 
@@ -218,7 +229,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
             try:
-                for file_name, data in (("model_int8.tflite", blob), ("card.md", card.encode())):
+                for file_name, data in (("model_int8.tflite", blob), ("card.md", card.encode()), (UNPUBLISHED, b"")):
                     with open(staging / file_name, "xb") as out:
                         out.write(data)
                         out.flush()
@@ -236,6 +247,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                 shutil.rmtree(target, ignore_errors=True)
                 raise
             _fault("indexed")
+            (target / UNPUBLISHED).unlink()
             write_readme(zoo_dir)
     except OSError as error:
         raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qatzoo.zoo.download import Limits, fetch, read_index
+from qatzoo.zoo.download import Clock, Limits, fetch_entry, read_index
 from qatzoo.zoo.index import ZooError, find
 
 #: How far a re-measured metric may be from the index: LiteRT kernels are deterministic on one
@@ -30,11 +30,24 @@ def load_test_data(dataset: str, params: dict, data_dir: str | None = None):
 
 
 def measure(model: bytes | str | Path, data, progress: bool = False) -> float:
-    """The task metric of a .tflite model run in LiteRT on the full test split."""
+    """The task metric of a .tflite model run in LiteRT on the full test split; ZooError (one line) for a
+    file LiteRT cannot load or whose input does not take the dataset's examples."""
     from qatzoo.export import evaluate, litert
 
     model = model if isinstance(model, bytes) else str(model)
-    return evaluate.score(data, litert.predict(model, data.x_test, progress="LiteRT" if progress else None))
+    try:
+        it = litert.interpreter(model)
+        shape = tuple(int(d) for d in it.get_input_details()[0]["shape"][1:])
+        if shape != tuple(data.x_test.shape[1:]):
+            raise ZooError(
+                f"the model takes inputs of shape {shape}, the test split has {tuple(data.x_test.shape[1:])}"
+            )
+        predictions = litert.predict(it, data.x_test, progress="LiteRT" if progress else None)
+    except ZooError:
+        raise
+    except (ValueError, RuntimeError) as error:
+        raise ZooError(f"LiteRT cannot run the model ({str(error).strip().splitlines()[0][:160]})") from None
+    return evaluate.score(data, predictions)
 
 
 def gap(metric: str, measured: float, expected: float) -> float:
@@ -54,11 +67,10 @@ def verify(
 
     ``timeout`` and ``deadline``: the download's stall limit and overall deadline (see :func:`fetch`).
     """
-    index_data, _ = read_index(index, limits=Limits.resolve(stall=timeout, deadline=deadline))
+    clock = Clock(Limits.resolve(stall=timeout, deadline=deadline))  # one deadline for index and model
+    index_data, index_url = read_index(index, clock=clock)
     entry = find(index_data, spec)
-    path = fetch(
-        f"{entry['name']}@{entry['version']}", index=index, progress=progress, timeout=timeout, deadline=deadline
-    )
+    path = fetch_entry(entry, index_url, clock, progress=progress)
     data = load_test_data(entry["dataset"]["name"], entry["config"].get("data", {}), data_dir)
     if len(data.x_test) != entry["dataset"]["examples"]:
         raise ZooError(
