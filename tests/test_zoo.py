@@ -146,8 +146,13 @@ def test_publish_rederives_what_it_writes_and_refuses_a_doctored_run(run_dir, tm
         publish(run_dir, blocker / "zoo", name="x", data_dir=data_dir)
     assert not zoo_dir.exists() or not read_index(zoo_dir / "index.json")["models"]
     # The honest run publishes, with the number measured from the bytes it copied.
+    edited = _edited_copy(run_dir, tmp_path / "ptq_edited", results__ptq_int8__accuracy=12.5)
+    with pytest.raises(ZooError, match=r"model_ptq_int8.tflite measures accuracy .* says 12.5000"):
+        publish(edited, zoo_dir, name="x", data_dir=data_dir)
     entry = publish(run_dir, zoo_dir, name="x", data_dir=data_dir)
     assert entry["metrics"]["qat_int8"] == claimed and "_target_" not in json.dumps(entry)
+    assert entry["measured_at_publish"] == ["qat_int8", "float_tflite", "ptq_int8"]
+    assert entry["metrics"]["ptq_int8"] == metrics["results"]["ptq_int8"]["accuracy"]
     assert "## Measured at publish" in (zoo_dir / entry["card"]).read_text()
 
 

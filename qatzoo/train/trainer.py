@@ -71,7 +71,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         files = scheme.export_float(model, representative)
     if scheme.qat:
         _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
-        with distribute.scope(strategy):  # the QAT clone, its quantizer ranges and their calibration
+        with distribute.scope(strategy), clock("export_s"):  # the QAT clone, its ranges and their calibration
             qat_model = keras_models["qat"] = scheme.quantize(model, representative)
         with clock("qat_train_s"):
             run_phase(qat_model, data, _phase(cfg, "qat"), run.checkpoints, logger, strategy=strategy)
