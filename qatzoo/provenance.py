@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from qatzoo.bench.cpu import cpu_name
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "tensorflow",
@@ -91,6 +93,9 @@ def provenance(cfg: DictConfig, splits) -> dict:
         "config_sha256": config_hash(cfg),
         "versions": versions(),
         "platform": platform.platform(),
+        # Same config, same code, another CPU: the weights may differ in the last bits (oneDNN/XNNPACK pick
+        # kernels by instruction set), so the bytes of a model are only promised for the CPU named here.
+        "cpu": cpu_name(),
         "dataset": {"name": splits.name, **{k: splits.info[k] for k in ("builder", "version") if k in splits.info}},
         "data_sha256": data_fingerprint(splits),
     }

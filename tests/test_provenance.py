@@ -13,6 +13,25 @@ def test_config_hash_follows_results_not_paths(compose_cfg):
     assert base == config_hash(compose_cfg("recipe=mnist_cnn_int8", "paths.runs_dir=/elsewhere", "trainer.verbose=0"))
     assert base != config_hash(compose_cfg("recipe=mnist_cnn_int8", "schedule.qat_lr=0.0003"))
     assert len(base) == 64
+    # What is kept on disk is not part of the run's identity: a run resumes whatever it keeps.
+    assert base == config_hash(
+        compose_cfg("recipe=mnist_cnn_int8", "trainer.keep_checkpoints=5", "trainer.epoch_weights=true")
+    )
+
+
+def test_provenance_names_the_cpu_the_bytes_are_promised_for(compose_cfg):
+    from pathlib import Path
+
+    from qatzoo.provenance import provenance
+
+    rng = np.random.default_rng(0)
+    arrays = {f"{k}_{p}": rng.normal(size=(4, 3)).astype(np.float32) for k in "xy" for p in ("train", "val", "test")}
+    origin = provenance(
+        compose_cfg("recipe=mnist_cnn_int8"), Splits(name="t", task="forecast", num_outputs=3, **arrays)
+    )
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    assert origin["cpu"] and origin["cpu"].startswith(model)
 
 
 def test_data_fingerprint_sees_a_single_changed_value():

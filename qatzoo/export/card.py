@@ -116,6 +116,7 @@ def render(report: RunReport, cfg: DictConfig) -> str:
             f"- config sha256: {prov['config_sha256']}",
             f"- data: {prov['dataset']}, sha256 {prov['data_sha256']}",
             f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
+            f"- machine: {prov.get('platform', '?')}, CPU {prov.get('cpu', '?')} (the bytes are promised for this CPU)",
             "",
         ]
     lines += [
