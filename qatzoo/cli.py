@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
+    if args.func in (_verify, _publish, _sensitivity):  # they import TensorFlow: without its start-up noise
+        from qatzoo import quiet
+
+        quiet.configure(verbose=0)
     try:
         return args.func(args)
     except ZooError as error:
