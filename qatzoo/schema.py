@@ -78,6 +78,8 @@ class _Attention(Group):
     depth: int = Field(ge=1)
     num_heads: int = Field(ge=1)
     mlp_dim: int = Field(ge=1)
+    ffn_activation: Literal["gelu", "relu"] = "gelu"
+    symmetric_kv: bool = False
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> _Attention:
@@ -91,13 +93,14 @@ class SmallTransformer(_Attention):
     name: str
     task: Literal["classification"]
     patch_size: int = Field(ge=1)
+    norm: Literal["layer", "nonorm", "none"] = "layer"
 
 
 class TsAttention(_Attention):
     target: Literal["qatzoo.models.ts_attention.ts_attention"] = Field(alias="_target_")
     name: str
     task: Literal["forecast"]
-    norm: bool
+    norm: Literal["layer", "nonorm", "none"] | bool = "none"
 
 
 # --- data: one model per loader ---------------------------------------------------------------------------

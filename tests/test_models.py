@@ -35,3 +35,20 @@ def test_transformer_has_two_blocks_with_gelu_mlp():
 def test_patch_size_must_divide_the_image():
     with pytest.raises(ValueError, match="arch.patch_size=5 must divide the image size 28x28"):
         small_transformer(input_shape=(28, 28, 1), num_outputs=10, patch_size=5)
+
+
+def test_deployable_options_build_relu_nonorm_and_symmetric_kv():
+    from qatzoo.models.layers import NoNorm
+
+    model = small_transformer(
+        input_shape=(28, 28, 1), num_outputs=10, norm="nonorm", ffn_activation="relu", symmetric_kv=True
+    )
+    layers = model.layers
+    assert sum(isinstance(layer, NoNorm) for layer in layers) == 5  # two per block and the final one
+    assert not any(type(layer).__name__ == "LayerNorm" for layer in layers)
+    assert sum(getattr(layer, "activation", None) is keras.activations.relu for layer in layers) == 2
+    assert all(layer.symmetric_kv for layer in layers if type(layer).__name__ == "Attention")
+    bare = small_transformer(input_shape=(28, 28, 1), num_outputs=10, norm="none")
+    assert not any(type(layer).__name__ in ("LayerNorm", "NoNorm") for layer in bare.layers)
+    with pytest.raises(ValueError, match="arch.ffn_activation"):
+        small_transformer(input_shape=(28, 28, 1), num_outputs=10, ffn_activation="swish")

@@ -20,15 +20,28 @@ def ts_attention(
     depth: int = 1,
     num_heads: int = 4,
     mlp_dim: int = 128,
-    norm: bool = False,
+    norm: bool | str = False,
+    ffn_activation: str = "gelu",
+    symmetric_kv: bool = False,
 ) -> keras.Model:
-    """Embed each step, add positions, ``depth`` attention blocks, flatten, linear forecast head."""
+    """Embed each step, add positions, ``depth`` attention blocks, flatten, linear forecast head.
+
+    ``norm``, ``ffn_activation`` and ``symmetric_kv`` choose what the int8 runtimes run well (see
+    :mod:`qatzoo.models.blocks`); the defaults are the first published model's.
+    """
     inputs = keras.Input(tuple(input_shape), name="window")
     x = keras.layers.Dense(dim, name="embed")(inputs)
     x = PositionEmbedding(name="position")(x)
     for i in range(depth):
         x = encoder_block(
-            x, num_heads=num_heads, key_dim=dim // num_heads, mlp_dim=mlp_dim, norm=norm, name=f"block{i}"
+            x,
+            num_heads=num_heads,
+            key_dim=dim // num_heads,
+            mlp_dim=mlp_dim,
+            norm=norm,
+            name=f"block{i}",
+            ffn_activation=ffn_activation,
+            symmetric_kv=symmetric_kv,
         )
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(num_outputs, name="forecast")(x)

@@ -8,12 +8,15 @@ Every knob (bits 2-8, symmetric, narrow range, per channel, range estimator) com
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
+from qatzoo.models.layers.norm import NONORM_POINTS
 from qatzoo.quant.spec import Bits
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -323,13 +326,26 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     activations (Q, K, V and the scaled scores with the scheme's range estimator; the softmax output on
     the runtime's fixed softmax grid) plus its output, so QAT trains against the same rounding the int8
     runtime applies. Biases stay int32 in TFLite and are not fake-quantized.
+
+    With the layer's ``symmetric_kv``, K and V get a symmetric range (int8 zero point 0), the
+    right-hand inputs XNNPACK's int8 BATCH_MATMUL takes.
     """
 
     kernels = KERNELS
     points = INNER_POINTS
+    symmetric_points = ("key_act", "value_act")
 
     def point_quantizer(self, name):
         return softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
+
+    def get_activations_and_quantizers(self, layer):
+        if not getattr(layer, "symmetric_kv", False):
+            return super().get_activations_and_quantizers(layer)
+        symmetric = activation_quantizer(replace(self.bits, activation_symmetric=True))
+        quantizer = {
+            name: symmetric if name in self.symmetric_points else self.point_quantizer(name) for name in self.points
+        }
+        return [(getattr(layer, name), NamedQuantizer(name, quantizer[name])) for name in self.points]
 
 
 class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):
@@ -341,10 +357,20 @@ class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):
     points = NORM_POINTS
 
 
+class NoNormQuantizeConfig(InnerPointsQuantizeConfig):
+    """QuantizeConfig for :class:`qatzoo.models.layers.NoNorm`: gamma fake-quantized like a kernel (per
+    tensor, symmetric: the int8 constant of the MUL), the product and the output get ranges; beta
+    becomes the int8 constant of the ADD at conversion."""
+
+    kernels = ("gamma",)
+    points = NONORM_POINTS
+
+
 CUSTOM_OBJECTS = {
     "NamedQuantizer": NamedQuantizer,
     "RangeQuantizer": RangeQuantizer,
     "LayerQuantizeConfig": LayerQuantizeConfig,
     "AttentionQuantizeConfig": AttentionQuantizeConfig,
     "LayerNormQuantizeConfig": LayerNormQuantizeConfig,
+    "NoNormQuantizeConfig": NoNormQuantizeConfig,
 }

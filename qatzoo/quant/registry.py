@@ -12,8 +12,13 @@ from dataclasses import replace
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
-from qatzoo.models.layers import Attention, LayerNorm, PositionEmbedding
-from qatzoo.quant.configs import AttentionQuantizeConfig, LayerNormQuantizeConfig, LayerQuantizeConfig
+from qatzoo.models.layers import Attention, LayerNorm, NoNorm, PositionEmbedding
+from qatzoo.quant.configs import (
+    AttentionQuantizeConfig,
+    LayerNormQuantizeConfig,
+    LayerQuantizeConfig,
+    NoNormQuantizeConfig,
+)
 from qatzoo.quant.spec import Bits, LayerInfo, Spec
 
 L = keras.layers
@@ -102,6 +107,7 @@ EXTRA_CUSTOM_OBJECTS: dict[str, type] = {}
 # The project's own layers, registered like anyone's.
 register(Attention, AttentionQuantizeConfig)
 register(LayerNorm, LayerNormQuantizeConfig)
+register(NoNorm, NoNormQuantizeConfig)
 register(PositionEmbedding, _position_embedding)
 
 

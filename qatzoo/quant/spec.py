@@ -9,7 +9,7 @@ Layer patterns (``keep_float`` entries and ``rules[].match``) select layers by
 * layer name, with shell wildcards: ``block0_*``, ``logits``;
 * activation: ``activation:gelu`` (a layer whose ``activation`` is GELU, e.g. ``Dense(activation="gelu")``);
 * position: ``@first`` / ``@last`` (the first / last layer that has weights);
-* preset: ``@norm`` (LayerNorm, LayerNormalization), ``@gelu`` (``activation:gelu``),
+* preset: ``@norm`` (LayerNorm, LayerNormalization, NoNorm), ``@gelu`` (``activation:gelu``),
   ``@ends`` (``@first`` and ``@last``), ``@attention`` (Attention).
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 RANGES = ("ema", "last_value", "fixed", "learned")
 #: Named groups of patterns.
 PRESETS: dict[str, tuple[str, ...]] = {
-    "@norm": ("LayerNorm", "LayerNormalization"),
+    "@norm": ("LayerNorm", "LayerNormalization", "NoNorm"),
     "@gelu": ("activation:gelu",),
     "@ends": ("@first", "@last"),
     "@attention": ("Attention",),

@@ -25,13 +25,17 @@ KERNELS = ("query_kernel", "key_kernel", "value_kernel", "output_kernel")
 class Attention(keras.layers.Layer):
     """Self-attention: learned Q/K/V projections, scaled dot product, softmax, output projection.
 
-    Input and output have shape ``(batch, tokens, features)``.
+    Input and output have shape ``(batch, tokens, features)``. ``symmetric_kv`` asks the layer's
+    QuantizeConfig to fake-quantize K and V on a symmetric range: their int8 zero point is then 0,
+    which XNNPACK needs of the right-hand input to run an int8 BATCH_MATMUL (Q K^T and P V); with an
+    asymmetric K or V both matmuls fall back to TFLite's builtin kernels.
     """
 
-    def __init__(self, num_heads: int, key_dim: int, **kwargs):
+    def __init__(self, num_heads: int, key_dim: int, symmetric_kv: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
         self.key_dim = int(key_dim)
+        self.symmetric_kv = bool(symmetric_kv)
         for name in INNER_POINTS:
             setattr(self, name, keras.activations.linear)
 
@@ -69,4 +73,7 @@ class Attention(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim}
+        config = {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim}
+        if self.symmetric_kv:  # left out when off, so the configs of earlier models stay as they were
+            config["symmetric_kv"] = True
+        return config

@@ -59,3 +59,35 @@ class LayerNorm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+#: The one intermediate of :class:`NoNorm` (the product before the shift becomes an int8 tensor).
+NONORM_POINTS = ("scaled_act",)
+
+
+@keras.utils.register_keras_serializable(package="qatzoo")
+class NoNorm(keras.layers.Layer):
+    """MobileBERT's NoNorm: ``x * gamma + beta`` per feature, no statistics.
+
+    Where :class:`LayerNorm` becomes ten int8 ops (MEAN, SQUARED_DIFFERENCE, RSQRT, ...), several of
+    which XNNPACK has no int8 kernel for, NoNorm is one int8 MUL and one int8 ADD, which XNNPACK,
+    TensorFlow Lite Micro and the Ethos-U NPU all run. The residual stream is then kept in range by
+    training rather than by normalization.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in NONORM_POINTS:
+            setattr(self, name, keras.activations.linear)
+
+    def build(self, input_shape):
+        features = int(input_shape[-1])
+        self.gamma = self.add_weight("gamma", (features,), initializer="ones")
+        self.beta = self.add_weight("beta", (features,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        return self.scaled_act(x * self.gamma) + self.beta
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
