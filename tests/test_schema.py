@@ -37,7 +37,10 @@ def test_fields_are_per_architecture(compose_cfg):
     cfg = compose_cfg("arch=ts_attention", "data=co2_weekly")
     with open_dict(cfg):
         cfg.arch.filters = 8
-    _refused(cfg, "arch.filters: unknown field; arch fields are: depth, dim, ffn_activation, mlp_dim, name, norm, num_heads, symmetric_kv, task")
+    _refused(
+        cfg,
+        "arch.filters: unknown field; arch fields are: depth, dim, ffn_activation, mlp_dim, name, norm, num_heads, symmetric_kv, task",
+    )
 
 
 def test_an_architecture_keeps_its_task(compose_cfg):

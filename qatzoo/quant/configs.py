@@ -327,7 +327,7 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     the runtime's fixed softmax grid) plus its output, so QAT trains against the same rounding the int8
     runtime applies. Biases stay int32 in TFLite and are not fake-quantized.
 
-    With the layer's ``symmetric_kv``, K and V get a symmetric range (int8 zero point 0), the
+    With the layer's ``symmetric_kv``, K and V get a symmetric, narrow range (int8 zero point 0), the
     right-hand inputs XNNPACK's int8 BATCH_MATMUL takes.
     """
 
@@ -341,7 +341,9 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     def get_activations_and_quantizers(self, layer):
         if not getattr(layer, "symmetric_kv", False):
             return super().get_activations_and_quantizers(layer)
-        symmetric = activation_quantizer(replace(self.bits, activation_symmetric=True))
+        # Narrow range too: [-m, m] on 255 levels puts zero exactly on int8 0. On 256 levels the zero
+        # point is -0.5 before rounding, and the converter rounded it to -1 for some tensors.
+        symmetric = activation_quantizer(replace(self.bits, activation_symmetric=True, activation_narrow_range=True))
         quantizer = {
             name: symmetric if name in self.symmetric_points else self.point_quantizer(name) for name in self.points
         }
