@@ -34,6 +34,7 @@ NOT_HASHED = (
     "trainer.checkpoint_every_steps",
     "trainer.keep_checkpoints",
     "trainer.epoch_weights",
+    "trainer.deployment",
 )
 
 

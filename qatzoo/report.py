@@ -59,6 +59,8 @@ class RunReport:
     ptq_int8: dict | None = None
     checks: dict | None = None
     lowbit: dict | None = None
+    deployment: dict | None = None
+    """How the int8 file runs on LiteRT's CPU, TensorFlow Lite Micro and an Ethos-U55 (:mod:`qatzoo.deploy.report`)."""
     schema: int = SCHEMA_VERSION
 
     # ---- typed reading
@@ -91,7 +93,7 @@ class RunReport:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("int8", "ptq_int8", "checks", "lowbit"):
+            if value is None and f.name in ("int8", "ptq_int8", "checks", "lowbit", "deployment"):
                 continue
             out[f.name] = value
         return out
@@ -148,6 +150,10 @@ class RunReport:
         for key in ("int8", "ptq_int8", "checks", "lowbit"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
                 return f"{key} is not an object"
+        if self.deployment is not None:
+            from qatzoo.deploy.report import problem
+
+            return problem(self.deployment)
         return None
 
     @classmethod

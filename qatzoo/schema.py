@@ -233,6 +233,7 @@ class Trainer(Group):
     resume: Annotated[str, AfterValidator(_resume)] = Field(description="auto, never, or a run directory")
     keep_checkpoints: int = Field(ge=1)
     epoch_weights: bool
+    deployment: bool = True
 
 
 class NoLogger(Group):

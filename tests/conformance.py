@@ -32,3 +32,20 @@ def assert_int8_conformance(model_path: Path, metrics: dict, strict_parity: bool
         assert parity["mae_gap"] <= (parity["threshold"] if strict_parity else 0.05), parity
     assert metrics["sizes"]["int8_tflite"] == model_path.stat().st_size
     assert metrics["sizes"]["int8_over_float"] <= MAX_SIZE_RATIO, metrics["sizes"]
+
+
+def assert_deploys(model_path: Path, metrics: dict) -> None:
+    """The int8 file loads and runs in TensorFlow Lite Micro (the missing ops named when it does not), and
+    the deployment report in ``metrics`` says what the runtimes say of that file."""
+    from qatzoo.deploy import tflm
+
+    loaded = tflm.load(model_path)
+    assert loaded.runs, f"{model_path.name} does not run in TensorFlow Lite Micro: {loaded.unsupported or loaded.error}"
+    deployment = metrics["deployment"]
+    micro = deployment["tflm"]
+    assert micro["runs"] and micro["arena_bytes"] == loaded.arena_bytes > 0
+    assert micro["flash_bytes"] == model_path.stat().st_size
+    assert micro["examples"] == metrics["dataset"]["sizes"]["test"] and 0.0 <= micro["equal_share"] <= 1.0
+    assert deployment["ethos_u55"]["npu_share"] == 1.0, deployment["ethos_u55"]
+    cpu = deployment["litert_cpu"]
+    assert cpu["int8_us"] > 0 and cpu["float_us"] > 0 and cpu["cpu"]

@@ -145,8 +145,8 @@ def test_recipes_resolve_to_the_values_their_models_were_trained_with(compose_cf
     from omegaconf import OmegaConf, open_dict
 
     cfg = compose_cfg("paths.data_dir=/data", *([f"recipe={recipe}"] if recipe else []))
-    assert (cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights) == (2, False)
+    assert (cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights, cfg.trainer.deployment) == (2, False, True)
     with open_dict(cfg):
-        del cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights
+        del cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights, cfg.trainer.deployment
     text = OmegaConf.to_yaml(cfg, resolve=True)
     assert hashlib.sha256(text.encode()).hexdigest() == RESOLVED[recipe], text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qatzoo.config import recipe_names
-from tests.conformance import assert_int8_conformance
+from tests.conformance import assert_deploys, assert_int8_conformance
 
 TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
 
@@ -58,9 +58,14 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     assert float_tflite == pytest.approx(float_keras, rel=0.01, abs=0.5)
 
     assert_int8_conformance(tmp_path / "model_int8.tflite", metrics, strict_parity=recipe != "transformer_int8")
+    assert_deploys(tmp_path / "model_int8.tflite", metrics)
+    if "attention" in cfg.arch.name or "transformer" in cfg.arch.name:
+        # K and V on a symmetric grid (zero point 0): XNNPACK runs both int8 attention matmuls.
+        assert "BATCH_MATMUL" not in metrics["deployment"]["litert_cpu"]["xnnpack"]["int8"]["outside"]
     card = (tmp_path / "card.md").read_text()
     assert f"python train.py recipe={recipe}" in card
     assert f"zero point {metrics['int8']['input']['zero_point']}" in card
+    assert "## Where it runs" in card and "TensorFlow Lite Micro: runs" in card
 
 
 @pytest.mark.slow

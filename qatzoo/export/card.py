@@ -76,6 +76,10 @@ def render(report: RunReport, cfg: DictConfig) -> str:
                 f"{'pass' if parity['pass'] else 'FAIL'}"
             )
         lines.append("")
+    if report.deployment:
+        from qatzoo.deploy.report import lines as deployment_lines
+
+        lines += ["## Where it runs", "", *deployment_lines(report.deployment, unit), ""]
     scheme = report.scheme
     if scheme and scheme.get("qat"):
         lines += [

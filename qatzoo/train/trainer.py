@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from qatzoo.build import build_model, build_scheme, load_data
 from qatzoo.config import ConfigError, validate
 from qatzoo.data.splits import DataError, DataSourceMissing
+from qatzoo.deploy import report as deploy_report
 from qatzoo.export.card import render as render_card
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
@@ -91,6 +92,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             distribute=parallel,
             command=reproduce_command(cfg, overrides),
         )
+    if scheme.int8_model and cfg.trainer.get("deployment", True):
+        with clock("deployment_s"):  # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 (Vela)
+            report.deployment = deploy_report.build(
+                files[scheme.int8_model], files["float"], data.x_test, lambda y: data.task.score(data.y_test, y)
+            )
     _check_finite(report.to_dict())  # before any model file: a broken model leaves no files that look like results
     for kind, name in (("float", "float"), ("ptq_int8", "ptq_int8"), ("int8", scheme.int8_model)):
         if name in files and not (kind == "ptq_int8" and name == scheme.int8_model):

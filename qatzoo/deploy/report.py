@@ -1,0 +1,214 @@
+"""The deployment report of an int8 file: how it runs on the three runtimes people ship int8 models to.
+
+* ``litert_cpu``: LiteRT on this machine's CPU, int8 and float latency side by side (1 thread, batch 1, a
+  child process, interleaved blocks: :mod:`qatzoo.bench.latency`), the CPU named, and how the XNNPACK
+  delegate takes each model (partitions, ops left to builtin kernels).
+* ``tflm``: TensorFlow Lite Micro's kernels (:mod:`qatzoo.deploy.tflm`): runs or not (missing ops named),
+  the arena it needs, flash (file bytes), and on the test split the task metric and how its int8 outputs
+  compare with LiteRT's (share of equal elements, largest difference in quantization steps).
+* ``ethos_u55``: Vela's compile for an Arm Ethos-U55 (:mod:`qatzoo.deploy.vela`): share of operators on the
+  NPU, estimated cycles and time, SRAM and flash.
+
+It is data (plain JSON types), written into metrics.json, the card and the zoo index, and read back with
+:func:`problem` (the index's and the run report's strict readers) and :func:`lines` (card and ``qatzoo check``).
+A runtime that cannot take the model is part of the report (``runs: false``, ``error``), not an exception.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+#: Version of the report's layout.
+SCHEMA_VERSION = 1
+#: Timed invokes per model for the CPU latency (in 5 interleaved rounds, after a warm-up).
+LATENCY_RUNS = 1000
+#: The Ethos-U configuration the estimates are for.
+ACCELERATOR = "ethos-u55-128"
+
+
+def build(
+    int8: bytes,
+    float_model: bytes | None,
+    x: np.ndarray,
+    score: Callable[[np.ndarray], float] | None = None,
+    *,
+    latency_runs: int = LATENCY_RUNS,
+) -> dict:
+    """The report of the int8 flatbuffer ``int8`` (and its float model, for the CPU ratio).
+
+    ``x``: float inputs of the test split (batch first), quantized with the model's input scale and zero
+    point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored).
+    """
+    return {
+        "schema": SCHEMA_VERSION,
+        "litert_cpu": litert_cpu(int8, float_model, x[0], latency_runs),
+        "tflm": tflm(int8, x, score),
+        "ethos_u55": ethos_u55(int8),
+    }
+
+
+def litert_cpu(int8: bytes, float_model: bytes | None, sample: np.ndarray, runs: int = LATENCY_RUNS) -> dict:
+    """Median latency of the int8 (and float) model on this CPU, 1 thread, batch 1, with XNNPACK."""
+    from qatzoo.bench.latency import measure
+
+    files = {"int8": int8, **({"float": float_model} if float_model is not None else {})}
+    lat = measure(files, sample, "xnnpack", [1], runs=runs)
+    out = {"cpu": lat.cpu, "threads": 1, "int8_us": round(lat.us["int8"][1], 2)}
+    if float_model is not None:
+        out["float_us"] = round(lat.us["float"][1], 2)
+        out["int8_over_float"] = round(lat.us["int8"][1] / lat.us["float"][1], 3)
+    out["xnnpack"] = {
+        name: {"partitions": c.partitions, "outside": list(c.outside)} for name, c in lat.coverage.items()
+    }
+    return out
+
+
+def tflm(int8: bytes, x: np.ndarray, score: Callable[[np.ndarray], float] | None = None) -> dict:
+    """TensorFlow Lite Micro: loads or not, arena, flash; on ``x``, the metric and agreement with LiteRT."""
+    from qatzoo.deploy import tflm as micro
+    from qatzoo.export import litert
+
+    loaded = micro.load(int8)
+    out = {
+        "runs": loaded.runs,
+        "unsupported": list(loaded.unsupported),
+        "error": loaded.error,
+        "arena_bytes": loaded.arena_bytes,
+        "flash_bytes": loaded.flash_bytes,
+    }
+    if not loaded.runs or len(x) == 0:
+        return out
+    it = litert.interpreter(int8)
+    in_q, out_q = litert.io_quant(it)
+    info = np.iinfo(np.dtype(in_q.dtype))
+    xq = np.clip(np.round(x / in_q.scale + in_q.zero_point), info.min, info.max).astype(in_q.dtype)
+    on_micro = micro.run(int8, xq)
+    on_litert = _raw_outputs(it, xq)
+    out["examples"] = int(len(x))
+    out |= micro.agreement(on_micro, on_litert)
+    if score is not None:
+        out["metric"] = float(score((on_micro.astype(np.float32) - out_q.zero_point) * out_q.scale))
+    return out
+
+
+def ethos_u55(int8: bytes) -> dict:
+    """Vela's estimates for an Ethos-U55; ``{"error": line}`` when Vela cannot compile the model."""
+    from qatzoo.deploy import vela
+
+    try:
+        return vela.compile(int8, ACCELERATOR).as_dict()
+    except vela.VelaError as error:
+        return {"accelerator": ACCELERATOR, "error": str(error)}
+
+
+def _raw_outputs(it, xq: np.ndarray) -> np.ndarray:
+    """The int8 outputs of a LiteRT interpreter for already-quantized inputs, one invoke per example."""
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    results = []
+    for example in xq:
+        it.set_tensor(inp["index"], example[None])
+        it.invoke()
+        results.append(it.get_tensor(out["index"])[0].copy())
+    return np.stack(results)
+
+
+def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs: int = LATENCY_RUNS) -> dict:
+    """The report of a .tflite on its own (``qatzoo check``): random inputs, no metric."""
+    from qatzoo.export import litert
+
+    blob = Path(path).read_bytes()
+    shape = litert.interpreter(blob).get_input_details()[0]["shape"][1:]
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(100, *shape)).astype(np.float32)
+    report = build(blob, Path(float_path).read_bytes() if float_path else None, x, latency_runs=latency_runs)
+    report["tflm"]["inputs"] = "100 random inputs"
+    return report
+
+
+# ---- reading (the run report's and the zoo index's strict readers)
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53
+
+
+def _num(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value >= 0
+
+
+def problem(report) -> str | None:
+    """What is wrong with a deployment report read from a file (``None``: a well-formed one)."""
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA_VERSION:
+        return f"deployment is not a schema-{SCHEMA_VERSION} deployment report"
+    cpu, micro, npu = report.get("litert_cpu"), report.get("tflm"), report.get("ethos_u55")
+    if not (isinstance(cpu, dict) and isinstance(cpu.get("cpu"), str) and _num(cpu.get("int8_us"))):
+        return "deployment.litert_cpu has no cpu and int8_us"
+    for key in ("float_us", "int8_over_float"):
+        if key in cpu and not _num(cpu[key]):
+            return f"deployment.litert_cpu.{key} is not a number"
+    if not (isinstance(micro, dict) and isinstance(micro.get("runs"), bool) and _int(micro.get("flash_bytes"))):
+        return "deployment.tflm has no runs and flash_bytes"
+    if not (isinstance(micro.get("unsupported"), list) and all(isinstance(o, str) for o in micro["unsupported"])):
+        return "deployment.tflm.unsupported is not a list of op names"
+    if micro["runs"] and not _int(micro.get("arena_bytes")):
+        return "deployment.tflm.arena_bytes is not a byte count"
+    for key in ("equal_share", "max_step_diff", "metric", "examples"):
+        if key in micro and not _num(micro[key]):
+            return f"deployment.tflm.{key} is not a number"
+    if not isinstance(npu, dict):
+        return "deployment.ethos_u55 is not an object"
+    if "error" not in npu:
+        for key in ("npu_ops", "cpu_ops", "cycles", "sram_bytes", "flash_bytes"):
+            if not _int(npu.get(key)):
+                return f"deployment.ethos_u55.{key} is not a count"
+        for key in ("npu_share", "inference_ms"):
+            if not _num(npu.get(key)):
+                return f"deployment.ethos_u55.{key} is not a number"
+    return None
+
+
+def lines(report: dict, unit: str = "") -> list[str]:
+    """The report as markdown bullet lines (card, ``qatzoo check``)."""
+    cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
+    latency = f"int8 {cpu['int8_us']:.1f} us"
+    if "float_us" in cpu:
+        latency += f", float {cpu['float_us']:.1f} us: int8 {cpu['int8_over_float']:.2f}x float"
+    xnn = cpu.get("xnnpack", {}).get("int8")
+    if xnn:
+        outside = _counts(xnn["outside"])
+        latency += f"; XNNPACK: {xnn['partitions']} partition(s), outside: {outside}"
+    out = [f"- LiteRT CPU ({cpu['cpu']}, {cpu['threads']} thread, batch 1): {latency}"]
+    if micro["runs"]:
+        text = f"runs, arena {micro['arena_bytes']:,} bytes, flash {micro['flash_bytes']:,} bytes"
+        if "equal_share" in micro:
+            on = micro.get("inputs", f"{micro['examples']:,} test examples")
+            text += (
+                f"; on {on}: outputs equal to LiteRT's on {micro['equal_share']:.1%} of elements, "
+                f"at most {micro['max_step_diff']} step(s) apart"
+            )
+        if "metric" in micro:
+            text += f", metric {micro['metric']:.4g}{' ' + unit if unit and unit != '%' else unit}"
+        out.append(f"- TensorFlow Lite Micro: {text}")
+    else:
+        why = f"missing ops {', '.join(micro['unsupported'])}" if micro["unsupported"] else micro["error"]
+        out.append(f"- TensorFlow Lite Micro: does NOT run ({why}); flash {micro['flash_bytes']:,} bytes")
+    if "error" in npu:
+        out.append(f"- Arm Ethos-U55 (Vela): does not compile: {npu['error']}")
+    else:
+        cpu_ops = f" (on the CPU: {', '.join(npu['cpu_op_names'])})" if npu.get("cpu_op_names") else ""
+        out.append(
+            f"- Arm Ethos-U55 ({npu['accelerator']}, {npu['system_config']}, Vela {npu['vela_version']}): "
+            f"{npu['npu_share']:.0%} of operators on the NPU{cpu_ops}, {npu['cycles']:,} cycles, "
+            f"{npu['inference_ms']:.3f} ms estimated, SRAM {npu['sram_bytes']:,} bytes, flash {npu['flash_bytes']:,} bytes"
+        )
+    return out
+
+
+def _counts(ops: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op] = counts.get(op, 0) + 1
+    return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())) or "none"
