@@ -1,7 +1,7 @@
 """The ``qatzoo`` command: recipes, exported models, and the model zoo.
 
 qatzoo recipes                        # the shipped recipes and the command that runs each
-qatzoo check MODEL.tflite             # is it full integer? which ops, which input/output quantization
+qatzoo check MODEL.tflite             # full integer? ops, I/O quantization; where it runs (CPU, TFLM, Ethos-U)
 qatzoo sensitivity RUN_DIR            # per-layer quantization harm: table, bar chart, keep-float advice
 qatzoo sweep-summary SWEEP_DIR        # (re)write a sweep's summary.{csv,md,png}
 qatzoo publish RUN_DIR [--name N]     # add a finished run's int8 model to zoo/
@@ -51,11 +51,17 @@ def _check(args) -> int:
     print(f"output: {out.dtype} scale {out.scale:.8g} zero point {out.zero_point}")
     if report.ok:
         print("full integer: yes")
-        return 0
-    print(
-        f"full integer: NO ({len(report.non_integer)} tensors): " + ", ".join(t["name"] for t in report.non_integer[:5])
-    )
-    return 1
+    else:
+        names = ", ".join(t["name"] for t in report.non_integer[:5])
+        print(f"full integer: NO ({len(report.non_integer)} tensors): {names}")
+    if args.deploy and inp.dtype == "int8":
+        from qatzoo.deploy.report import lines, of_file
+
+        if args.float and not Path(args.float).is_file():
+            raise ZooError(f"{args.float}: no such file")
+        print("where it runs:")
+        print("\n".join(lines(of_file(path, args.float))))
+    return 0 if report.ok else 1
 
 
 def _sensitivity(args) -> int:
@@ -166,8 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(func=_recipes)
-    check = sub.add_parser("check", help="full-integer check of a .tflite model")
+    check = sub.add_parser(
+        "check",
+        help="full-integer check of a .tflite model and where it runs (LiteRT CPU, TFLite Micro, Ethos-U55)",
+        description="Ops, input/output quantization and the full-integer check; for an int8 model also its "
+        "deployment report: LiteRT latency on this CPU (1 thread, batch 1; with --float, the float model side by "
+        "side), XNNPACK partitions, whether TensorFlow Lite Micro runs it (arena, flash, agreement with LiteRT on "
+        "100 random inputs) and Vela's Ethos-U55 estimates. Exit 0 when full integer, 1 when not.",
+    )
     check.add_argument("model", help="path to a .tflite file")
+    check.add_argument("--float", help="the float .tflite of the same model, for the int8/float latency ratio")
+    check.add_argument(
+        "--no-deploy", dest="deploy", action="store_false", help="skip the deployment report (a few seconds)"
+    )
     check.set_defaults(func=_check)
 
     sens = sub.add_parser(
@@ -221,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
-    if args.func in (_verify, _publish, _sensitivity):  # they import TensorFlow: without its start-up noise
+    if args.func in (_verify, _publish, _sensitivity, _check):  # they import TensorFlow: without its start-up noise
         from qatzoo import quiet
 
         quiet.configure(verbose=0)

@@ -66,6 +66,12 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert entry["provenance"]["config_sha256"] == entry["config_sha256"]
     card = (zoo / entry["card"]).read_text()
     assert card.startswith((run_dir / "card.md").read_text()) and entry["sha256"] in card
+    # The deployment report is measured on the published bytes (same file: same TFLM arena as the run's).
+    deployment = entry["deployment"]
+    assert deployment["tflm"]["runs"] and deployment["tflm"]["examples"] == entry["dataset"]["examples"]
+    assert deployment["tflm"]["arena_bytes"] == metrics["deployment"]["tflm"]["arena_bytes"]
+    assert deployment["tflm"]["flash_bytes"] == entry["size"] and deployment["ethos_u55"]["npu_share"] == 1.0
+    assert "Where it runs, measured on this file at publish" in card
     assert "| tiny_cnn | 1 | mnist_5k |" in (zoo / "README.md").read_text()
     second = publish(run_dir, zoo, name="tiny_cnn")
     assert second["version"] == "2" and model.read_bytes() == (run_dir / "model_int8.tflite").read_bytes()

@@ -92,6 +92,21 @@ def _drop(entry: dict, dotted: str) -> dict:
     return entry
 
 
+def _deployment(int8_us=12.5, runs=True, npu_share=1.0) -> dict:
+    """A well-formed deployment report (see qatzoo.deploy.report) with one value replaced."""
+    npu = {"npu_ops": 6, "cpu_ops": 0, "cycles": 1000, "sram_bytes": 10, "flash_bytes": 100}
+    return {
+        "schema": 1,
+        "litert_cpu": {"cpu": "x", "threads": 1, "int8_us": int8_us},
+        "tflm": {"runs": runs, "unsupported": [], "error": None, "arena_bytes": 100, "flash_bytes": 100},
+        "ethos_u55": {**npu, "npu_share": npu_share, "inference_ms": 0.2},
+    }
+
+
+def test_a_well_formed_deployment_report_is_accepted():
+    validate_entry({**_base_entry(), "deployment": _deployment()})
+
+
 ENTRY_CASES = {
     "target in config": lambda e: _set(e, "config.data.window", {"_target_": "os.system", "_args_": ["id"]}),
     "target at top": lambda e: _set(e, "extra", {"_target_": "builtins.print"}),
@@ -128,6 +143,10 @@ ENTRY_CASES = {
     "input scale a string": lambda e: _set(e, "input.scale", "1"),
     "metric an integer of 400 digits": lambda e: _set(e, "metrics.float", 10**400),
     "integer of 400 digits in config": lambda e: _set(e, "config.data.window", 10**400),
+    "deployment not an object": lambda e: _set(e, "deployment", "fast"),
+    "deployment latency a string": lambda e: _set(e, "deployment", _deployment(int8_us="12")),
+    "deployment tflm runs a string": lambda e: _set(e, "deployment", _deployment(runs="yes")),
+    "deployment npu share negative": lambda e: _set(e, "deployment", _deployment(npu_share=-1.0)),
 }
 
 
@@ -474,3 +493,14 @@ def test_cleaning_up_after_a_killed_publish_never_removes_published_models(tmp_p
     assert clean_leftovers(zoo, {"schema": SCHEMA_VERSION, "models": []}) == [killed]
     published = [e["location"] for e in read_index(REPO / "zoo" / "index.json")["models"]]
     assert published and all((zoo / location).is_file() for location in published)
+
+
+def test_check_prints_where_an_int8_model_runs(capsys):
+    code, out, _ = _cli(capsys, "check", str(REPO / "zoo" / "transformer_int8" / "1" / "model_int8.tflite"))
+    assert code == 0 and "full integer: yes" in out
+    assert "TensorFlow Lite Micro: does NOT run (missing ops GELU)" in out
+    assert "100% of operators on the NPU" in out and "LiteRT CPU (" in out
+    code, out, _ = _cli(
+        capsys, "check", "--no-deploy", str(REPO / "zoo" / "mnist_cnn_int8" / "1" / "model_int8.tflite")
+    )
+    assert code == 0 and "where it runs" not in out

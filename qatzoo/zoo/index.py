@@ -195,6 +195,12 @@ def _entry_fields(entry: dict) -> None:
         _dict(entry, key)
     for key in ("date", "command"):
         _str(entry, key)
+    if "deployment" in entry:  # entries published before the deployment report have none
+        from qatzoo.deploy.report import problem
+
+        trouble = problem(entry["deployment"])
+        if trouble:
+            raise _Bad(trouble)
 
 
 def validate_entry(entry: dict) -> dict:

@@ -83,6 +83,7 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
 
     Everything that describes the model file is derived from its bytes, read once.
     """
+    from qatzoo.deploy.report import lines as deploy_lines
     from qatzoo.export.checks import full_integer
     from qatzoo.export.litert import interpreter, io_quant
     from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, measure
@@ -136,10 +137,12 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
     results = {name: report.value(name) for name in report.results}
     results[int8_name] = measured
     measured_names = [int8_name, *_remeasure_baselines(run_dir, report, data, results)]
+    deployment = _deployment(run_dir, report, blob, data)
     card += (
         "\n## Measured at publish\n\n"
         f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
-        f"{measured:.4f} ({report.unit}); full integer: yes; sha256 `{digest}`.\n"
+        f"{measured:.4f} ({report.unit}); full integer: yes; sha256 `{digest}`.\n\n"
+        "Where it runs, measured on this file at publish:\n\n" + "\n".join(deploy_lines(deployment, report.unit)) + "\n"
     )
     entry = {
         "name": name,
@@ -167,6 +170,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "card": None,
         "input": vars(in_q),
         "output": vars(out_q),
+        # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55: measured on these bytes at publish.
+        "deployment": deployment,
         "recipe": report.name,
         # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
         "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
@@ -176,6 +181,18 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "command": report.command,
     }
     return entry, blob, card
+
+
+def _deployment(run_dir: Path, report, blob: bytes, data) -> dict:
+    """The deployment report of ``blob`` (qatzoo.deploy.report), the run's float file beside it for the CPU
+    ratio when it is the file the run recorded."""
+    from qatzoo.deploy.report import build
+
+    path, recorded = run_dir / "model_float.tflite", report.files.get("model_float.tflite")
+    float_blob = path.read_bytes() if path.is_file() and recorded else None
+    if float_blob is not None and hashlib.sha256(float_blob).hexdigest() != recorded.get("sha256"):
+        raise ZooError(f"{path} changed after the run wrote it; not publishing numbers measured on it")
+    return build(blob, float_blob, data.x_test, lambda y: data.task.score(data.y_test, y))
 
 
 def _remeasure_baselines(run_dir: Path, report, data, results: dict) -> list[str]:
