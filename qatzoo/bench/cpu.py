@@ -25,11 +25,34 @@ def has_amx() -> bool:
     return os.uname().machine == "x86_64" and " amx_int8" in _cpuinfo()
 
 
+#: x86 features that decide which int8 kernels XNNPACK picks, best first (/proc/cpuinfo flag, name).
+INT8_ISA = (
+    ("amx_int8", "AMX"),
+    ("avx512_vnni", "AVX512-VNNI"),
+    ("avx512f", "AVX-512 without VNNI"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("avx2", "AVX2 (no AVX-512, no VNNI)"),
+)
+
+
+def int8_isa() -> str | None:
+    """The best of :data:`INT8_ISA` this CPU offers (``None`` off x86 Linux or with none of them).
+
+    The same CPU model can offer different ones: a virtual machine may hide AVX-512 from its guest, and
+    with it XNNPACK's VNNI int8 kernels (an AMD EPYC with AVX512-VNNI ran the zoo CNN's int8 model at 0.5x
+    float; the same model name without AVX-512 at 1.6x).
+    """
+    flags = next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines() if line.startswith("flags")), [])
+    return next((name for flag, name in INT8_ISA if flag in flags), None)
+
+
 def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (", AMX" appended when it has AMX int8); else the machine type."""
+    """The CPU model as /proc/cpuinfo names it, with the int8 instruction set XNNPACK can use (``"AMD EPYC,
+    AVX512-VNNI"``); else the machine type."""
     for line in _cpuinfo().splitlines():
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip() + (", AMX" if has_amx() else "")
+            isa = int8_isa()
+            return line.split(":", 1)[1].strip() + (f", {isa}" if isa else "")
     return os.uname().machine
 
 
