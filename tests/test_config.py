@@ -133,10 +133,10 @@ def test_help_lists_the_config_groups():
 #: and transformer_int8: version 2, the int8-runtime architecture options of conf/arch/).
 RESOLVED = {
     "": "cc47278404b922437374d0dd558768decd0d6d7a33272539759c83022d4a2379",
-    "attention_int8": "dfa918d2e9b2a366a40682f7223754944e863c37e7f8ecd024faca4ae074c846",
+    "attention_int8": "9063c0bb31a48a273d28b39249c0d01934d23231d6c1c4656d4787fa2e10d239",
     "mnist_cnn_fashion_int8": "04df6360e5385f5bcf8c98f4cfba446a2266b84ec36265f52dc7aaead8e7f041",
     "mnist_cnn_int8": "860b3fb896a3405424fc0452318a0c82a7e80f94cce884f7ac90c7d0dc4775bb",
-    "transformer_int8": "5b9f867440b4d21fef31cc040ba19b214e9ee4da6673917fbb0a8ab9625da3d6",
+    "transformer_int8": "6dd0d58f3f71e877f498c102b003058c707449f82fb8cfb00f250f9eb061a840",
 }
 
 
