@@ -336,12 +336,14 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     points = INNER_POINTS
     symmetric_points = ("key_act", "value_act")
 
+    def point_quantizer(self, name):
+        return softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
+
     def _quantizers(self, layer) -> dict[str, quantizers.Quantizer]:
-        quantizer = {name: activation_quantizer(self.bits) for name in self.points}
         if getattr(layer, "probabilities", "softmax") == "softmax":
-            quantizer["probs_act"] = softmax_output_quantizer(self.bits)
+            quantizer = {name: self.point_quantizer(name) for name in self.points}
         else:  # ReLU attention: probabilities get a range like any activation; no separate scores point
-            del quantizer["scores_act"]
+            quantizer = {name: activation_quantizer(self.bits) for name in self.points if name != "scores_act"}
         if getattr(layer, "symmetric_kv", False):
             # Narrow range too: [-m, m] on 255 levels puts zero exactly on int8 0. On 256 levels the zero
             # point is -0.5 before rounding, and the converter rounded it to -1 for some tensors.
