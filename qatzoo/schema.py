@@ -80,6 +80,7 @@ class _Attention(Group):
     mlp_dim: int = Field(ge=1)
     ffn_activation: Literal["gelu", "relu"] = "gelu"
     symmetric_kv: bool = False
+    attention: Literal["softmax", "relu"] = "softmax"
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> _Attention:
@@ -93,6 +94,7 @@ class SmallTransformer(_Attention):
     name: str
     task: Literal["classification"]
     patch_size: int = Field(ge=1)
+    patchify: Literal["conv", "dense"] = "conv"
     norm: Literal["layer", "nonorm", "none"] = "layer"
 
 

@@ -130,13 +130,13 @@ def test_help_lists_the_config_groups():
 #: sha256 of each recipe's resolved config (``paths.data_dir=/data``, without the trainer fields added since,
 #: which change only what is kept on disk), as composed when the zoo's models were trained: same values, same
 #: model bytes. "" is the default config. A change here changes results; update it only on purpose (attention_int8
-#: and transformer_int8: version 2, the int8-runtime architecture options of conf/arch/).
+#: and transformer_int8: version 3, the int8-runtime architecture options of conf/arch/).
 RESOLVED = {
     "": "cc47278404b922437374d0dd558768decd0d6d7a33272539759c83022d4a2379",
-    "attention_int8": "dfa918d2e9b2a366a40682f7223754944e863c37e7f8ecd024faca4ae074c846",
+    "attention_int8": "ef1f66158de37aec8fcf45fa88f5542e0a778bc04b52e78edfa0a08afe2536d1",
     "mnist_cnn_fashion_int8": "04df6360e5385f5bcf8c98f4cfba446a2266b84ec36265f52dc7aaead8e7f041",
     "mnist_cnn_int8": "860b3fb896a3405424fc0452318a0c82a7e80f94cce884f7ac90c7d0dc4775bb",
-    "transformer_int8": "5b9f867440b4d21fef31cc040ba19b214e9ee4da6673917fbb0a8ab9625da3d6",
+    "transformer_int8": "59d6c7a5b265207956fcb2375e0d9307657877276984ffa93da84e3a1bc5daa3",
 }
 
 

@@ -52,3 +52,37 @@ def test_deployable_options_build_relu_nonorm_and_symmetric_kv():
     assert not any(type(layer).__name__ in ("LayerNorm", "NoNorm") for layer in bare.layers)
     with pytest.raises(ValueError, match="arch.ffn_activation"):
         small_transformer(input_shape=(28, 28, 1), num_outputs=10, ffn_activation="swish")
+
+
+def test_dense_patchify_is_the_strided_conv():
+    import numpy as np
+
+    conv = small_transformer(input_shape=(28, 28, 1), num_outputs=10)
+    dense = small_transformer(input_shape=(28, 28, 1), num_outputs=10, patchify="dense")
+    assert not any(isinstance(layer, keras.layers.Conv2D) for layer in dense.layers)
+    weights = conv.get_weights()
+    weights[0] = weights[0].reshape(-1, weights[0].shape[-1])  # (7, 7, 1, 96) -> (49, 96), same pixel order
+    dense.set_weights(weights)
+    images = np.random.default_rng(0).uniform(size=(2, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(dense(images), conv(images), atol=1e-5)
+    with pytest.raises(ValueError, match="arch.patchify"):
+        small_transformer(input_shape=(28, 28, 1), num_outputs=10, patchify="pool")
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_relu_attention_has_no_softmax_and_one_head_no_transpose(heads):
+    import numpy as np
+    import tensorflow as tf
+
+    from qatzoo.models.layers import Attention
+
+    layer = Attention(heads, 16, probabilities="relu")
+    x = np.random.default_rng(0).normal(size=(2, 52, 64)).astype("float32")
+    assert layer(x).shape == (2, 52, 64)
+    ops = {op.type for op in tf.function(layer).get_concrete_function(x).graph.get_operations()}
+    assert "Softmax" not in ops and "Relu" in ops
+    assert ("Transpose" in ops) == (heads > 1)
+    assert layer.get_config()["probabilities"] == "relu"
+    assert "probabilities" not in Attention(heads, 16).get_config()  # earlier models' configs unchanged
+    with pytest.raises(ValueError, match="probabilities"):
+        Attention(heads, 16, probabilities="sigmoid")

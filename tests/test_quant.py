@@ -74,6 +74,18 @@ def test_softmax_output_lies_on_the_int8_softmax_grid():
     assert SOFTMAX_OUTPUT_RANGE == (0.0, 255.0 / 256.0)
 
 
+def test_relu_attention_probabilities_get_a_calibrated_range_and_no_scores_point():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((6, 8))
+    layer = Attention(num_heads=2, key_dim=4, probabilities="relu", name="attn")
+    calibration = np.random.default_rng(0).normal(size=(16, 6, 8)).astype(np.float32)
+    qat = QAT.quantize(keras.Model(inputs, layer(inputs)), calibration)
+    ranges = _range_vars(qat, "attn")
+    assert not any(name.startswith("scores_act") for name in ranges)  # the ReLU fuses into the scaling MUL
+    low, high = ranges["probs_act_post_activation_min"], ranges["probs_act_post_activation_max"]
+    assert low == 0.0 and 0.0 < high != SOFTMAX_OUTPUT_RANGE[1]
+
+
 def test_ema_range_quantizer_first_batch_then_moving_average():
     layer = keras.layers.Layer()
     quantizer = EmaRangeQuantizer(num_bits=8, ema_decay=0.9)

@@ -42,13 +42,20 @@ def encoder_block(
     name: str,
     ffn_activation: str = "gelu",
     symmetric_kv: bool = False,
+    attention: str = "softmax",
 ):
     """A pre-norm transformer encoder block: [norm] -> attention -> add, [norm] -> MLP -> add."""
     if ffn_activation not in FFN_ACTIVATIONS:
         raise ValueError(f"arch.ffn_activation: one of {', '.join(FFN_ACTIVATIONS)}, got {ffn_activation!r}")
     features = x.shape[-1]
     h = normalization(x, norm, f"{name}_ln1")
-    h = Attention(num_heads, key_dim, symmetric_kv=symmetric_kv, name=f"{name}_attention")(h)
+    h = Attention(
+        num_heads,
+        key_dim,
+        symmetric_kv=symmetric_kv,
+        probabilities=attention,
+        name=f"{name}_attention",
+    )(h)
     x = keras.layers.Add(name=f"{name}_add1")([x, h])
     h = normalization(x, norm, f"{name}_ln2")
     h = keras.layers.Dense(mlp_dim, activation=ffn_activation, name=f"{name}_mlp1")(h)

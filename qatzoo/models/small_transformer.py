@@ -6,12 +6,17 @@ from qatzoo.keras import keras
 from qatzoo.models.blocks import encoder_block, normalization
 from qatzoo.models.layers import PositionEmbedding
 
+#: ``arch.patchify`` values: a strided Conv2D, or patches cut by RESHAPE/TRANSPOSE and a Dense (XNNPACK's int8
+#: conv with one input channel is several times slower than its float one).
+PATCHIFY = ("conv", "dense")
+
 
 def small_transformer(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
     patch_size: int = 7,
+    patchify: str = "conv",
     dim: int = 96,
     depth: int = 2,
     num_heads: int = 4,
@@ -19,18 +24,33 @@ def small_transformer(
     norm: bool | str = "layer",
     ffn_activation: str = "gelu",
     symmetric_kv: bool = False,
+    attention: str = "softmax",
 ) -> keras.Model:
-    """Patchify with a strided conv, add positions, run ``depth`` pre-norm blocks, mean-pool, classify.
+    """Patchify (a strided conv or a Dense over pixel patches), add positions, run ``depth`` pre-norm blocks, mean-pool, classify.
 
-    ``norm``, ``ffn_activation`` and ``symmetric_kv`` choose what the int8 runtimes run well (see
+    ``norm``, ``ffn_activation``, ``symmetric_kv`` and ``attention`` choose what the int8 runtimes run well (see
     :mod:`qatzoo.models.blocks`); the defaults are the first published model's.
     """
     height, width = int(input_shape[0]), int(input_shape[1])
     if height % patch_size or width % patch_size:
         raise ValueError(f"arch.patch_size={patch_size} must divide the image size {height}x{width}")
+    if patchify not in PATCHIFY:
+        raise ValueError(f"arch.patchify: one of {', '.join(PATCHIFY)}, got {patchify!r}")
+    rows, cols, channels = height // patch_size, width // patch_size, int(input_shape[2])
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = keras.layers.Conv2D(dim, patch_size, strides=patch_size, name="patchify")(inputs)
-    x = keras.layers.Reshape(((height // patch_size) * (width // patch_size), dim), name="tokens")(x)
+    if patchify == "conv":
+        x = keras.layers.Conv2D(dim, patch_size, strides=patch_size, name="patchify")(inputs)
+        x = keras.layers.Reshape((rows * cols, dim), name="tokens")(x)
+    else:
+        # (rows, p, cols, p, c) -> (rows, cols, p, p, c) -> one row of pixels per patch, then a Dense
+        x = keras.layers.Reshape((rows, patch_size, cols, patch_size * channels), name="patch_rows")(inputs)
+        x = keras.layers.Permute((1, 3, 2, 4), name="patch_order")(x)
+        x = keras.layers.Reshape((rows * cols, patch_size * patch_size * channels), name="patches")(x)
+        # The conv's initial weights: glorot over the conv's fans (in: p*p*c, out: p*p*dim), not the Dense's
+        fan_in = patch_size * patch_size * channels
+        scale = (fan_in + dim) / (fan_in + patch_size * patch_size * dim)
+        initializer = keras.initializers.VarianceScaling(scale, mode="fan_avg", distribution="uniform")
+        x = keras.layers.Dense(dim, kernel_initializer=initializer, name="patchify")(x)
     x = PositionEmbedding(name="position")(x)
     for i in range(depth):
         x = encoder_block(
@@ -42,6 +62,7 @@ def small_transformer(
             name=f"block{i}",
             ffn_activation=ffn_activation,
             symmetric_kv=symmetric_kv,
+            attention=attention,
         )
     x = normalization(x, norm, "final_ln")
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)

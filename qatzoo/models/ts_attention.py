@@ -23,10 +23,11 @@ def ts_attention(
     norm: bool | str = False,
     ffn_activation: str = "gelu",
     symmetric_kv: bool = False,
+    attention: str = "softmax",
 ) -> keras.Model:
     """Embed each step, add positions, ``depth`` attention blocks, flatten, linear forecast head.
 
-    ``norm``, ``ffn_activation`` and ``symmetric_kv`` choose what the int8 runtimes run well (see
+    ``norm``, ``ffn_activation``, ``symmetric_kv`` and ``attention`` choose what the int8 runtimes run well (see
     :mod:`qatzoo.models.blocks`); the defaults are the first published model's.
     """
     inputs = keras.Input(tuple(input_shape), name="window")
@@ -42,6 +43,7 @@ def ts_attention(
             name=f"block{i}",
             ffn_activation=ffn_activation,
             symmetric_kv=symmetric_kv,
+            attention=attention,
         )
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(num_outputs, name="forecast")(x)

@@ -324,7 +324,8 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     Fake-quantizes the four projection kernels (per tensor, as for Dense: the projections become
     FULLY_CONNECTED ops, whose per-axis QAT weights TF 2.21's converter rejects) and the layer's inner
     activations (Q, K, V and the scaled scores with the scheme's range estimator; the softmax output on
-    the runtime's fixed softmax grid) plus its output, so QAT trains against the same rounding the int8
+    the runtime's fixed softmax grid, a ReLU attention's probabilities on a range like any activation's)
+    plus its output, so QAT trains against the same rounding the int8
     runtime applies. Biases stay int32 in TFLite and are not fake-quantized.
 
     With the layer's ``symmetric_kv``, K and V get a symmetric, narrow range (int8 zero point 0), the
@@ -338,16 +339,24 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
     def point_quantizer(self, name):
         return softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
 
+    def _quantizers(self, layer) -> dict[str, quantizers.Quantizer]:
+        if getattr(layer, "probabilities", "softmax") == "softmax":
+            quantizer = {name: self.point_quantizer(name) for name in self.points}
+        else:  # ReLU attention: probabilities get a range like any activation; no separate scores point
+            quantizer = {name: activation_quantizer(self.bits) for name in self.points if name != "scores_act"}
+        if getattr(layer, "symmetric_kv", False):
+            # Narrow range too: [-m, m] on 255 levels puts zero exactly on int8 0. On 256 levels the zero
+            # point is -0.5 before rounding, and the converter rounded it to -1 for some tensors.
+            bits = replace(self.bits, activation_symmetric=True, activation_narrow_range=True)
+            quantizer.update({name: activation_quantizer(bits) for name in self.symmetric_points})
+        return quantizer
+
     def get_activations_and_quantizers(self, layer):
-        if not getattr(layer, "symmetric_kv", False):
-            return super().get_activations_and_quantizers(layer)
-        # Narrow range too: [-m, m] on 255 levels puts zero exactly on int8 0. On 256 levels the zero
-        # point is -0.5 before rounding, and the converter rounded it to -1 for some tensors.
-        symmetric = activation_quantizer(replace(self.bits, activation_symmetric=True, activation_narrow_range=True))
-        quantizer = {
-            name: symmetric if name in self.symmetric_points else self.point_quantizer(name) for name in self.points
-        }
-        return [(getattr(layer, name), NamedQuantizer(name, quantizer[name])) for name in self.points]
+        return [(getattr(layer, name), NamedQuantizer(name, q)) for name, q in self._quantizers(layer).items()]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        for name, activation in zip(self._quantizers(layer), quantize_activations, strict=True):
+            setattr(layer, name, activation)
 
 
 class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):

@@ -19,6 +19,9 @@ from qatzoo.keras import keras
 INNER_POINTS = ("query_act", "key_act", "value_act", "scores_act", "probs_act")
 #: Names of the kernels, each quantized per output channel.
 KERNELS = ("query_kernel", "key_kernel", "value_kernel", "output_kernel")
+#: ``arch.attention`` values: the usual softmax, or ReLU attention (Wortsman et al. 2023,
+#: ``relu(scores) / tokens``), which has no SOFTMAX op: int8 SOFTMAX has no XNNPACK kernel.
+PROBABILITIES = ("softmax", "relu")
 
 
 @keras.utils.register_keras_serializable(package="qatzoo")
@@ -29,13 +32,27 @@ class Attention(keras.layers.Layer):
     QuantizeConfig to fake-quantize K and V on a symmetric range: their int8 zero point is then 0,
     which XNNPACK needs of the right-hand input to run an int8 BATCH_MATMUL (Q K^T and P V); with an
     asymmetric K or V both matmuls fall back to TFLite's builtin kernels.
+
+    ``probabilities="relu"`` replaces the softmax with ``relu(scores / tokens)`` (the ReLU fuses into the
+    int8 MUL that scales the scores). With ``num_heads=1`` the heads are neither split nor merged, so the
+    graph has no RESHAPE/TRANSPOSE around the two matmuls.
     """
 
-    def __init__(self, num_heads: int, key_dim: int, symmetric_kv: bool = False, **kwargs):
+    def __init__(
+        self,
+        num_heads: int,
+        key_dim: int,
+        symmetric_kv: bool = False,
+        probabilities: str = "softmax",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if probabilities not in PROBABILITIES:
+            raise ValueError(f"attention probabilities: one of {', '.join(PROBABILITIES)}, got {probabilities!r}")
         self.num_heads = int(num_heads)
         self.key_dim = int(key_dim)
         self.symmetric_kv = bool(symmetric_kv)
+        self.probabilities = probabilities
         for name in INNER_POINTS:
             setattr(self, name, keras.activations.linear)
 
@@ -53,8 +70,16 @@ class Attention(keras.layers.Layer):
         super().build(input_shape)
 
     def _split_heads(self, x, tokens):
+        if self.num_heads == 1:  # (batch, tokens, key_dim): no RESHAPE/TRANSPOSE in the exported graph
+            return x
         x = tf.reshape(x, (-1, tokens, self.num_heads, self.key_dim))
         return tf.transpose(x, (0, 2, 1, 3))  # (batch, heads, tokens, key_dim)
+
+    def _merge_heads(self, x, tokens):
+        if self.num_heads == 1:
+            return x
+        x = tf.transpose(x, (0, 2, 1, 3))
+        return tf.reshape(x, (-1, tokens, self.num_heads * self.key_dim))
 
     def call(self, inputs):
         tokens = inputs.shape[1]
@@ -62,11 +87,16 @@ class Attention(keras.layers.Layer):
         key = self.key_act(tf.tensordot(inputs, self.key_kernel, axes=1) + self.key_bias)
         value = self.value_act(tf.tensordot(inputs, self.value_kernel, axes=1) + self.value_bias)
         query, key, value = (self._split_heads(t, tokens) for t in (query, key, value))
-        scores = tf.matmul(query, key, transpose_b=True) * (1.0 / math.sqrt(self.key_dim))
-        scores = self.scores_act(scores)
-        probs = self.probs_act(tf.nn.softmax(scores, axis=-1))
-        context = tf.transpose(tf.matmul(probs, value), (0, 2, 1, 3))
-        context = tf.reshape(context, (-1, tokens, self.num_heads * self.key_dim))
+        scores = tf.matmul(query, key, transpose_b=True)
+        if self.probabilities == "relu":
+            # One int8 tensor, no scores_act point: the converter fuses the ReLU into the scaling MUL.
+            # (Folding the scale into the query kernel instead leaves a lone int8 RELU, which XNNPACK
+            # does not take: measured 1.9x float, against 1.1x with the MUL.)
+            probs = self.probs_act(tf.nn.relu(scores * (1.0 / (math.sqrt(self.key_dim) * tokens))))
+        else:
+            scores = self.scores_act(scores * (1.0 / math.sqrt(self.key_dim)))
+            probs = self.probs_act(tf.nn.softmax(scores, axis=-1))
+        context = self._merge_heads(tf.matmul(probs, value), tokens)
         return tf.tensordot(context, self.output_kernel, axes=1) + self.output_bias
 
     def compute_output_shape(self, input_shape):
@@ -74,6 +104,9 @@ class Attention(keras.layers.Layer):
 
     def get_config(self):
         config = {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim}
-        if self.symmetric_kv:  # left out when off, so the configs of earlier models stay as they were
+        # Each option left out at its default, so the configs of earlier models stay as they were.
+        if self.symmetric_kv:
             config["symmetric_kv"] = True
+        if self.probabilities != "softmax":
+            config["probabilities"] = self.probabilities
         return config
