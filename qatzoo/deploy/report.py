@@ -207,6 +207,20 @@ def lines(report: dict, unit: str = "") -> list[str]:
     return out
 
 
+def summary(report: dict) -> str:
+    """One line: CPU latency ratio, whether TFLM runs it (and its arena), the Ethos-U55 NPU share and time."""
+    cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
+    ratio = f" ({cpu['int8_over_float']:.2f}x float)" if "int8_over_float" in cpu else ""
+    line = f"int8 on {cpu['cpu']}: {cpu['int8_us']:.0f} us{ratio}"
+    if micro["runs"]:
+        line += f" | TFLite Micro: runs, arena {micro['arena_bytes']:,} B"
+    else:
+        line += f" | TFLite Micro: does NOT run ({', '.join(micro['unsupported']) or micro['error']})"
+    if "error" in npu:
+        return line + " | Ethos-U55: Vela failed"
+    return line + f" | Ethos-U55: {npu['npu_share']:.0%} on the NPU, {npu['inference_ms']:.2f} ms"
+
+
 def _counts(ops: list[str]) -> str:
     counts: dict[str, int] = {}
     for op in ops:

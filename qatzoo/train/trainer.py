@@ -322,3 +322,5 @@ def _print_summary(run_dir: Path, report: RunReport) -> None:
             f"[qatzoo] int8 file {report.sizes['int8_over_float']:.2f}x float | full integer: "
             f"{report.int8['full_integer']} | parity: {agree} ({'pass' if parity['pass'] else 'FAIL'})"
         )
+    if report.deployment:
+        print(f"[qatzoo] {deploy_report.summary(report.deployment)}")
