@@ -298,6 +298,18 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     return entry
 
 
+def _where(deployment: dict | None) -> str:
+    """The TFLite Micro and Ethos-U55 cells of an entry's row ("-" for an entry without a report)."""
+    if not deployment:
+        return "- | -"
+    micro, npu = deployment["tflm"], deployment["ethos_u55"]
+    tflm = (
+        f"arena {micro['arena_bytes']:,} B" if micro["runs"] else f"no ({', '.join(micro['unsupported']) or 'fails'})"
+    )
+    u55 = "no" if "error" in npu else f"{npu['npu_share']:.0%} NPU, {npu['inference_ms']:.2f} ms"
+    return f"{tflm} | {u55}"
+
+
 def write_readme(zoo_dir: Path) -> None:
     """zoo/README.md: a table generated from index.json."""
     from qatzoo.files import write_text
@@ -313,8 +325,12 @@ def write_readme(zoo_dir: Path) -> None:
         "    qatzoo download NAME[@VERSION]     # verified by sha256",
         "    qatzoo verify NAME                 # re-measures the metric in LiteRT",
         "",
-        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | size | sha256 | reproduce |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "TFLite Micro and Ethos-U55 (Vela) were run on the published file (`deployment` in the index; the card has",
+        "the LiteRT CPU latency, with the CPU named).",
+        "",
+        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | size | TFLite Micro | Ethos-U55 "
+        "| sha256 | reproduce |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in index["models"]:
         m, fmt = e["metrics"], ("{:.2f}" if e["unit"] == "%" else "{:.4f}")
@@ -324,6 +340,7 @@ def write_readme(zoo_dir: Path) -> None:
 
         lines.append(
             f"| {e['name']} | {e['version']} | {e['dataset']['name']} | {e['metric']} ({e['unit']}) | {cell('float')} | "
-            f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {e['size']:,} B | `{e['sha256'][:12]}` | `{e['command']}` |"
+            f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {e['size']:,} B | {_where(e.get('deployment'))} "
+            f"| `{e['sha256'][:12]}` | `{e['command']}` |"
         )
     write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
