@@ -444,6 +444,10 @@ def test_verify_of_a_pinned_file_litert_cannot_run_is_one_line(zoo, cache, capsy
     """The sha256 matches (it pins junk): verify must say LiteRT cannot run it, not raise a traceback."""
     entry = json.loads((zoo / "index.json").read_text())["models"][0]
     assert entry["dataset"]["name"] == "co2_weekly"
+    from qatzoo.zoo.verify import load_test_data
+
+    load_test_data("co2_weekly", entry["config"]["data"], data_dir)  # prepared first: TFDS's bars are not the point
+    capsys.readouterr()
     code, _, err = _cli(capsys, "verify", "m", "--index", str(zoo), "--data-dir", data_dir)
     assert code == 2 and "LiteRT cannot run the model" in _one_error_line(err)
 
