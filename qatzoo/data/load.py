@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from qatzoo import contract
 from qatzoo.data.splits import DataSourceMissing, Splits
 
 
@@ -41,18 +42,25 @@ def _as_arrays(builder, split: str) -> dict[str, np.ndarray]:
 def image_classification(
     *, name: str, builder: str, data_dir: str, splits: dict[str, str], source_dir: str | None = None
 ) -> Splits:
-    """28x28 grey images scaled to [0, 1], integer labels; ``splits`` maps train/val/test to TFDS splits."""
+    """28x28 grey images scaled to [0, 1] (the contract's steps), integer labels; ``splits`` maps train/val/test
+    to TFDS splits."""
     tfds_builder = _prepared(builder, data_dir, source_dir)
-    arrays = {}
+    arrays, raw = {}, {}
+    image_shape = tuple(tfds_builder.info.features["image"].shape)
+    inputs = contract.image_input(image_shape[:2], channels=image_shape[2])
     for part in ("train", "val", "test"):
         data = _as_arrays(tfds_builder, splits[part])
-        arrays[f"x_{part}"] = data["image"].astype(np.float32) / 255.0
+        raw[part] = data["image"][..., 0] if image_shape[2] == 1 else data["image"]
+        arrays[f"x_{part}"] = contract.preprocess(inputs, raw[part])
         arrays[f"y_{part}"] = data["label"].astype(np.int32)
+    labels = tfds_builder.info.features["label"]
     return Splits(
         name=name,
         task="classification",
-        num_outputs=tfds_builder.info.features["label"].num_classes,
+        num_outputs=labels.num_classes,
         info={"builder": builder, "version": str(tfds_builder.info.version), "splits": dict(splits)},
+        contract={"input": inputs, "output": contract.classes_output(labels.names)},
+        raw={"x_test": raw["test"]},
         **arrays,
     )
 
@@ -82,16 +90,16 @@ def co2_forecast(
     starts = np.arange(window, n - horizon + 1)  # index of the first target week
     inputs = np.stack([series[s - window : s] for s in starts])
     targets = np.stack([series[s : s + horizon] for s in starts])
-    last = inputs[:, -1:]
-    inputs, targets = inputs - last, targets - last
     part = np.where(starts < first_val, 0, np.where(starts < first_test, 1, 2))
     # Training windows must not see validation or test weeks among their targets either.
     train = (part == 0) & (starts + horizon <= first_val)
-    scale = float(np.std(inputs[train]))
+    scale = float(np.std((inputs - inputs[:, -1:])[train]))
+    model_inputs = contract.series_input(window, scale, unit="ppm", frequency="weekly")
+    model_outputs = contract.forecast_output(horizon, scale, unit="ppm", period="week")
     arrays = {}
     for key, mask in (("train", train), ("val", part == 1), ("test", part == 2)):
-        arrays[f"x_{key}"] = (inputs[mask] / scale).astype(np.float32)[..., None]
-        arrays[f"y_{key}"] = (targets[mask] / scale).astype(np.float32)
+        arrays[f"x_{key}"] = contract.preprocess(model_inputs, inputs[mask])
+        arrays[f"y_{key}"] = contract.targets(model_outputs["steps"], inputs[mask], targets[mask])
     return Splits(
         name=name,
         task="forecast",
@@ -108,6 +116,13 @@ def co2_forecast(
             "window": window,
             "horizon": horizon,
             "scale": scale,
+        },
+        contract={"input": model_inputs, "output": model_outputs},
+        raw={
+            "series": series,
+            "test_starts": starts[part == 2],
+            "x_test": inputs[part == 2],
+            "y_test": targets[part == 2],
         },
         **arrays,
     )

@@ -41,6 +41,11 @@ class Splits:
     target_scale: float = 1.0
     target_unit: str = ""
     info: dict = field(default_factory=dict)
+    contract: dict = field(default_factory=dict)
+    """The model contract's ``input`` and ``output`` (:mod:`qatzoo.contract`): raw input, steps, meaning."""
+    raw: dict = field(default_factory=dict, repr=False)
+    """Raw test data for checks of the contract: ``x_test`` (uint8 images, or the raw windows of a series
+    with ``y_test`` their raw targets), and for a series ``series`` and the test windows' ``test_starts``."""
 
     def __post_init__(self):
         if isinstance(self.task, str):
