@@ -7,6 +7,7 @@ qatzoo sweep-summary SWEEP_DIR        # (re)write a sweep's summary.{csv,md,png}
 qatzoo publish RUN_DIR [--name N]     # add a finished run's int8 model to zoo/
 qatzoo list | info NAME               # what the zoo holds, with metrics
 qatzoo download NAME[@VERSION]        # verified by sha256, cached, resumable; prints the path
+qatzoo predict NAME INPUT             # raw input (.png/.npy image, .csv/.npy series) -> decoded prediction
 qatzoo verify NAME                    # download and re-measure the metric in LiteRT
 
 The zoo index is read from --index or $QATZOO_INDEX (a path, file:// or http(s):// URL), by default
@@ -166,6 +167,71 @@ def _verify(args) -> int:
     return 0
 
 
+def _read_input(path: Path, kind: str):
+    """A raw input file: an image (.png, .npy of uint8) or a series (.csv: the last column's numbers; .npy)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise ZooError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)  # data only: a pickled object array is refused
+        if suffix == ".png" and kind == "image":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return np.asarray(image.convert("L"), dtype=np.uint8)
+        if suffix in (".csv", ".txt") and kind == "series":
+            table = np.genfromtxt(path, delimiter=",", ndmin=2)
+            values = table[:, -1]
+            return values[~np.isnan(values)] if np.isnan(values[:1]).all() else values  # a header row
+    except (OSError, ValueError) as error:
+        raise ZooError(f"{path} is not a readable {kind} ({type(error).__name__}: {str(error)[:80]})") from None
+    wanted = ".png or .npy" if kind == "image" else ".csv or .npy"
+    raise ZooError(f"{path}: a {kind} input must be {wanted}")
+
+
+def _predict(args) -> int:
+    import json
+
+    import numpy as np
+
+    from qatzoo.contract import ContractError
+    from qatzoo.model import Model
+    from qatzoo.zoo.download import load
+
+    try:
+        source = Path(args.model)
+        model = Model.from_run(source) if source.is_dir() else load(args.model, index=args.index, progress=False)
+        kind = model.contract["input"]["raw"]["kind"]
+        raw = _read_input(Path(args.input), kind)
+        if model.contract["task"] == "classification":
+            result = model.predict(raw, labels=True, probabilities=True)
+            if isinstance(result["labels"], np.ndarray) and result["labels"].ndim:
+                rows = [
+                    {"label": str(name), "probability": float(p.max())}
+                    for name, p in zip(result["labels"], result["probabilities"], strict=True)
+                ]
+            else:
+                rows = [{"label": str(result["labels"]), "probability": float(np.max(result["probabilities"]))}]
+        else:
+            out = np.atleast_2d(model.predict(raw))
+            rows = [{"forecast": [float(v) for v in row]} for row in out]
+    except ContractError as error:
+        raise ZooError(str(error)) from None
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0]))
+        return 0
+    unit = model.contract["output"].get("unit", "")
+    for row in rows:
+        if "label" in row:
+            print(f"{row['label']} ({row['probability']:.1%})")
+        else:
+            print(" ".join(f"{v:.4f}" for v in row["forecast"]) + (f" {unit}" if unit else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="qatzoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,6 +270,19 @@ def main(argv: list[str] | None = None) -> int:
     summ.add_argument("sweep_dir", help="the sweep directory (hydra.sweep.dir)")
     summ.set_defaults(func=_sweep_summary)
 
+    pred = sub.add_parser(
+        "predict",
+        help="run a zoo model (or a run directory's int8 model) on a raw input file",
+        description="Applies the model's contract: raw input -> the trainer's preprocessing -> int8 -> LiteRT -> "
+        "decoded. Images: a .png (grey, the model's size) or a .npy of uint8 (one image or a batch). Series: a .csv "
+        "(the last column; a header row is skipped) or a .npy, at least the model's window of values, oldest first.",
+    )
+    pred.add_argument("model", help="NAME[@VERSION] from the zoo, or a finished run directory")
+    pred.add_argument("input", help="the raw input file")
+    pred.add_argument("--json", action="store_true", help="print JSON instead of text")
+    pred.add_argument("--index", help="index path or URL (default: $QATZOO_INDEX or zoo/)")
+    pred.set_defaults(func=_predict)
+
     pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
     pub.add_argument("run_dir")
     pub.add_argument("--name", help="model name (default: the recipe's name)")
@@ -238,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         cmd.set_defaults(func=func)
     args = parser.parse_args(argv)
-    if args.func in (_verify, _publish, _sensitivity, _check):  # they import TensorFlow: without its start-up noise
+    if args.func in (
+        _verify,
+        _publish,
+        _sensitivity,
+        _check,
+        _predict,
+    ):  # they import TensorFlow: without its start-up noise
         from qatzoo import quiet
 
         quiet.configure(verbose=0)

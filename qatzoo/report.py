@@ -59,6 +59,8 @@ class RunReport:
     ptq_int8: dict | None = None
     checks: dict | None = None
     lowbit: dict | None = None
+    contract: dict | None = None
+    """The model contract (:mod:`qatzoo.contract`): raw input, preprocessing, int8 I/O, output meaning."""
     deployment: dict | None = None
     """How the int8 file runs on LiteRT's CPU, TensorFlow Lite Micro and an Ethos-U55 (:mod:`qatzoo.deploy.report`)."""
     schema: int = SCHEMA_VERSION
@@ -93,7 +95,7 @@ class RunReport:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("int8", "ptq_int8", "checks", "lowbit", "deployment"):
+            if value is None and f.name in ("int8", "ptq_int8", "checks", "lowbit", "contract", "deployment"):
                 continue
             out[f.name] = value
         return out
@@ -150,6 +152,12 @@ class RunReport:
         for key in ("int8", "ptq_int8", "checks", "lowbit"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
                 return f"{key} is not an object"
+        if self.contract is not None:
+            from qatzoo.contract import problem as contract_problem
+
+            trouble = contract_problem(self.contract)
+            if trouble:
+                return trouble
         if self.deployment is not None:
             from qatzoo.deploy.report import problem
 
@@ -201,6 +209,10 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def contract(self) -> Path:
+        return self.path / "contract.json"
 
     @property
     def float_keras(self) -> Path:

@@ -106,7 +106,8 @@ def test_validate_rejects_a_recipe_file_typo(compose_cfg):
     with open_dict(cfg):
         cfg.trainer.sead = 1
     with pytest.raises(
-        ConfigError, match=r"trainer.sead: unknown field; trainer fields are: checkpoint_every_steps, deployment, deterministic"
+        ConfigError,
+        match=r"trainer.sead: unknown field; trainer fields are: checkpoint_every_steps, deployment, deterministic",
     ):
         validate(cfg)
     assert OmegaConf.select(cfg, "trainer.seed") == 0

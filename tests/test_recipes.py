@@ -26,6 +26,7 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
         "config.yaml",
         "metrics.json",
         "card.md",
+        "contract.json",
         "model_float.keras",
         "model_float.tflite",
         "model_int8.tflite",
@@ -49,6 +50,17 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
         metrics["results"]["ptq_int8"][metrics["metric"]], abs=1e-9
     )
     assert metrics["dataset"]["sizes"]["test"] == len(data.x_test)
+    # The run's contract: raw test inputs through Model.predict give the reported int8 metric.
+    from qatzoo.model import Model
+
+    model = Model.from_run(tmp_path)
+    assert model.contract == metrics["contract"]
+    if metrics["metric"] == "accuracy":
+        value = 100.0 * float(np.mean(model.predict(data.raw["x_test"]) == data.y_test))
+        assert value == pytest.approx(reported, abs=1e-9)
+    else:
+        value = float(np.mean(np.abs(model.predict(data.raw["x_test"]) - data.raw["y_test"])))
+        assert value == pytest.approx(reported, rel=1e-5)
     from qatzoo.provenance import config_hash, data_fingerprint
 
     assert metrics["provenance"]["data_sha256"] == data_fingerprint(data)

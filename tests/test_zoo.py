@@ -72,6 +72,9 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert deployment["tflm"]["arena_bytes"] == metrics["deployment"]["tflm"]["arena_bytes"]
     assert deployment["tflm"]["flash_bytes"] == entry["size"] and deployment["ethos_u55"]["npu_share"] == 1.0
     assert "Where it runs, measured on this file at publish" in card
+    # The contract: built from the data code and the published bytes, the same as the run's, beside the model.
+    assert entry["contract"] == json.loads((run_dir / "contract.json").read_text())
+    assert json.loads((model.parent / "contract.json").read_text()) == entry["contract"]
     assert "| tiny_cnn | 1 | mnist_5k |" in (zoo / "README.md").read_text()
     second = publish(run_dir, zoo, name="tiny_cnn")
     assert second["version"] == "2" and model.read_bytes() == (run_dir / "model_int8.tflite").read_bytes()
@@ -228,7 +231,10 @@ def test_download_over_http_verifies_caches_and_reverifies(zoo, cache, tmp_path)
         assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
         copy = fetch("tiny_cnn@1", index=index, to=tmp_path / "out", progress=False)
         assert copy == tmp_path / "out" / "tiny_cnn-1.tflite" and copy.read_bytes() == path.read_bytes()
-        assert load("tiny_cnn", index=index, progress=False).get_input_details()[0]["dtype"].__name__ == "int8"
+        assert (tmp_path / "out" / "tiny_cnn-1.contract.json").is_file()  # the contract travels with the copy
+        model = load("tiny_cnn", index=index, progress=False)
+        assert model.interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
+        assert json.loads((path.parent / "contract.json").read_text()) == model.contract
 
 
 @pytest.mark.slow

@@ -101,6 +101,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     for kind, name in (("float", "float"), ("ptq_int8", "ptq_int8"), ("int8", scheme.int8_model)):
         if name in files and not (kind == "ptq_int8" and name == scheme.int8_model):
             report.files[run.model(kind).name] = run.write(run.model(kind), files[name])
+    report.contract = _contract(data, files.get(scheme.int8_model or "float", files["float"]))
+    report.files[run.contract.name] = run.write(run.contract, report.contract)
     report.timing = clock.total()
     report.provenance["wandb_run"] = logger.url
     metrics = report.to_dict()
@@ -111,6 +113,22 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     logger.finish()
     _print_summary(run.path, report)
     return metrics
+
+
+def _contract(data, blob: bytes) -> dict:
+    """The model contract of the file ``blob`` (its I/O quantization) on ``data`` (raw input and meaning)."""
+    from qatzoo.contract import contract
+    from qatzoo.export.litert import interpreter, io_quant
+
+    in_q, out_q = io_quant(interpreter(blob))
+    float_io = in_q.dtype == "float32"
+    return contract(
+        data.task.name,
+        data.contract["input"],
+        data.contract["output"],
+        None if float_io else in_q,
+        None if float_io else out_q,
+    )
 
 
 class Stopwatch:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from qatzoo.files import write_json
 from qatzoo.zoo.index import ZooError, check_name, check_version, checkout_zoo, find, parse_index
 from qatzoo.zoo.publish import sha256_file
 
@@ -426,6 +427,8 @@ def fetch_entry(entry: dict, index_url: str, clock: Clock, to=None, progress: bo
             if not _valid(target, entry):
                 target.unlink(missing_ok=True)  # a cached file that no longer matches is never used
                 _fetch_to_cache(entry, url, target, progress, retries, clock)
+        if "contract" in entry:  # the validated contract of the index entry, beside the model
+            write_json(target.with_name("contract.json"), entry["contract"])
     except OSError as error:
         raise ZooError(
             f"cannot write to the download cache {cache_dir()}: {error.strerror or error} "
@@ -493,13 +496,23 @@ def _deliver(path: Path, entry: dict, to) -> Path:
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
+        if "contract" in entry:
+            write_json(folder / f"{entry['name']}-{entry['version']}.contract.json", entry["contract"])
     except OSError as error:
         raise ZooError(f"cannot write {out}: {error.strerror or error}") from None
     return out
 
 
-def load(spec: str, **kwargs):
-    """A ready LiteRT interpreter for a published model (downloaded and verified first)."""
-    from qatzoo.export.litert import interpreter
+def load(spec: str, index: str | os.PathLike | None = None, **kwargs):
+    """A published model, downloaded and verified first, behind its contract (:class:`qatzoo.model.Model`):
+    ``load(name).predict(raw)``; ``.interpreter`` is the LiteRT interpreter, ``.contract`` the contract."""
+    from qatzoo.model import Model
 
-    return interpreter(str(fetch(spec, **kwargs)))
+    clock = Clock(Limits.resolve(stall=kwargs.pop("timeout", None), deadline=kwargs.pop("deadline", None)))
+    index_data, index_url = read_index(index, clock=clock)
+    entry = find(index_data, spec)
+    if "contract" not in entry:
+        raise ZooError(
+            f"{entry['name']}@{entry['version']} was published without a contract; use zoo.fetch for the file"
+        )
+    return Model(fetch_entry(entry, index_url, clock, **kwargs), entry["contract"])

@@ -195,6 +195,12 @@ def _entry_fields(entry: dict) -> None:
         _dict(entry, key)
     for key in ("date", "command"):
         _str(entry, key)
+    if "contract" in entry:  # entries published before the contract have none
+        from qatzoo.contract import problem as contract_problem
+
+        trouble = contract_problem(entry["contract"])
+        if trouble:
+            raise _Bad(trouble)
     if "deployment" in entry:  # entries published before the deployment report have none
         from qatzoo.deploy.report import problem
 

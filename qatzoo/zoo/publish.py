@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from qatzoo.zoo.index import (
 )
 
 #: Files a published version folder holds.
-PUBLISHED_FILES = {"model_int8.tflite", "card.md"}
+PUBLISHED_FILES = {"model_int8.tflite", "card.md", "contract.json"}
 #: A version folder holds this from its staging until its index entry is written: with it and no entry,
 #: the folder is the leftover of a killed publish.
 UNPUBLISHED = ".unpublished"
@@ -83,6 +84,7 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
 
     Everything that describes the model file is derived from its bytes, read once.
     """
+    from qatzoo.contract import contract
     from qatzoo.deploy.report import lines as deploy_lines
     from qatzoo.export.checks import full_integer
     from qatzoo.export.litert import interpreter, io_quant
@@ -172,6 +174,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "output": vars(out_q),
         # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55: measured on these bytes at publish.
         "deployment": deployment,
+        # Raw input, preprocessing, int8 I/O and output meaning: from the data code and these bytes.
+        "contract": contract(report.task, data.contract["input"], data.contract["output"], in_q, out_q),
         "recipe": report.name,
         # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
         "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
@@ -273,7 +277,13 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
             try:
-                for file_name, data in (("model_int8.tflite", blob), ("card.md", card.encode()), (UNPUBLISHED, b"")):
+                contract_json = (json.dumps(entry["contract"], indent=2) + "\n").encode()
+                for file_name, data in (
+                    ("model_int8.tflite", blob),
+                    ("card.md", card.encode()),
+                    ("contract.json", contract_json),
+                    (UNPUBLISHED, b""),
+                ):
                     with open(staging / file_name, "xb") as out:
                         out.write(data)
                         out.flush()

@@ -1,11 +1,13 @@
-"""Measure the deployment report of zoo entries published before it existed, on their published bytes.
+"""Add what zoo entries published before them lack: the deployment report and the model contract.
 
-    python scripts/zoo_deployment.py [--zoo zoo] [--data-dir DIR] [NAME@VERSION ...]   # default: every entry without one
+    python scripts/zoo_backfill.py [--zoo zoo] [--data-dir DIR] [NAME@VERSION ...]   # default: every entry lacking one
 
 For each entry: the file's sha256 is checked against the index, then LiteRT CPU latency (int8 only: the
 float model is not in the zoo), TensorFlow Lite Micro on the full test split (metric, agreement with
 LiteRT, arena) and Vela's Ethos-U55 estimates are measured (``qatzoo.deploy.report``) and written into the
-entry as ``deployment``. The index is rewritten under its lock; nothing else in an entry changes.
+entry as ``deployment``. The contract (``qatzoo.contract``) comes from the dataset's code and the file's
+input/output quantization; it goes into the entry and beside the model as ``contract.json``. The index is
+rewritten under its lock; nothing else in an entry changes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     from qatzoo import quiet
+    from qatzoo.contract import contract
     from qatzoo.deploy.report import build
+    from qatzoo.export.litert import interpreter, io_quant
+    from qatzoo.files import write_json
     from qatzoo.zoo.index import ZooError, locked_index, write_index
     from qatzoo.zoo.publish import sha256_file, write_readme
     from qatzoo.zoo.verify import load_test_data
@@ -36,17 +41,23 @@ def main() -> int:
         with locked_index(zoo) as index:
             for entry in index["models"]:
                 spec = f"{entry['name']}@{entry['version']}"
-                if (args.models and spec not in args.models) or (not args.models and "deployment" in entry):
+                complete = "deployment" in entry and "contract" in entry
+                if (args.models and spec not in args.models) or (not args.models and complete):
                     continue
                 path = zoo / entry["location"]
                 if sha256_file(path) != entry["sha256"]:
                     raise ZooError(f"{path} is not the file the index lists (sha256 differs)")
                 config = entry["config"]["data"]
                 data = load_test_data(entry["dataset"]["name"], config, args.data_dir or config.get("data_dir"))
-                entry["deployment"] = build(
-                    path.read_bytes(), None, data.x_test, lambda y, d=data: d.task.score(d.y_test, y)
+                blob = path.read_bytes()
+                if "deployment" not in entry or args.models:
+                    entry["deployment"] = build(blob, None, data.x_test, lambda y, d=data: d.task.score(d.y_test, y))
+                    print(f"{spec}: {entry['deployment']['tflm']}")
+                in_q, out_q = io_quant(interpreter(blob))
+                entry["contract"] = contract(
+                    entry["task"], data.contract["input"], data.contract["output"], in_q, out_q
                 )
-                print(f"{spec}: {entry['deployment']['tflm']}")
+                write_json(path.with_name("contract.json"), entry["contract"])
             write_index(zoo, index)
             write_readme(zoo)
     except ZooError as error:

@@ -1,0 +1,131 @@
+"""An int8 model with its contract: raw input in, decoded output out.
+
+    from qatzoo.zoo import load
+    model = load("mnist_cnn_int8")            # or Model.from_run("runs/mnist_cnn_int8/<date>")
+    model.predict(pixels)                     # uint8 (28, 28) or (N, 28, 28): class indices
+    model.predict(pixels, labels=True)        # class names; probabilities=True: softmax of the logits
+    load("attention_int8").predict(co2_ppm)   # >= window weekly values: the next horizon weeks, in ppm
+
+``predict`` applies the contract (:mod:`qatzoo.contract`): raw -> the same preprocessing the trainer used
+-> int8 with the model's input scale and zero point -> LiteRT -> dequantized -> decoded. ``.contract`` and
+``.interpreter`` stay reachable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from qatzoo import contract as contracts
+from qatzoo.contract import ContractError
+
+
+class Model:
+    """A .tflite run in LiteRT behind its contract."""
+
+    def __init__(self, model: bytes | str | Path, contract: dict):
+        from qatzoo.export.litert import interpreter
+
+        problem = contracts.problem(contract)
+        if problem:
+            raise ContractError(problem)
+        self.contract = contract
+        self.interpreter = interpreter(model if isinstance(model, bytes) else str(model))
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+
+    @classmethod
+    def from_files(cls, model: str | Path, contract_file: str | Path) -> Model:
+        try:
+            data = json.loads(Path(contract_file).read_text())
+        except (OSError, ValueError) as error:
+            raise ContractError(f"{contract_file} is not a readable contract ({type(error).__name__})") from None
+        return cls(model, data)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> Model:
+        """The int8 model of a finished run directory (``model_int8.tflite`` and ``contract.json``)."""
+        run_dir = Path(run_dir)
+        return cls.from_files(run_dir / "model_int8.tflite", run_dir / "contract.json")
+
+    # ---- the contract applied
+
+    def _batch(self, raw) -> tuple[np.ndarray, bool]:
+        """Raw input as a batch (first axis: examples) and whether one example was given."""
+        spec = self.contract["input"]["raw"]
+        x = np.asarray(raw)
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise ContractError(f"input must be numbers, got {x.dtype}")
+        if spec["kind"] == "image":
+            shape = tuple(spec["shape"])
+            if x.dtype != np.uint8:
+                raise ContractError(f"input must be uint8 pixels (0-255) of shape {shape}, got {x.dtype}")
+            if x.shape[-1:] == (1,) and x.shape[-3:-1] == shape:
+                x = x[..., 0]
+            if x.shape == shape:
+                return x[None], True
+            if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
+                return x, False
+            raise ContractError(
+                f"input must be one image {shape} or a batch (N, {shape[0]}, {shape[1]}), got {x.shape}"
+            )
+        need = spec["min_length"]
+        if not np.all(np.isfinite(x)):
+            raise ContractError("the series holds NaN or infinite values")
+        if x.ndim == 1:
+            x = x[None]
+            single = True
+        elif x.ndim == 2:
+            single = False
+        else:
+            raise ContractError(f"input must be one series (length >= {need}) or a batch (N, length), got {x.shape}")
+        if x.shape[1] < need:
+            raise ContractError(
+                f"the series needs at least {need} values ({spec['frequency']}, {spec['unit']}), got {x.shape[1]}"
+            )
+        return x.astype(np.float64), single
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Float model inputs -> dequantized outputs, one invoke per example (the file has batch 1)."""
+        it, inp, out = self.interpreter, self._in, self._out
+        in_scale, in_zero = inp["quantization"]
+        out_scale, out_zero = out["quantization"]
+        results = []
+        for example in x:
+            value = example[None]
+            if inp["dtype"] != np.float32:
+                info = np.iinfo(inp["dtype"])
+                value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max)
+            it.set_tensor(inp["index"], value.astype(inp["dtype"]))
+            it.invoke()
+            y = it.get_tensor(out["index"])[0]
+            results.append((y.astype(np.float32) - out_zero) * out_scale if out["dtype"] != np.float32 else y)
+        return np.stack(results)
+
+    def predict(self, raw, *, probabilities: bool = False, labels: bool = False):
+        """Decoded outputs of raw input (one example or a batch).
+
+        Classifiers: class indices; ``labels=True`` class names; ``probabilities=True`` the softmax of the
+        logits (with ``labels``, a dict of both). Forecasters: the next ``horizon`` values in the series'
+        unit, from its last ``window`` values (a longer history is fine).
+        """
+        batch, single = self._batch(raw)
+        y = self._run(contracts.preprocess(self.contract["input"], batch))
+        output = self.contract["output"]
+        if self.contract["task"] == "forecast":
+            result = contracts.decode(output["steps"], y, batch)
+        else:
+            classes = np.argmax(y, axis=-1)
+            if probabilities:
+                e = np.exp(y - y.max(axis=-1, keepdims=True))
+                probs = e / e.sum(axis=-1, keepdims=True)
+            if labels:
+                names = np.asarray(output["classes"])[classes]
+                result = {"labels": names, "probabilities": probs} if probabilities else names
+            else:
+                result = probs if probabilities else classes
+        if single:
+            return {k: v[0] for k, v in result.items()} if isinstance(result, dict) else result[0]
+        return result
