@@ -43,3 +43,23 @@ class CsvLogger(Logger):
             if f.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class Tee(Logger):
+    """Several loggers as one: each call goes to every one of them (the run's history.csv beside W&B)."""
+
+    def __init__(self, *loggers: Logger):
+        self.loggers = loggers
+        self.url = next((log.url for log in loggers if log.url), None)
+
+    def log(self, phase, epoch, metrics):
+        for log in self.loggers:
+            log.log(phase, epoch, metrics)
+
+    def summary(self, report):
+        for log in self.loggers:
+            log.summary(report)
+
+    def finish(self):
+        for log in self.loggers:
+            log.finish()

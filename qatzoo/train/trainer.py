@@ -210,12 +210,13 @@ def _loop(name: str):
 
 
 def _logger(cfg: DictConfig, run_dir: Path, strategy):
-    """The configured logger; with several workers only the chief logs (the others record nothing)."""
-    if not distribute.is_chief(strategy):
-        from qatzoo.track import Logger
+    """The configured logger, and always the run's own history.csv (per-epoch metrics of both phases: the
+    card's training plot; a resumed run appends to it); with several workers only the chief logs."""
+    from qatzoo.track import CsvLogger, Logger, Tee
 
+    if not distribute.is_chief(strategy):
         return Logger()
-    return instantiate(
+    chosen = instantiate(
         cfg.logger,
         _convert_="all",
         _recursive_=False,  # run_config holds other groups' _target_ keys: data, not things to build
@@ -223,6 +224,7 @@ def _logger(cfg: DictConfig, run_dir: Path, strategy):
         run_config=OmegaConf.to_container(cfg, resolve=True),
         tags=[cfg.name, cfg.arch.name, cfg.quant.name],
     )
+    return chosen if isinstance(chosen, CsvLogger) else Tee(chosen, CsvLogger(str(run_dir)))
 
 
 def _phase(cfg: DictConfig, name: str) -> Phase:
