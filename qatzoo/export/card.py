@@ -136,3 +136,138 @@ def render(report: RunReport, cfg: DictConfig) -> str:
 
 def _default_format(scheme: dict) -> str:
     return f"w{scheme['weight_bits']}a{scheme['activation_bits']}"
+
+
+# ---- sections built from data the card's caller holds (the contract, the baselines)
+
+#: What each contract step does, in words (its constants filled in).
+STEP_WORDS = {
+    "divide": lambda s: f"divide by {s['by']:.6g}",
+    "last_window": lambda s: f"keep the last {s['length']} values",
+    "subtract_last": lambda s: "subtract the last value",
+    "add_axis": lambda s: "add a trailing axis",
+    "multiply": lambda s: f"multiply by {s['by']:.6g}",
+    "add_last": lambda s: "add the last input value",
+}
+
+
+def _quantization_words(side: dict) -> str:
+    q = side.get("quantization")
+    if q is None:
+        return "float32"
+    return f"{q['dtype']} (scale {q['scale']:.6g}, zero point {q['zero_point']})"
+
+
+def use_it(name: str, contract: dict) -> list[str]:
+    """Markdown lines of the card's "## Use it" section: five lines of Python that load the published model
+    and predict from a raw input made the way the contract asks, the CLI line, and the contract in one sentence.
+    Everything comes from ``contract`` (:mod:`qatzoo.contract`), so the snippet stays true for any model."""
+    raw, output = contract["input"]["raw"], contract["output"]
+    steps = ", ".join(STEP_WORDS[s["op"]](s) for s in contract["input"]["steps"]) or "none"
+    io = f"the model's input is {_quantization_words(contract['input'])}, its output {_quantization_words(output)}"
+    if raw["kind"] == "image":
+        height, width = raw["shape"]
+        low, high = raw.get("range", [0, 255])
+        classes = output["classes"]
+        shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
+        picture = "digit.png" if all(c.isdigit() for c in classes) else "image.png"
+        code = [
+            "from PIL import Image",
+            "from qatzoo.zoo import load",
+            f'model = load("{name}")',
+            f'pixels = Image.open("{picture}").convert("L").resize(({width}, {height}))  '
+            f"# {raw['dtype']} grey, ({height}, {width}), {low}-{high}",
+            f"label = model.predict(pixels, labels=True)  # one of {len(classes)} class names; "
+            "probabilities=True adds the softmax",
+        ]
+        cli = f"qatzoo predict {name} {picture}"
+        contract_words = (
+            f"Contract: a {raw['dtype']} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; "
+            f"{io}; the output is {output.get('kind', 'logits')} over {len(classes)} classes ({shown}), "
+            f"decoded by {output.get('decode', 'argmax')}."
+        )
+    else:
+        need, unit, frequency = raw["min_length"], raw["unit"], raw["frequency"]
+        horizon = output["horizon"]
+        decode = ", ".join(STEP_WORDS[s["op"]](s) for s in output.get("steps", [])) or "none"
+        code = [
+            "import numpy as np",
+            "from qatzoo.zoo import load",
+            f'model = load("{name}")',
+            f'series = np.loadtxt("co2.csv", delimiter=",", ndmin=2)[-{need}:, -1]  '
+            f"# last column: the last {need} {frequency} values, {unit}, oldest first",
+            f"forecast = model.predict(series)  # {horizon} values in {output['unit']}, from {output['starts']}",
+        ]
+        cli = f"qatzoo predict {name} co2.csv"
+        contract_words = (
+            f"Contract: a {frequency} series in {unit}, at least {need} values; preprocessing: {steps}; {io}; "
+            f"the output is {horizon} {frequency} values in {output['unit']} starting {output['starts']} "
+            f"(decoding: {decode})."
+        )
+    return [
+        "## Use it",
+        "",
+        "```python",
+        *code,
+        "```",
+        "",
+        "or from the shell (the .csv's last column; a .npy works too):"
+        if raw["kind"] == "series"
+        else "or from the shell (a .npy of uint8 pixels works too):",
+        "",
+        "```sh",
+        cli,
+        "```",
+        "",
+        contract_words,
+        "",
+    ]
+
+
+def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, higher_is_better: bool) -> list[str]:
+    """Markdown lines of the card's "## Baselines" section: the run's int8 model and each baseline on the
+    test split, best first, with which baselines beat the int8 model and by how much.
+
+    ``baselines``: name -> ``{metric: test value, "val_<metric>": validation value, "about": str}``.
+    """
+
+    def fmt(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if unit == "%" else f"{value:.4f}"
+
+    def amount(difference: float) -> str:
+        return f"{difference:.2f} points" if unit == "%" else f"{difference:.4f} {unit}"
+
+    int8 = "**int8 model (this run, LiteRT)**"
+    rows = [(int8, int8_value, None, "the published model_int8.tflite")]
+    rows += [(name, b[metric], b.get(f"val_{metric}"), b.get("about", "")) for name, b in baselines.items()]
+    rows.sort(key=lambda row: -row[1] if higher_is_better else row[1])
+    better = "higher" if higher_is_better else "lower"
+    lines = [
+        "## Baselines",
+        "",
+        f"Test {metric} ({unit}, {better} is better), best first; beside it the same metric on the validation split.",
+        "",
+        f"| model | test {metric} | validation {metric} | beats the int8 model? | about |",
+        "|---|---|---|---|---|",
+    ]
+    beaten_by = []
+    for name, value, val, about in rows:
+        if name == int8:
+            verdict = "-"
+        else:
+            gain = (value - int8_value) if higher_is_better else (int8_value - value)
+            if gain > 0:
+                beaten_by.append(name)
+            verdict = (
+                f"**yes**, by {amount(gain)}" if gain > 0 else f"no ({amount(-gain)} worse)" if gain else "no (tie)"
+            )
+        lines.append(f"| {name} | {fmt(value)} | {fmt(val)} | {verdict} | {about.replace('|', '/')} |")
+    if not beaten_by:
+        summary = "The int8 model beats " + (
+            "the baseline." if len(baselines) == 1 else f"all {len(baselines)} baselines."
+        )
+    else:
+        summary = f"{len(beaten_by)} of {len(baselines)} baselines beat the int8 model: {', '.join(beaten_by)}."
+    return [*lines, "", summary, ""]
