@@ -15,8 +15,17 @@ LABELS = {
 }
 
 
-def render(report: RunReport, cfg: DictConfig) -> str:
-    """The card of a run, from its report (and the schedule and seed of its config)."""
+#: The run's figures, by the file name the trainer writes them to (and the card links to).
+FIGURES = {
+    "training.png": "Training: loss and validation metric per epoch, both phases",
+    "forecast.png": "The int8 model's forecasts against the actual series over the test period",
+    "confusion.png": "Confusion matrix of the int8 model on the test split",
+}
+
+
+def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) -> str:
+    """The card of a run, from its report (and the schedule and seed of its config); ``figures``: the file
+    names of :data:`FIGURES` written beside it."""
     metric, unit = report.metric, report.unit
     better = "higher" if report.higher_is_better else "lower"
     sizes = report.dataset["sizes"]
@@ -42,6 +51,12 @@ def render(report: RunReport, cfg: DictConfig) -> str:
             else f"| {LABELS.get(name, name)} | {value:.4f} |"
         )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
+    if report.baselines and report.int8_value is not None:
+        lines += baseline_lines(report.baselines, metric, unit, report.int8_value, report.higher_is_better) + [""]
+    for name in figures:
+        lines += [f"![{FIGURES[name]}]({name})", ""]
+    if report.contract and report.int8_model:
+        lines += use_it(report.name, report.contract) + [""]
     if report.agreement:
         what = "share of equal predicted classes" if unit == "%" else f"mean |difference| of forecasts, {unit}"
         lines += [f"Agreement of test predictions ({what}):", ""]

@@ -6,6 +6,7 @@ This module imports TensorFlow; train.py imports it only after the config has be
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import os
@@ -107,12 +108,48 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     report.provenance["wandb_run"] = logger.url
     metrics = report.to_dict()
     _check_finite(metrics)  # again, with parity and sizes: metrics.json is strict JSON
-    run.write(run.card, render_card(report, cfg))
+    figures = _figures(run, report, data, files.get(scheme.int8_model or ""))
+    for name in figures:
+        blob = (run.path / name).read_bytes()
+        report.files[name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    run.write(run.card, render_card(report, cfg, figures))
     run.write(run.metrics, metrics)  # last: its presence marks a complete run
     logger.summary(report)
     logger.finish()
     _print_summary(run.path, report)
     return metrics
+
+
+def _figures(run: RunDir, report: RunReport, data, int8: bytes | None) -> tuple[str, ...]:
+    """The card's figures (qatzoo.export.plots): training curves from history.csv; the int8 model's test
+    forecasts against the actual series, or its confusion matrix. Returns the file names written."""
+    import numpy as np
+
+    from qatzoo import contract
+    from qatzoo.export import plots
+    from qatzoo.export.evaluate import predict
+
+    written = []
+    history = run.path / "history.csv"
+    if history.is_file():
+        rows = plots.read_history(history)
+        if rows and f"val_{report.metric}" in rows[0]:
+            plots.training_curves(rows, report.metric, report.unit, run.path / "training.png")
+            written.append("training.png")
+    if int8 is None:
+        return tuple(written)
+    y = predict(int8, data.x_test)
+    if report.task == "forecast":
+        forecast = contract.decode(data.contract["output"]["steps"], y, data.raw["x_test"])
+        plots.forecast_vs_actual(
+            data.raw["y_test"], {"int8 (LiteRT)": forecast}, report.unit, run.path / "forecast.png"
+        )
+        written.append("forecast.png")
+    else:
+        classes = data.contract["output"]["classes"]
+        plots.confusion_matrix(data.y_test, np.argmax(y, axis=-1), classes, run.path / "confusion.png")
+        written.append("confusion.png")
+    return tuple(written)
 
 
 def _contract(data, blob: bytes) -> dict:

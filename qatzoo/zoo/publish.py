@@ -34,7 +34,7 @@ from qatzoo.zoo.index import (
 )
 
 #: Files a published version folder holds.
-PUBLISHED_FILES = {"model_int8.tflite", "card.md", "contract.json"}
+PUBLISHED_FILES = {"model_int8.tflite", "card.md", "contract.json", "training.png", "forecast.png", "confusion.png"}
 #: A version folder holds this from its staging until its index entry is written: with it and no entry,
 #: the folder is the leftover of a killed publish.
 UNPUBLISHED = ".unpublished"
@@ -174,6 +174,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "output": vars(out_q),
         # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55: measured on these bytes at publish.
         "deployment": deployment,
+        # Classical models fitted by the run on the same splits (the run's numbers; they do not depend on this file).
+        **({"baselines": report.baselines} if report.baselines else {}),
         # Raw input, preprocessing, int8 I/O and output meaning: from the data code and these bytes.
         "contract": contract(report.task, data.contract["input"], data.contract["output"], in_q, out_q),
         "recipe": report.name,
@@ -185,6 +187,20 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         "command": report.command,
     }
     return entry, blob, card
+
+
+def _figures(run_dir: Path) -> dict[str, bytes]:
+    """The card's figures (PNG), when they are the bytes the run recorded; the card links to them."""
+    from qatzoo.export.card import FIGURES
+
+    recorded, out = _report(run_dir).files, {}
+    for name in FIGURES:
+        path = run_dir / name
+        if name in recorded and path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == recorded[name].get("sha256") and data.startswith(b"\x89PNG"):
+                out[name] = data
+    return out
 
 
 def _deployment(run_dir: Path, report, blob: bytes, data) -> dict:
@@ -259,6 +275,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     recipe = _report(run_dir).name
     name = check_name(name or recipe)
     entry, blob, card = measured_entry(run_dir, name, data_dir)  # slow part: outside the lock
+    figures = _figures(run_dir)
     try:
         with locked_index(zoo_dir) as index:
             _fault("locked")
@@ -282,6 +299,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                     ("model_int8.tflite", blob),
                     ("card.md", card.encode()),
                     ("contract.json", contract_json),
+                    *figures.items(),
                     (UNPUBLISHED, b""),
                 ):
                     with open(staging / file_name, "xb") as out:
