@@ -35,6 +35,7 @@ NOT_HASHED = (
     "trainer.keep_checkpoints",
     "trainer.epoch_weights",
     "trainer.deployment",
+    "trainer.baselines",
 )
 
 

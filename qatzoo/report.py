@@ -59,6 +59,8 @@ class RunReport:
     ptq_int8: dict | None = None
     checks: dict | None = None
     lowbit: dict | None = None
+    baselines: dict | None = None
+    """Classical models on the same test split (:mod:`qatzoo.baselines`): name -> {metric, val_metric, about}."""
     contract: dict | None = None
     """The model contract (:mod:`qatzoo.contract`): raw input, preprocessing, int8 I/O, output meaning."""
     deployment: dict | None = None
@@ -95,7 +97,15 @@ class RunReport:
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name in ("int8", "ptq_int8", "checks", "lowbit", "contract", "deployment"):
+            if value is None and f.name in (
+                "int8",
+                "ptq_int8",
+                "checks",
+                "lowbit",
+                "baselines",
+                "contract",
+                "deployment",
+            ):
                 continue
             out[f.name] = value
         return out
@@ -152,6 +162,10 @@ class RunReport:
         for key in ("int8", "ptq_int8", "checks", "lowbit"):
             if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
                 return f"{key} is not an object"
+        if self.baselines is not None:
+            trouble = baselines_problem(self.baselines, self.metric)
+            if trouble:
+                return trouble
         if self.contract is not None:
             from qatzoo.contract import problem as contract_problem
 
@@ -179,6 +193,20 @@ class RunReport:
         except (OSError, ValueError, RecursionError) as error:
             raise ReportError(f"{path} is not a readable run report ({type(error).__name__})") from None
         return cls.from_dict(data, str(path))
+
+
+def baselines_problem(baselines, metric: str) -> str | None:
+    """What is wrong with a baselines table read from a file (``None``: well formed)."""
+    if not isinstance(baselines, dict):
+        return "baselines is not an object"
+    for name, values in baselines.items():
+        if not (isinstance(name, str) and isinstance(values, dict) and _finite(values.get(metric))):
+            return f"baselines.{str(name)[:40]}.{metric} is not a finite number"
+        if not isinstance(values.get("about", ""), str) or (
+            "val_" + metric in values and not _finite(values["val_" + metric])
+        ):
+            return f"baselines.{name[:40]} has a malformed about or val_{metric}"
+    return None
 
 
 def _finite(value) -> bool:

@@ -236,6 +236,7 @@ class Trainer(Group):
     keep_checkpoints: int = Field(ge=1)
     epoch_weights: bool
     deployment: bool = True
+    baselines: bool = True
 
 
 class NoLogger(Group):

@@ -107,7 +107,7 @@ def test_validate_rejects_a_recipe_file_typo(compose_cfg):
         cfg.trainer.sead = 1
     with pytest.raises(
         ConfigError,
-        match=r"trainer.sead: unknown field; trainer fields are: checkpoint_every_steps, deployment, deterministic",
+        match=r"trainer.sead: unknown field; trainer fields are: baselines, checkpoint_every_steps, deployment, deterministic",
     ):
         validate(cfg)
     assert OmegaConf.select(cfg, "trainer.seed") == 0
@@ -146,8 +146,14 @@ def test_recipes_resolve_to_the_values_their_models_were_trained_with(compose_cf
     from omegaconf import OmegaConf, open_dict
 
     cfg = compose_cfg("paths.data_dir=/data", *([f"recipe={recipe}"] if recipe else []))
-    assert (cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights, cfg.trainer.deployment) == (2, False, True)
+    trainer = cfg.trainer
+    assert (trainer.keep_checkpoints, trainer.epoch_weights, trainer.deployment, trainer.baselines) == (
+        2,
+        False,
+        True,
+        True,
+    )
     with open_dict(cfg):
-        del cfg.trainer.keep_checkpoints, cfg.trainer.epoch_weights, cfg.trainer.deployment
+        del trainer.keep_checkpoints, trainer.epoch_weights, trainer.deployment, trainer.baselines
     text = OmegaConf.to_yaml(cfg, resolve=True)
     assert hashlib.sha256(text.encode()).hexdigest() == RESOLVED[recipe], text

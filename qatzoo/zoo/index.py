@@ -195,6 +195,12 @@ def _entry_fields(entry: dict) -> None:
         _dict(entry, key)
     for key in ("date", "command"):
         _str(entry, key)
+    if "baselines" in entry:
+        from qatzoo.report import baselines_problem
+
+        trouble = baselines_problem(entry["baselines"], entry["metric"])
+        if trouble:
+            raise _Bad(trouble)
     if "contract" in entry:  # entries published before the contract have none
         from qatzoo.contract import problem as contract_problem
 
