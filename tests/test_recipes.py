@@ -78,6 +78,11 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     assert f"python train.py recipe={recipe}" in card
     assert f"zero point {metrics['int8']['input']['zero_point']}" in card
     assert "## Where it runs" in card and "TensorFlow Lite Micro: runs" in card
+    # Cards people read: how to call it, and the figures (recorded like every file the run writes).
+    assert "## Use it" in card and f'load("{recipe}")' in card
+    figure = "forecast.png" if metrics["metric"] == "mae" else "confusion.png"
+    for name in ("training.png", figure):
+        assert f"]({name})" in card and metrics["files"][name]["bytes"] == (tmp_path / name).stat().st_size
 
 
 @pytest.mark.slow
