@@ -135,7 +135,7 @@ def test_help_lists_the_config_groups():
 RESOLVED = {
     "": "cc47278404b922437374d0dd558768decd0d6d7a33272539759c83022d4a2379",
     "attention_int8": "ef1f66158de37aec8fcf45fa88f5542e0a778bc04b52e78edfa0a08afe2536d1",
-    "mnist_cnn_fashion_int8": "04df6360e5385f5bcf8c98f4cfba446a2266b84ec36265f52dc7aaead8e7f041",
+    "mnist_cnn_fashion_int8": "fd29d8bf44173b8b477fa588444aa21b9d0a4a95fd518a3d0842c028bff815b3",
     "mnist_cnn_int8": "860b3fb896a3405424fc0452318a0c82a7e80f94cce884f7ac90c7d0dc4775bb",
     "transformer_int8": "59d6c7a5b265207956fcb2375e0d9307657877276984ffa93da84e3a1bc5daa3",
 }
