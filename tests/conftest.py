@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Classical baselines cost 10-40 s a run: off by default here (for runs in subprocesses too); the recipe tests
+# and tests/test_baselines.py turn them on where they are checked.
+os.environ["QATZOO_BASELINES"] = "false"
 
 
 @pytest.fixture(scope="session")

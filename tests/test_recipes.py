@@ -19,7 +19,7 @@ TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0",
 def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    cfg = compose_cfg(f"recipe={recipe}", *TINY)
+    cfg = compose_cfg(f"recipe={recipe}", *TINY, "trainer.baselines=true")
     metrics = train(cfg, tmp_path)
 
     for name in (
@@ -40,6 +40,11 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
     assert set(metrics["results"]) == {"float", "float_tflite", "ptq_int8", "qat", "qat_int8"}
     assert metrics["int8_model"] == "qat_int8"
+    # Baselines on the same split: finite numbers, the task's metric, in the card's table.
+    expected = {"mae": {"persistence", "seasonal_naive_drift", "fourier_arima", "seasonal_arima"}}
+    names = expected.get(metrics["metric"], {"logistic_regression", "rbf_svm"})
+    assert set(metrics["baselines"]) == names
+    assert all(np.isfinite(b[metrics["metric"]]) and b["about"] for b in metrics["baselines"].values())
     assert set(metrics["agreement"]) == {"ptq_int8 vs float", "qat vs float", "qat_int8 vs qat", "qat_int8 vs float"}
 
     # The truth: recompute the int8 metric from the file on disk, on the full test split.
@@ -79,7 +84,7 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
     assert f"zero point {metrics['int8']['input']['zero_point']}" in card
     assert "## Where it runs" in card and "TensorFlow Lite Micro: runs" in card
     # Cards people read: how to call it, and the figures (recorded like every file the run writes).
-    assert "## Use it" in card and f'load("{recipe}")' in card
+    assert "## Use it" in card and f'load("{recipe}")' in card and "## Baselines" in card
     figure = "forecast.png" if metrics["metric"] == "mae" else "confusion.png"
     for name in ("training.png", figure):
         assert f"]({name})" in card and metrics["files"][name]["bytes"] == (tmp_path / name).stat().st_size

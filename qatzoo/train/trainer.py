@@ -93,6 +93,11 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             distribute=parallel,
             command=reproduce_command(cfg, overrides),
         )
+    if cfg.trainer.get("baselines", True):
+        from qatzoo.baselines import baselines
+
+        with clock("baselines_s"):  # classical models on the same split: what the int8 model has to beat
+            report.baselines = baselines(data)
     if scheme.int8_model and cfg.trainer.get("deployment", True):
         with clock("deployment_s"):  # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 (Vela)
             report.deployment = deploy_report.build(
