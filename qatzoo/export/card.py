@@ -255,7 +255,7 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
         return f"{difference:.2f} points" if unit == "%" else f"{difference:.4f} {unit}"
 
     int8 = "**int8 model (this run, LiteRT)**"
-    rows = [(int8, int8_value, None, "the published model_int8.tflite")]
+    rows = [(int8, int8_value, None, "model_int8.tflite (this file, run in LiteRT)")]
     rows += [(name, b[metric], b.get(f"val_{metric}"), b.get("about", "")) for name, b in baselines.items()]
     rows.sort(key=lambda row: -row[1] if higher_is_better else row[1])
     better = "higher" if higher_is_better else "lower"
