@@ -1,4 +1,4 @@
-"""Add what zoo entries published before them lack: the deployment report and the model contract.
+"""Add what zoo entries published before them lack: the deployment report, the model contract, the baselines.
 
     python scripts/zoo_backfill.py [--zoo zoo] [--data-dir DIR] [NAME@VERSION ...]   # default: every entry lacking one
 
@@ -7,7 +7,8 @@ float model is not in the zoo), TensorFlow Lite Micro on the full test split (me
 LiteRT, arena) and Vela's Ethos-U55 estimates are measured (``qatzoo.deploy.report``) and written into the
 entry as ``deployment``. The contract (``qatzoo.contract``) comes from the dataset's code and the file's
 input/output quantization; it goes into the entry and beside the model as ``contract.json``. The index is
-rewritten under its lock; nothing else in an entry changes.
+rewritten under its lock; nothing else in an entry changes. The baselines (``qatzoo.baselines``: classical
+models fitted on the entry's training split) do not depend on the model file; they are computed when missing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     from qatzoo import quiet
+    from qatzoo.baselines import baselines
     from qatzoo.contract import contract
     from qatzoo.deploy.report import build
     from qatzoo.export.litert import interpreter, io_quant
@@ -41,7 +43,7 @@ def main() -> int:
         with locked_index(zoo) as index:
             for entry in index["models"]:
                 spec = f"{entry['name']}@{entry['version']}"
-                complete = "deployment" in entry and "contract" in entry
+                complete = all(key in entry for key in ("deployment", "contract", "baselines"))
                 if (args.models and spec not in args.models) or (not args.models and complete):
                     continue
                 path = zoo / entry["location"]
@@ -53,6 +55,8 @@ def main() -> int:
                 if "deployment" not in entry or args.models:
                     entry["deployment"] = build(blob, None, data.x_test, lambda y, d=data: d.task.score(d.y_test, y))
                     print(f"{spec}: {entry['deployment']['tflm']}")
+                if "baselines" not in entry:
+                    entry["baselines"] = baselines(data)
                 in_q, out_q = io_quant(interpreter(blob))
                 entry["contract"] = contract(
                     entry["task"], data.contract["input"], data.contract["output"], in_q, out_q

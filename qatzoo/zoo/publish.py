@@ -326,6 +326,16 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     return entry
 
 
+def _best_baseline(entry: dict, fmt: str) -> str:
+    """The best classical baseline of an entry (same test split), "-" without baselines."""
+    table = entry.get("baselines") or {}
+    if not table:
+        return "-"
+    pick = max if entry["higher_is_better"] else min
+    name = pick(table, key=lambda n: table[n][entry["metric"]])
+    return f"{fmt.format(table[name][entry['metric']])} ({name})"
+
+
 def _where(deployment: dict | None) -> str:
     """The TFLite Micro and Ethos-U55 cells of an entry's row ("-" for an entry without a report)."""
     if not deployment:
@@ -356,9 +366,9 @@ def write_readme(zoo_dir: Path) -> None:
         "TFLite Micro and Ethos-U55 (Vela) were run on the published file (`deployment` in the index; the card has",
         "the LiteRT CPU latency, with the CPU named).",
         "",
-        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | size | TFLite Micro | Ethos-U55 "
-        "| sha256 | reproduce |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | best classical baseline | size "
+        "| TFLite Micro | Ethos-U55 | sha256 | reproduce |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in index["models"]:
         m, fmt = e["metrics"], ("{:.2f}" if e["unit"] == "%" else "{:.4f}")
@@ -368,7 +378,8 @@ def write_readme(zoo_dir: Path) -> None:
 
         lines.append(
             f"| {e['name']} | {e['version']} | {e['dataset']['name']} | {e['metric']} ({e['unit']}) | {cell('float')} | "
-            f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {e['size']:,} B | {_where(e.get('deployment'))} "
+            f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {_best_baseline(e, fmt)} | {e['size']:,} B "
+            f"| {_where(e.get('deployment'))} "
             f"| `{e['sha256'][:12]}` | `{e['command']}` |"
         )
     write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
