@@ -103,6 +103,8 @@ class TsAttention(_Attention):
     name: str
     task: Literal["forecast"]
     norm: Literal["layer", "nonorm", "none"] | bool = "none"
+    skip: Literal["none", "linear"] = "none"
+    patch: int = Field(ge=1, default=1)
 
 
 # --- data: one model per loader ---------------------------------------------------------------------------
@@ -281,6 +283,9 @@ class Config(Group):
                 f"arch={arch.name} is a {arch.task} model but data={data.name} is a {data.task} dataset; "
                 f"pick a {arch.task} dataset"
             )
+        patch, window = getattr(arch, "patch", 1), getattr(data, "window", None)
+        if window is not None and window % patch:
+            raise ConfigError(f"arch.patch: must divide data.window={window}, got {patch}")
         if self.quant.qat and self.schedule.qat_epochs < 1:
             raise ConfigError(
                 f"schedule.qat_epochs: expected an integer >= 1 with quant={self.quant.name} (QAT), got "

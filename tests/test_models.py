@@ -86,3 +86,22 @@ def test_relu_attention_has_no_softmax_and_one_head_no_transpose(heads):
     assert "probabilities" not in Attention(heads, 16).get_config()  # earlier models' configs unchanged
     with pytest.raises(ValueError, match="probabilities"):
         Attention(heads, 16, probabilities="sigmoid")
+
+
+def test_forecaster_linear_skip_and_patches():
+    import numpy as np
+
+    plain = ts_attention(input_shape=(52, 1), num_outputs=4)  # the defaults: today's model, unchanged
+    assert not any(layer.name.startswith(("skip_", "patchify")) for layer in plain.layers)
+    model = ts_attention(input_shape=(104, 1), num_outputs=4, skip="linear", patch=2)
+    layers = {layer.name: layer for layer in model.layers}
+    assert layers["patchify"].output.shape[1:] == (52, 2)  # 2-week tokens: the attention sees 52 of them
+    assert layers["skip_linear"].input.shape[-1] == 104  # the whole window, flattened
+    # Zero-initialized: at the start the skip adds nothing and the model is the attention path alone.
+    window = np.random.default_rng(0).normal(size=(2, 104, 1)).astype("float32")
+    np.testing.assert_allclose(layers["skip_linear"](window.reshape(2, 104)), 0.0)
+    assert model.output_shape == (None, 4)
+    with pytest.raises(ValueError, match="arch.patch=3 must divide the window of 104 steps"):
+        ts_attention(input_shape=(104, 1), num_outputs=4, patch=3)
+    with pytest.raises(ValueError, match="arch.skip"):
+        ts_attention(input_shape=(52, 1), num_outputs=4, skip="seasonal")

@@ -39,7 +39,7 @@ def test_fields_are_per_architecture(compose_cfg):
         cfg.arch.filters = 8
     _refused(
         cfg,
-        "arch.filters: unknown field; arch fields are: attention, depth, dim, ffn_activation, mlp_dim, name, norm, num_heads, symmetric_kv, task",
+        "arch.filters: unknown field; arch fields are: attention, depth, dim, ffn_activation, mlp_dim, name, norm, num_heads, patch, skip, symmetric_kv, task",
     )
 
 
