@@ -63,8 +63,9 @@ def test_bad_inputs_are_one_clear_error(cache):
         with pytest.raises(ContractError, match=words.replace("(", r"\(").replace(")", r"\)")):
             cnn.predict(bad)
     forecaster = load("attention_int8", index=str(REPO / "zoo"), progress=False)
-    with pytest.raises(ContractError, match="at least 52 values"):
-        forecaster.predict(np.ones(10))
+    need = forecaster.contract["input"]["raw"]["min_length"]
+    with pytest.raises(ContractError, match=f"at least {need} values"):
+        forecaster.predict(np.ones(need - 1))
     with pytest.raises(ContractError, match="NaN"):
         forecaster.predict(np.full(60, np.nan))
 
@@ -85,11 +86,11 @@ def test_predict_command_reads_png_npy_and_csv_and_refuses_bad_files(cache, tmp_
     assert main(["predict", "mnist_cnn_int8", str(tmp_path / "x.npy"), "--index", zoo, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
     (tmp_path / "s.csv").write_text(
-        "week,ppm\n" + "\n".join(f"2020-01-{i % 28 + 1:02d},{410 + 0.05 * i}" for i in range(60))
+        "week,ppm\n" + "\n".join(f"2020-01-{i % 28 + 1:02d},{410 + 0.05 * i}" for i in range(130))
     )
     assert main(["predict", "attention_int8", str(tmp_path / "s.csv"), "--index", zoo, "--json"]) == 0
     forecast = json.loads(capsys.readouterr().out)["forecast"]
-    assert len(forecast) == 4 and all(410 < v < 416 for v in forecast)
+    assert len(forecast) == 4 and all(414 < v < 420 for v in forecast)
     np.save(tmp_path / "obj.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     (tmp_path / "short.csv").write_text("1\n2\n3\n")
     for model, path in (
