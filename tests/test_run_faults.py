@@ -179,8 +179,9 @@ def test_metrics_json_is_strict_and_lists_the_model_files_it_describes(clean_run
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in metrics.json")) == json.loads(
         json.dumps(metrics)
     )
-    written = {p.name for p in run.glob("*.tflite")}
-    assert set(metrics["files"]) == written == {"model_float.tflite", "model_ptq_int8.tflite", "model_int8.tflite"}
+    written = {p.name for p in run.iterdir() if p.suffix in (".tflite", ".png") or p.name == "contract.json"}
+    models = {"model_float.tflite", "model_ptq_int8.tflite", "model_int8.tflite"}
+    assert set(metrics["files"]) == written == models | {"contract.json", "training.png", "confusion.png"}
     for name, entry in metrics["files"].items():
         assert entry == {"bytes": (run / name).stat().st_size, "sha256": _digest(run / name)}
 
