@@ -17,6 +17,7 @@ on import: the entry point calls ``configure``; ``native_output`` is quiet until
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import sys
@@ -47,19 +48,18 @@ def configure(verbose: int) -> None:
             import tensorflow  # noqa: F401
 
 
-@contextlib.contextmanager
-def native_output(what: str) -> Iterator[None]:
-    """Hold back what is written to file descriptors 1 and 2 during the block; on an exception, keep it in the error.
+class Captured:
+    """What a :func:`captured_output` block wrote to file descriptors 1 and 2 (``text``, set when it ends)."""
 
-    Native code (absl before its initialisation, the TFLite converter, LiteRT's delegate banner) writes to
-    the descriptors directly, past ``sys.stdout`` and any log level. The text goes to a temporary file (a
-    pipe could fill up and block the writer) and is dropped when the block succeeds; when it raises, the
-    text is added to the exception as a note (``what`` wrote: ...) so a real converter error keeps its
-    diagnostics. Does nothing after ``configure`` at ``LOUD``.
-    """
-    if not _state["quiet"]:
-        yield
-        return
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[Captured]:
+    """Send what is written to file descriptors 1 and 2 during the block (Python's streams, C's stdio and native
+    code alike) to a temporary file (a pipe could fill up and block the writer); its text is in the yielded
+    object's ``text`` afterwards, whether the block raised or not."""
+    captured = Captured()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
@@ -68,23 +68,40 @@ def native_output(what: str) -> Iterator[None]:
         try:
             os.dup2(held.fileno(), 1)
             os.dup2(held.fileno(), 2)
-            try:
-                yield
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    if stream is not None:
-                        stream.flush()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-        except BaseException as error:
-            held.seek(0)
-            text = held.read().decode(errors="replace").strip()
-            if text:
-                _add_note(error, f"{what} wrote:\n{text}")
-            raise
+            yield captured
         finally:
+            ctypes.CDLL(None).fflush(None)  # C stdio buffers, before the descriptors go back
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+            held.seek(0)
+            captured.text = held.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def native_output(what: str) -> Iterator[None]:
+    """Hold back what is written to file descriptors 1 and 2 during the block; on an exception, keep it in the error.
+
+    Native code (absl before its initialisation, the TFLite converter, LiteRT's delegate banner) writes to
+    the descriptors directly, past ``sys.stdout`` and any log level. The text (:func:`captured_output`) is
+    dropped when the block succeeds; when it raises, the text is added to the exception as a note (``what``
+    wrote: ...) so a real converter error keeps its diagnostics. Does nothing after ``configure`` at ``LOUD``.
+    """
+    if not _state["quiet"]:
+        yield
+        return
+    try:
+        with captured_output() as captured:
+            yield
+    except BaseException as error:
+        text = captured.text.strip()
+        if text:
+            _add_note(error, f"{what} wrote:\n{text}")
+        raise
 
 
 def _add_note(error: BaseException, note: str) -> None:

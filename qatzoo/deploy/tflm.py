@@ -15,18 +15,14 @@ and crashes on an out-of-range tensor or buffer index, so a model is checked fir
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
-import os
 import re
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from qatzoo.quiet import Captured, captured_output
 
 # The arena the host interpreter gets: far more than a microcontroller has; only what the model uses is
 # touched, so a large one costs nothing (creating the interpreter takes ~2-5 ms at 64 KiB and at 256 MiB).
@@ -76,7 +72,7 @@ def load(model: bytes | str | Path) -> TflmLoad:
     except TflmError as error:
         return TflmLoad(False, error.unsupported, None if error.unsupported else str(error), None, len(data))
     try:
-        with _held_output() as held:
+        with captured_output() as held:
             for i, (shape, dtype) in enumerate(inputs):
                 it.set_input(np.zeros(shape, dtype), i)
             it.invoke()
@@ -109,7 +105,7 @@ def run(model: bytes | str | Path, inputs: np.ndarray) -> np.ndarray:
     out_shape = tuple(int(d) for d in it.get_output_details(0)["shape"])
     outputs = np.empty((len(x), *out_shape), it.get_output_details(0)["dtype"])
     try:
-        with _held_output() as held:
+        with captured_output() as held:
             for i, example in enumerate(x):
                 it.set_input(example, 0)
                 it.invoke()
@@ -142,7 +138,7 @@ def _open(data: bytes):
     if problem:
         raise TflmError(f"not a valid TFLite model: {problem}")
     try:
-        with _held_output() as held:
+        with captured_output() as held:
             it = runtime.Interpreter.from_bytes(data, arena_size=HOST_ARENA)
             details = [it.get_input_details(i) for i in range(len(parsed.subgraphs[0].inputs))]
     except Exception as error:
@@ -177,7 +173,7 @@ def _has_kernel(parsed, code: int) -> bool:
     builder = flatbuffers.Builder(1024)
     builder.Finish(probe.Pack(builder), file_identifier=b"TFL3")
     try:
-        with _held_output() as held:
+        with captured_output() as held:
             runtime.Interpreter.from_bytes(bytes(builder.Output()), arena_size=1 << 20)
     except Exception:
         return "builtin_code out of range" in held.text
@@ -248,42 +244,7 @@ def _op_name(parsed, code: int) -> str:
     return names.get(builtin, f"BUILTIN_{builtin}")
 
 
-def _one_line(error: BaseException, held: _Held) -> str:
+def _one_line(error: BaseException, held: Captured) -> str:
     """``error`` with the first line TFLM printed, on one line."""
     lines = [line.strip() for line in held.text.splitlines() if line.strip()]
     return f"{error}: {lines[0]}" if lines else str(error)
-
-
-class _Held:
-    text = ""
-
-
-@contextlib.contextmanager
-def _held_output() -> Iterator[_Held]:
-    """Send what is written to file descriptors 1 and 2 during the block to a temporary file; its text is in
-    the yielded object's ``text`` afterwards, whether the block raised or not.
-
-    ``qatzoo.quiet.native_output`` drops the text; here it is the diagnosis (and the arena report).
-    """
-    held = _Held()
-    libc = ctypes.CDLL(None)
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            stream.flush()
-    saved = (os.dup(1), os.dup(2))
-    with tempfile.TemporaryFile() as sink:
-        try:
-            os.dup2(sink.fileno(), 1)
-            os.dup2(sink.fileno(), 2)
-            yield held
-        finally:
-            libc.fflush(None)
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
-                    stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            sink.seek(0)
-            held.text = sink.read().decode(errors="replace")
