@@ -287,6 +287,48 @@ def test_every_published_model_downloads_over_http_and_verifies(spec, cache, dat
     assert result["ok"] and result["measured"] == pytest.approx(result["index"], abs=result["tolerance"])
 
 
+def _leaves(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: json.loads(json.dumps(tree))}
+
+
+@pytest.mark.parametrize("spec", _published())
+def test_every_published_command_composes_the_published_config(spec, compose_cfg):
+    """An entry's command is how to rebuild it: with today's recipes and defaults it must compose the config
+    that was trained, so a recipe that moves on makes the older entries' commands say what they were.
+
+    Every recorded value must come back; an architecture option added after the entry was published must
+    compose to its factory's default (by this project's rule, the first published model's behaviour)."""
+    import inspect
+
+    from hydra.utils import get_method
+    from omegaconf import OmegaConf
+
+    from qatzoo.provenance import NOT_HASHED
+
+    entry = find(read_index(REPO / "zoo" / "index.json"), spec)
+    words = entry["command"].split()
+    assert words[:2] == ["python", "train.py"] and f"recipe={entry['name']}" in words
+    cfg = compose_cfg(*words[2:])
+    composed = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    recorded = _leaves(entry["config"])
+    same = {False: "none", "none": "none"}  # arch.norm was a bool before it named a layer
+    for key, value in recorded.items():
+        if key == "data.data_dir" or key.startswith(("paths.", "logger.")) or key in NOT_HASHED:
+            continue
+        got = composed.get(key)
+        assert (same.get(got, got) if key == "arch.norm" else got) == (
+            same.get(value, value) if key == "arch.norm" else value
+        ), f"{key}: {entry['command']} composes {got!r}, the entry was trained with {value!r}"
+    factory = inspect.signature(get_method(cfg.arch._target_)).parameters
+    for key, got in composed.items():
+        name = key.removeprefix("arch.")
+        if key.startswith("arch.") and key not in recorded and name in factory:
+            default = json.loads(json.dumps(factory[name].default))
+            assert same.get(got, got) == same.get(default, default), f"{key}: {entry['command']} composes {got!r}"
+
+
 def test_file_url_env_var_and_cli_against_the_committed_zoo(cache, monkeypatch, tmp_path):
     import subprocess
     import sys

