@@ -23,6 +23,7 @@ from tests.conftest import REPO
 
 ARGS = [
     "recipe=mnist_cnn_int8",
+    "data=mnist_5k",
     "schedule.float_epochs=1",
     "schedule.qat_epochs=1",
     "trainer.verbose=0",

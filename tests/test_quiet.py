@@ -34,6 +34,7 @@ def run(data_dir, tmp_path_factory) -> tuple[str, object]:
             sys.executable,
             "train.py",
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "schedule.float_epochs=1",
             "schedule.qat_epochs=1",
             "trainer.representative_samples=32",

@@ -94,7 +94,7 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, compose_cf
 def test_ptq_only_and_float_only_schemes(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    given = ["recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY]
+    given = ["recipe=mnist_cnn_int8", "data=mnist_5k", "quant=ptq_int8", *TINY]
     ptq = train(compose_cfg(*given), tmp_path / "ptq", overrides=given)
     assert ptq["command"] == "python train.py " + " ".join(given)  # not the recipe alone, which would be QAT
     assert set(ptq["results"]) == {"float", "float_tflite", "ptq_int8"}
@@ -102,7 +102,7 @@ def test_ptq_only_and_float_only_schemes(compose_cfg, tmp_path):
     assert not (tmp_path / "ptq" / "model_ptq_int8.tflite").exists()
     assert_int8_conformance(tmp_path / "ptq" / "model_int8.tflite", ptq)
 
-    none = train(compose_cfg("recipe=mnist_cnn_int8", "quant=none", *TINY), tmp_path / "none")
+    none = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=none", *TINY), tmp_path / "none")
     assert set(none["results"]) == {"float", "float_tflite"} and none["int8_model"] is None
     assert not (tmp_path / "none" / "model_int8.tflite").exists()
 
@@ -112,11 +112,13 @@ def test_init_checkpoint_skips_the_float_phase(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
     first = train(
-        compose_cfg("recipe=mnist_cnn_int8", "quant=none", "trainer.epoch_weights=true", *TINY), tmp_path / "a"
+        compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=none", "trainer.epoch_weights=true", *TINY),
+        tmp_path / "a",
     )
     again = train(
         compose_cfg(
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "quant=none",
             *TINY,
             f"trainer.init_checkpoint={tmp_path}/a/checkpoints/float-001.h5",
@@ -158,7 +160,9 @@ def _score_file(path, data) -> float:
 def test_nan_loss_stops_with_one_line_and_keeps_no_bad_checkpoint(compose_cfg, tmp_path):
     from qatzoo.train.trainer import TrainingError, train
 
-    cfg = compose_cfg("recipe=mnist_cnn_int8", "schedule.float_epochs=2", "schedule.lr=1e12", "trainer.verbose=0")
+    cfg = compose_cfg(
+        "recipe=mnist_cnn_int8", "data=mnist_5k", "schedule.float_epochs=2", "schedule.lr=1e12", "trainer.verbose=0"
+    )
     with pytest.raises(TrainingError) as error:
         train(cfg, tmp_path)
     assert "\n" not in str(error.value) and "lower schedule.lr" in str(error.value)
@@ -172,7 +176,7 @@ def test_csv_logger_records_both_phases(compose_cfg, tmp_path):
 
     from qatzoo.train.trainer import train
 
-    train(compose_cfg("recipe=mnist_cnn_int8", "logger=csv", *TINY), tmp_path)
+    train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "logger=csv", *TINY), tmp_path)
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [(r["phase"], r["epoch"]) for r in rows] == [("float", "1"), ("qat", "1")]
     # In the reported unit, as metrics.json: accuracy in percent.

@@ -20,6 +20,7 @@ from tests.conftest import REPO
 MODULE = "tests.test_run_faults"  # as train.py imports it (pytest itself may import this file by another name)
 TINY = [
     "recipe=mnist_cnn_int8",
+    "data=mnist_5k",
     "schedule.float_epochs=1",
     "schedule.qat_epochs=1",
     "trainer.verbose=0",

@@ -85,6 +85,7 @@ def test_a_keep_float_pattern_that_matches_nothing_fails_before_training(tmp_pat
             sys.executable,
             "train.py",
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "quant.keep_float=[LayerNorm]",
             f"paths.runs_dir={runs}",
             f"paths.data_dir={data_dir}",
@@ -139,7 +140,7 @@ def test_ends_rule_keeps_first_and_last_kernels_at_eight_bits():
 def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "quant=w4a8", *TINY), tmp_path)
+    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=w4a8", *TINY), tmp_path)
     low = metrics["lowbit"]
     assert low["kernels"] == 4 and low["kernels_on_grid"] == 4 and low["storage"] == ["int4"]
     assert low["packed_bytes"] == low["file_bytes"] == metrics["sizes"]["int8_tflite"]
@@ -153,7 +154,7 @@ def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
 def test_fake_quant_only_scheme_exports_no_int8_model(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "quant=w4a4", *TINY), tmp_path)
+    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=w4a4", *TINY), tmp_path)
     # The PTQ int8 baseline is still there; the QAT model is reported in fake quant only.
     assert set(metrics["results"]) == {"float", "float_tflite", "ptq_int8", "qat"} and metrics["int8_model"] is None
     assert sorted(p.name for p in tmp_path.glob("*int8*.tflite")) == ["model_ptq_int8.tflite"]
@@ -229,8 +230,8 @@ def test_registered_custom_layer_is_quantized_and_exports_full_integer(monkeypat
 def test_fit_and_tape_loops_give_int8_results_within_noise(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 
-    tape = train(compose_cfg("recipe=mnist_cnn_int8", "trainer.loop=tape", *TINY), tmp_path / "tape")
-    fit = train(compose_cfg("recipe=mnist_cnn_int8", "trainer.loop=fit", *TINY), tmp_path / "fit")
+    tape = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "trainer.loop=tape", *TINY), tmp_path / "tape")
+    fit = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "trainer.loop=fit", *TINY), tmp_path / "fit")
     for name in ("float", "ptq_int8", "qat_int8"):
         a, b = tape["results"][name]["accuracy"], fit["results"][name]["accuracy"]
         assert abs(a - b) <= 1.0, (name, a, b)  # 1 point of 1,000 test digits: within run-to-run noise
@@ -247,7 +248,7 @@ def test_sensitivity_command_writes_table_chart_and_advice(compose_cfg, tmp_path
     from qatzoo.cli import main
     from qatzoo.train.trainer import train
 
-    train(compose_cfg("recipe=mnist_cnn_int8", "quant=ptq_int8", *TINY), tmp_path / "run")
+    train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=ptq_int8", *TINY), tmp_path / "run")
     out = tmp_path / "sens"
     out.mkdir()
     code = main(["sensitivity", str(tmp_path / "run"), "--scheme", "w4a8", "--out", str(out), "--data-dir", data_dir])

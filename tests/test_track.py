@@ -30,7 +30,7 @@ def _run_file(run_dir):
 def test_offline_run_records_config_metrics_table_and_model_artifact(no_wandb_env, compose_cfg, tmp_path, capsys):
     from qatzoo.train.trainer import train
 
-    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "logger=wandb", *TINY), tmp_path)
+    metrics = train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "logger=wandb", *TINY), tmp_path)
     out = capsys.readouterr().out
     assert "W&B: no API key, logging offline" in out and "failed" not in out, out
     records = _run_file(tmp_path)
@@ -67,7 +67,7 @@ def test_unreachable_server_degrades_to_offline_and_the_run_finishes(
 
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
-    train(compose_cfg("recipe=mnist_cnn_int8", "logger=wandb", *TINY), tmp_path)
+    train(compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "logger=wandb", *TINY), tmp_path)
     out = capsys.readouterr().out
     assert "unreachable" in out and "logging offline instead" in out, out
     assert "failed" not in out, out

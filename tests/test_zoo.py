@@ -32,7 +32,9 @@ def run_dir(tmp_path_factory, data_dir):
     register_recipes()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["recipe=mnist_cnn_int8", f"paths.data_dir={data_dir}", *TINY])
+        cfg = compose(
+            "config", overrides=["recipe=mnist_cnn_int8", "data=mnist_5k", f"paths.data_dir={data_dir}", *TINY]
+        )
     GlobalHydra.instance().clear()
     out = tmp_path_factory.mktemp("run")
     train(cfg, out)
