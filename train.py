@@ -56,8 +56,13 @@ def main(cfg: DictConfig) -> float | None:
             cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
     from qatzoo.train.trainer import DataError, DataSourceMissing, TrainingError, train
 
+    trial = None
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # an Optuna trial under a pruner reports every epoch
+        from qatzoo.sweep.prune import trial_reporter
+
+        trial = trial_reporter(cfg)
     try:
-        metrics = train(cfg, run_dir)
+        metrics = train(cfg, run_dir, trial=trial)
     except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
         _drop_empty(run_dir, cfg)
         _fail(str(error))

@@ -35,7 +35,17 @@ BAD = [
     # No trial to run: stopped before the sweeper creates optuna.db (the test checks the sweep dir is not made).
     (["sweep=cnn_qat", "hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials: expected the total number of trials"),
     (["sweep=attention_lr", "hydra.sweeper.n_trials=-2"], "an integer >= 1, got -2"),
-    (["sweep=cnn_qat", "hydra.sweeper.n_trials=1.5"], "n_trials=1.5: Value '1.5' of type 'float' could not be"),
+    (
+        ["sweep=cnn_qat", "hydra.sweeper.n_trials=1.5"],
+        "n_trials: expected the total number of trials, an integer >= 1, got 1.5",
+    ),
+    (
+        ["sweep=cnn_qat", "hydra.sweeper.n_trails=5"],
+        "Could not override 'hydra.sweeper.n_trails': Key 'n_trails' is not in struct",
+    ),
+    (["sweep=cnn_qat", "+hydra.sweeper.n_trails=5"], "hydra.sweeper.n_trails: unknown field; the Optuna sweeper's"),
+    (["sweep=cnn_qat", "hydra.sweeper.pruner._target_=os.system"], "hydra.sweeper.pruner: expected null or"),
+    (["sweep=attention_lr", "hydra.sweeper.max_failure_rate=2"], "hydra.sweeper.max_failure_rate: expected a number"),
     (
         ["sweep=cnn_qat", "hydra.sweeper.direction=minimize"],
         "hydra.sweeper.direction: minimize optimises the wrong way; the objective is the int8 model's accuracy",
@@ -94,7 +104,7 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
     # the stale trial is failed and its parameters run again; the numbering goes on after it.
     stale = study.ask(
         {
-            "schedule.qat_lr": optuna.distributions.LogUniformDistribution(1e-5, 1e-3),
+            "schedule.qat_lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True),
             "schedule.qat_epochs": optuna.distributions.CategoricalDistribution([1, 2, 3, 5]),
             "quant.weight_bits": optuna.distributions.CategoricalDistribution([4, 6, 8]),
             "quant.per_channel": optuna.distributions.CategoricalDistribution([True, False]),
@@ -117,6 +127,40 @@ def test_optuna_sweep_optimises_the_int8_validation_metric_and_resumes(tmp_path,
 
 
 @pytest.mark.slow
+def test_a_pruner_stops_trials_in_worker_processes_and_the_summary_marks_them(tmp_path, data_dir):
+    """Two trials at once in the joblib launcher's worker processes; each reports its epochs to the study in
+    SQLite, and a pruner that stops every trial after its first QAT epoch (accuracy below 100%) ends them
+    there: no int8 model, the trial PRUNED, its directory marked, the summary and plot say so."""
+    sweep = tmp_path / "sweep"
+    pruner = "{_target_:optuna.pruners.ThresholdPruner,lower:100.0,n_warmup_steps:2}"
+    args = ["sweep=cnn_qat", *TINY, f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}", "logger=csv"]
+    args += ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    result = _train([*args, "~hydra.sweeper.pruner", f"+hydra.sweeper.pruner={pruner}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    study, trials = _trials(sweep / "optuna.db")
+    assert trials == [(0, "PRUNED"), (1, "PRUNED")]
+    for trial in study.trials:
+        run = sweep / str(trial.number)
+        # Reported from the worker process: the float epoch (step 1) and the first QAT epoch (step 2).
+        assert sorted(trial.intermediate_values) == [1, 2]
+        marker = json.loads((run / "pruned.json").read_text())
+        assert (marker["phase"], marker["epoch"], marker["step"]) == ("qat", 1, 2)
+        assert marker["val_accuracy"] == trial.intermediate_values[2]
+        assert not (run / "metrics.json").exists() and not (run / "model_int8.tflite").exists()
+        # The trial's config is a plain run's: the trial number travelled outside it.
+        assert "QATZOO_OPTUNA_TRIAL" not in (run / "config.yaml").read_text()
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert sorted(r["status"] for r in rows) == ["pruned (qat epoch 1)"] * 2
+    assert "2 trials (2 pruned)" in (sweep / "summary.md").read_text()
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A rerun asking for the same total has nothing left to do: pruned trials are finished trials.
+    result = _train([*args, "~hydra.sweeper.pruner", f"+hydra.sweeper.pruner={pruner}"])
+    assert result.returncode == 0 and "nothing left to run" in result.stdout + result.stderr
+    assert _trials(sweep / "optuna.db")[1] == trials
+
+
+@pytest.mark.slow
 def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
     import os
 
@@ -128,6 +172,7 @@ def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
     result = _train(
         [
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "quant.weight_bits=4,8",
             "schedule.qat_epochs=1",
             *TINY,
@@ -158,6 +203,7 @@ def test_grid_sweep_on_a_local_ray_instance(tmp_path, data_dir):
     result = _train(
         [
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "quant.weight_bits=4,8",
             "schedule.qat_epochs=1",
             *TINY,

@@ -1,7 +1,7 @@
 """Hyperparameter sweeps: start-up checks of sweep definitions, a resumable Optuna sweeper, summaries.
 
 Sweeps use Hydra's own machinery: ``python train.py -m ...`` (basic grid sweeper) or a preset of the
-``sweep`` group (Optuna through hydra-optuna-sweeper), launched locally one by one, in parallel
+``sweep`` group (Optuna through the project's sweeper, hydra_plugins/qatzoo_sweeper), launched locally one by one, in parallel
 (``hydra/launcher=joblib``) or on a Ray cluster (``hydra/launcher=ray``). Every trial is a normal run
 directory; the objective is the int8 model's metric in LiteRT (what ``train.py``'s main returns).
 """

@@ -56,6 +56,7 @@ def check_sweep(overrides: list[str]) -> None:
     hydra_cfg = _hydra_config(overrides)
     sweeper = hydra_cfg.hydra.sweeper
     _check_n_trials(sweeper.get("n_trials"))
+    _check_optuna(sweeper)
     params = OmegaConf.to_container(sweeper.params) if "params" in sweeper and sweeper.params else {}
     if params:
         sweeps += parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
@@ -99,6 +100,38 @@ def _check_n_trials(n_trials) -> None:
         raise ConfigError(
             f"hydra.sweeper.n_trials: expected the total number of trials, an integer >= 1, got {n_trials}"
         )
+
+
+OPTUNA_FIELDS = {
+    "_target_", "sampler", "direction", "storage", "study_name", "n_trials", "n_jobs", "max_failure_rate", "params",
+    "pruner",
+}  # fmt: skip
+PRUNERS = (
+    "MedianPruner", "PercentilePruner", "SuccessiveHalvingPruner", "HyperbandPruner", "ThresholdPruner",
+    "PatientPruner", "WilcoxonPruner", "NopPruner",
+)  # fmt: skip
+
+
+def _check_optuna(sweeper) -> None:
+    """The project's Optuna sweeper: known fields only, a pruner Optuna has, a failure rate in [0, 1]."""
+    if not str(sweeper.get("_target_", "")).startswith("hydra_plugins.qatzoo_sweeper."):
+        return
+    unknown = sorted(set(sweeper) - OPTUNA_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"hydra.sweeper.{unknown[0]}: unknown field; the Optuna sweeper's fields are: {', '.join(sorted(OPTUNA_FIELDS - {'_target_'}))}"
+        )
+    pruner = sweeper.get("pruner")
+    if pruner is not None:
+        target = str(pruner.get("_target_", "")) if OmegaConf.is_dict(pruner) else ""
+        if target.removeprefix("optuna.pruners.") not in PRUNERS or not target.startswith("optuna.pruners."):
+            raise ConfigError(
+                f"hydra.sweeper.pruner: expected null or {{_target_: optuna.pruners.<name>, ...}} with <name> one of "
+                f"{', '.join(PRUNERS)}; got {OmegaConf.to_container(pruner) if OmegaConf.is_config(pruner) else pruner!r}"
+            )
+    rate = sweeper.get("max_failure_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"hydra.sweeper.max_failure_rate: expected a number in [0, 1], got {rate}")
 
 
 def _hydra_config(overrides: list[str]):

@@ -63,6 +63,15 @@ def collect(sweep_dir: str | Path) -> list[dict]:
     return trials
 
 
+def _pruned(run: Path) -> dict | None:
+    """The marker the trainer leaves in a pruned trial's directory (data: only plain values are used)."""
+    try:
+        marker = json.loads((run / "pruned.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
 def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dict], dict]:
     trials = collect(sweep_dir)
     keys = list(dict.fromkeys([*(keys or []), *_swept_keys(trials)]))
@@ -74,7 +83,17 @@ def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dic
     for t in trials:
         report: RunReport | None = t["report"]
         row = {"trial": t["dir"].name, **{k: t["flat"].get(k) for k in keys}}
-        if report is None:
+        pruned = _pruned(t["dir"]) if report is None else None
+        if pruned:  # stopped by the sweep's pruner: no int8 model, the last validation value it reported
+            row.update(
+                status=f"pruned ({pruned.get('phase')} epoch {pruned.get('epoch')})",
+                val_int8=None,
+                int8=None,
+                pruned_at=pruned.get("step"),
+                pruned_val=next((v for k, v in pruned.items() if k.startswith("val_")), None),
+                seconds=(pruned.get("timing") or {}).get("total_s"),
+            )
+        elif report is None:
             row.update(status="unfinished", val_int8=None, int8=None)
         else:
             name = report.int8_model or "float"
@@ -127,7 +146,7 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
     lines = [
         f"# Sweep {sweep_dir.name}",
         "",
-        f"{len(table)} trials, best first by the objective: the int8 model's {metric} on the validation split "
+        f"{len(table)} trials ({sum(str(r['status']).startswith('pruned') for r in table)} pruned), best first by the objective: the int8 model's {metric} on the validation split "
         f"(`val_int8`, LiteRT; {info['unit']}, {'higher' if info['higher_is_better'] else 'lower'} is better). "
         "`int8`, `float`, `ptq_int8`, `qat`: the full test split, for reporting only.",
         "",
@@ -145,7 +164,9 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
 
     scores = [(int(r["trial"]) if r["trial"].isdigit() else i, r["val_int8"]) for i, r in enumerate(table)]
     scores = [(n, v) for n, v in scores if v is not None and math.isfinite(v)]
-    if scores:
+    pruned = [(int(r["trial"]) if r["trial"].isdigit() else i, r.get("pruned_val")) for i, r in enumerate(table)]
+    pruned = [(n, v) for n, v in pruned if isinstance(v, (int, float)) and math.isfinite(v)]
+    if scores or pruned:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -159,6 +180,11 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot([n for n, _ in scores], [v for _, v in scores], "o", label="trial (int8 in LiteRT, validation)")
         ax.step([n for n, _ in scores], best_so_far, where="post", label="best so far")
+        if pruned:
+            ax.plot(
+                [n for n, _ in pruned], [v for _, v in pruned], "x", color="grey",
+                label="pruned (its last Keras validation value)",
+            )  # fmt: skip
         ax.set_xlabel("trial")
         ax.set_ylabel(f"{metric} ({info['unit']})")
         ax.set_title(f"sweep {sweep_dir.name}")

@@ -35,10 +35,12 @@ from qatzoo.train.results import assemble
 __all__ = ["DataError", "DataSourceMissing", "TrainingError", "train"]
 
 
-def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, trial=None) -> dict:
     """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``).
 
     ``overrides``: the command line's overrides, for the card's reproduce command (default: Hydra's).
+    ``trial``: a sweep trial's :class:`~qatzoo.sweep.prune.TrialReporter`; it gets every epoch's validation
+    metric and may stop the run (``Pruned``; the run directory then holds ``pruned.json`` and no results).
     """
     validate(cfg)
     run = RunDir(resume_dir(cfg, Path(run_dir)))
@@ -59,24 +61,38 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         run.write(run.config, OmegaConf.to_yaml(cfg, resolve=True))
     origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
     logger = _logger(cfg, run.path, strategy)
+    if trial is not None:
+        from qatzoo.track import Tee
+
+        logger = Tee(logger, trial)
     parallel = distribute.describe(strategy, strategy_name)
     _announce(cfg, model, data, formats, parallel, strategy_name)
     run_phase = _loop(cfg.trainer.get("loop", "tape"))
 
-    with clock("float_train_s"):
-        if not cfg.trainer.init_checkpoint:
-            run_phase(model, data, _phase(cfg, "float"), run.checkpoints, logger, strategy=strategy)
-    _save_keras(model, run.float_keras)
-    representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
-    keras_models, qat_model = {"float": model}, None
-    with clock("export_s"):
-        files = scheme.export_float(model, representative)
-    if scheme.qat:
-        _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
-        with distribute.scope(strategy), clock("export_s"):  # the QAT clone, its ranges and their calibration
-            qat_model = keras_models["qat"] = scheme.quantize(model, representative)
-        with clock("qat_train_s"):
-            run_phase(qat_model, data, _phase(cfg, "qat"), run.checkpoints, logger, strategy=strategy)
+    try:
+        with clock("float_train_s"):
+            if not cfg.trainer.init_checkpoint:
+                run_phase(model, data, _phase(cfg, "float"), run.checkpoints, logger, strategy=strategy)
+        _save_keras(model, run.float_keras)
+        representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
+        keras_models, qat_model = {"float": model}, None
+        with clock("export_s"):
+            files = scheme.export_float(model, representative)
+        if scheme.qat:
+            _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
+            with distribute.scope(strategy), clock("export_s"):  # the QAT clone, its ranges and their calibration
+                qat_model = keras_models["qat"] = scheme.quantize(model, representative)
+            with clock("qat_train_s"):
+                run_phase(qat_model, data, _phase(cfg, "qat"), run.checkpoints, logger, strategy=strategy)
+    except Exception as error:
+        from qatzoo.sweep.prune import Pruned
+
+        if trial is None or not isinstance(error, Pruned):
+            raise
+        logger.finish()
+        run.write(run.path / "pruned.json", {"reason": str(error), **(trial.last or {}), "timing": clock.total()})
+        print(f"[qatzoo] {error}")
+        raise
     with clock("export_s"):
         files |= scheme.export_qat(qat_model, representative)
 
