@@ -510,8 +510,10 @@ class QuantizeWrapper(keras.layers.Layer):
         self._output_q = (output, output.build(self, "output", ())) if output is not None else None
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, **kwargs):
         training, layer, saved = bool(training), self.layer, {}
+        if self._takes_training:
+            kwargs["training"] = training
         try:  # object.__setattr__: a temporary swap, not new state for Keras' tracker
             for attr, (q, state) in self._weight_q.items():
                 where = _storage(layer, attr)
@@ -520,7 +522,7 @@ class QuantizeWrapper(keras.layers.Layer):
             for attr, (q, state) in self._point_q.items():
                 saved[attr] = fn = getattr(layer, attr)
                 object.__setattr__(layer, attr, lambda x, fn=fn, q=q, state=state: q(fn(x), training, state))
-            outputs = layer.call(inputs, training=training) if self._takes_training else layer.call(inputs)
+            outputs = layer.call(inputs, **kwargs)  # kwargs: what the layer was called with (a mask)
         finally:
             for where, value in saved.items():
                 object.__setattr__(layer, where, value)
@@ -529,8 +531,8 @@ class QuantizeWrapper(keras.layers.Layer):
             outputs = q(outputs, training, state)
         return outputs
 
-    def compute_output_spec(self, inputs, training=None):
-        return self.layer.compute_output_spec(inputs)
+    def compute_output_spec(self, inputs, training=None, **kwargs):
+        return self.layer.compute_output_spec(inputs, **kwargs)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
