@@ -66,8 +66,13 @@ def parity() -> dict:
         # attention_int8's forecaster: ReLU attention, symmetric K/V, one head, a linear skip
         "ts_attention": (
             ts_attention(
-                input_shape=(104, 1), num_outputs=4, num_heads=1, ffn_activation="relu", symmetric_kv=True,
-                attention="relu", skip="linear",
+                input_shape=(104, 1),
+                num_outputs=4,
+                num_heads=1,
+                ffn_activation="relu",
+                symmetric_kv=True,
+                attention="relu",
+                skip="linear",
             ),
             series,
         ),
@@ -75,8 +80,13 @@ def parity() -> dict:
         "ts_attention_softmax": (ts_attention(input_shape=(104, 1), num_outputs=4, num_heads=4), series),
         "small_transformer": (
             small_transformer(
-                input_shape=(28, 28, 1), num_outputs=10, patchify="dense", norm="nonorm", ffn_activation="relu",
-                symmetric_kv=True, attention="relu",
+                input_shape=(28, 28, 1),
+                num_outputs=10,
+                patchify="dense",
+                norm="nonorm",
+                ffn_activation="relu",
+                symmetric_kv=True,
+                attention="relu",
             ),
             images,
         ),

@@ -150,7 +150,9 @@ class RangeQuantizer(Quantizer):
         learned = self.range == "learned"
         return {
             "min": _var(layer, f"{name}_min", low, trainable=learned, constraint=HoldsZero("min") if learned else None),
-            "max": _var(layer, f"{name}_max", high, trainable=learned, constraint=HoldsZero("max") if learned else None),
+            "max": _var(
+                layer, f"{name}_max", high, trainable=learned, constraint=HoldsZero("max") if learned else None
+            ),
             "seen": _var(layer, f"{name}_seen", 0.0),
         }
 
@@ -208,7 +210,12 @@ class FixedQuantizer(Quantizer):
     """A constant range (the softmax output's grid)."""
 
     def __init__(self, num_bits: int = 8, low: float = 0.0, high: float = 1.0, narrow_range: bool = False):
-        self.num_bits, self.low, self.high, self.narrow_range = int(num_bits), float(low), float(high), bool(narrow_range)
+        self.num_bits, self.low, self.high, self.narrow_range = (
+            int(num_bits),
+            float(low),
+            float(high),
+            bool(narrow_range),
+        )
 
     def __call__(self, x, training, state):
         return fake_quant(x, self.low, self.high, self.num_bits, self.narrow_range)
