@@ -4,7 +4,8 @@
     python train.py recipe=mnist_cnn_int8 quant=ptq_int8 schedule.qat_epochs=1
     python train.py -m recipe=mnist_cnn_int8 schedule.qat_lr=0.0001,0.0003
 
-The config is checked before TensorFlow is imported: a wrong group option, field, type or value
+``engine=keras3`` trains on Keras 3 instead of tf_keras + tfmot (conf/engine/); the engine is set before any
+Keras import. The config is checked before TensorFlow is imported: a wrong group option, field, type or value
 stops the run in about a second with one line, and leaves no run directory behind.
 """
 
@@ -48,6 +49,9 @@ def main(cfg: DictConfig) -> float | None:
         _drop_empty(run_dir, cfg)
         _fail(str(error))
     quiet.configure(cfg.trainer.verbose)  # before TensorFlow is first imported; trainer.verbose=3 shows its logs
+    from qatzoo import engine
+
+    engine.select(cfg.engine.name)  # before any Keras import: engine=keras3 never loads tf_keras or tfmot
     from hydra.types import RunMode
     from omegaconf import open_dict
 

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = (
     "tensorflow",
     "tf-keras",
+    "keras",
     "tensorflow-model-optimization",
     "ai-edge-litert",
     "hydra-core",
@@ -58,6 +59,8 @@ def git_state(repo: Path = REPO) -> dict:
 def config_hash(cfg: DictConfig) -> str:
     """sha256 of the resolved config without the keys that do not change results (paths, logging, resuming)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
+    if plain.get("engine", {}).get("name", "tfmot") == "tfmot":
+        plain.pop("engine", None)  # the default engine hashes as before engines existed: earlier runs resume
     for key in NOT_HASHED:
         node, *rest = key.split(".")
         if rest:
@@ -90,7 +93,11 @@ def data_fingerprint(splits) -> str:
 
 
 def provenance(cfg: DictConfig, splits) -> dict:
+    from qatzoo.keras import ENGINE, KERAS_VERSION
+
     return {
+        # The QAT engine and the Keras it ran on (tf_keras 2.x for tfmot, Keras 3 for keras3).
+        "engine": {"name": ENGINE, "keras": KERAS_VERSION},
         "git": git_state(),
         "config_sha256": config_hash(cfg),
         "versions": versions(),

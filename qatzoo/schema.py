@@ -258,6 +258,12 @@ class WandbLogger(Group):
     init_timeout: float = Field(gt=0)
 
 
+class Engine(Group):
+    """``engine``: which Keras and which QAT implementation the run uses (qatzoo/engine.py)."""
+
+    name: Literal["tfmot", "keras3"]
+
+
 class Paths(Group):
     data_dir: str
     runs_dir: str
@@ -274,6 +280,8 @@ class Config(Group):
     schedule: Schedule
     trainer: Trainer
     logger: Annotated[NoLogger | CsvLogger | WandbLogger, Field(discriminator="target")]
+    # Configs written before engines existed have none: they ran on tfmot.
+    engine: Engine = Engine(name="tfmot")
 
     @model_validator(mode="after")
     def _groups_fit(self) -> Config:
@@ -290,6 +298,11 @@ class Config(Group):
             raise ConfigError(
                 f"schedule.qat_epochs: expected an integer >= 1 with quant={self.quant.name} (QAT), got "
                 f"{self.schedule.qat_epochs}; use quant=ptq_int8 for int8 without fine-tuning"
+            )
+        if self.engine.name == "keras3" and (self.trainer.loop != "tape" or self.trainer.strategy != "none"):
+            raise ConfigError(
+                "engine=keras3 runs with trainer.loop=tape and trainer.strategy=none so far; "
+                f"got trainer.loop={self.trainer.loop}, trainer.strategy={self.trainer.strategy}"
             )
         return self
 

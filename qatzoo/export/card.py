@@ -135,6 +135,7 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
             f"- config sha256: {prov['config_sha256']}",
             f"- data: {prov['dataset']}, sha256 {prov['data_sha256']}",
             f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
+            f"- QAT engine: {_engine(prov)}",
             f"- machine: {prov.get('platform', '?')}, CPU {prov.get('cpu', '?')} (the bytes are promised for this CPU)",
             "",
         ]
@@ -286,3 +287,9 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
     else:
         summary = f"{len(beaten_by)} of {len(baselines)} baselines beat the int8 model: {', '.join(beaten_by)}."
     return [*lines, "", summary, ""]
+
+
+def _engine(prov: dict) -> str:
+    """The engine line: ``keras3 (Keras 3.15.1)``; runs from before engines existed ran on tfmot."""
+    engine = prov.get("engine") or {"name": "tfmot", "keras": prov.get("versions", {}).get("tf-keras", "?")}
+    return f"{engine['name']} (Keras {engine['keras']})"

@@ -1,21 +1,38 @@
-"""Conversion of tf_keras models to TFLite flatbuffers: float, and full-integer int8."""
+"""Conversion of Keras models (tf_keras or Keras 3, by engine) to TFLite flatbuffers: float, and full-integer int8."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
 
-from qatzoo.keras import keras
+from qatzoo.keras import KERAS3, keras
 from qatzoo.quiet import native_output
 
 
-def _converter(model: keras.Model) -> tf.lite.TFLiteConverter:
-    # A concrete function with a fixed batch of 1 gives static shapes, which the int8 kernels want.
+@contextmanager
+def _converter(model: keras.Model) -> Iterator[tf.lite.TFLiteConverter]:
+    """A converter for ``model`` called on a fixed batch of 1 (static shapes, which the int8 kernels want).
+
+    tf_keras: from the concrete function. Keras 3: through a SavedModel of that one endpoint (the
+    converter does not freeze a Keras 3 model's variables from a concrete function), removed afterwards.
+    """
     shape = (1, *model.input_shape[1:])
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+    spec = tf.TensorSpec(shape, tf.float32)
+    if not KERAS3:
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        yield tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
+        return
+    with tempfile.TemporaryDirectory(prefix="qatzoo-savedmodel-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+        with native_output("the SavedModel export"):
+            archive.write_out(tmp, verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
 
 
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
@@ -27,7 +44,8 @@ def _convert(converter: tf.lite.TFLiteConverter) -> bytes:
 
 def to_float_tflite(model: keras.Model) -> bytes:
     """A float32 TFLite model, the size and accuracy reference for int8."""
-    return _convert(_converter(model))
+    with _converter(model) as converter:
+        return _convert(converter)
 
 
 def to_int8_tflite(model: keras.Model, representative: Callable[[], Iterable[np.ndarray]]) -> bytes:
@@ -37,13 +55,13 @@ def to_int8_tflite(model: keras.Model, representative: Callable[[], Iterable[np.
     QAT model the fake-quant ranges are used and ``representative`` calibrates any tensor left without
     one. Conversion fails (rather than keeping a float op) if an op has no int8 kernel.
     """
-    converter = _converter(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative())
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return _convert(converter)
+    with _converter(model) as converter:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative())
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        return _convert(converter)
 
 
 def strip_names(model: bytes) -> bytes:

@@ -12,7 +12,7 @@ __all__ = ["register"]
 
 def __getattr__(name: str):
     if name == "register":
-        from qatzoo.quant.registry import register
+        from qatzoo.quant.schemes import engine_module  # the table of this process's engine
 
-        return register
+        return engine_module().register
     raise AttributeError(f"module 'qatzoo.quant' has no attribute {name!r}")

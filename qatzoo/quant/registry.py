@@ -19,7 +19,9 @@ from qatzoo.quant.configs import (
     LayerQuantizeConfig,
     NoNormQuantizeConfig,
 )
-from qatzoo.quant.spec import Bits, LayerInfo, Spec
+from qatzoo.quant.spec import Bits, LayerInfo, Spec, UnsupportedLayerError, layer_infos
+
+__all__ = ["INT8_TABLE", "TableQuantizeRegistry", "UnsupportedLayerError", "layer_infos", "register"]
 
 L = keras.layers
 
@@ -109,29 +111,6 @@ register(Attention, AttentionQuantizeConfig)
 register(LayerNorm, LayerNormQuantizeConfig)
 register(NoNorm, NoNormQuantizeConfig)
 register(PositionEmbedding, _position_embedding)
-
-
-class UnsupportedLayerError(ValueError):
-    """A layer that no row of the table covers: it would otherwise stay float in an 'int8' model."""
-
-
-def layer_infos(model) -> list[LayerInfo]:
-    """What selection patterns see of each layer of ``model`` (input layers left out)."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    weighted = [layer.name for layer in layers if layer.weights]
-    infos = []
-    for layer in layers:
-        activation = getattr(layer, "activation", None)
-        infos.append(
-            LayerInfo(
-                cls=type(layer).__name__,
-                name=layer.name,
-                activation=getattr(activation, "__name__", None),
-                first=bool(weighted) and layer.name == weighted[0],
-                last=bool(weighted) and layer.name == weighted[-1],
-            )
-        )
-    return infos
 
 
 class TableQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):

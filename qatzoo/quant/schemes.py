@@ -7,33 +7,38 @@ bit widths, grids, range estimator, layers kept float, per-layer rules).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
 from qatzoo.config import ConfigError
-from qatzoo.keras import keras
-from qatzoo.quant.configs import CUSTOM_OBJECTS
-from qatzoo.quant.registry import EXTRA_CUSTOM_OBJECTS, TableQuantizeRegistry, layer_infos
-from qatzoo.quant.spec import Bits, Spec
+from qatzoo.keras import ENGINE, keras
+from qatzoo.quant.spec import Bits, Spec, layer_infos
+
+#: The module that quantizes models on each engine; both give ``check_model``, ``quantize_model`` and
+#: ``custom_objects`` over the same :class:`Spec`.
+ENGINE_MODULES = {"tfmot": "qatzoo.quant.tfmot_engine", "keras3": "qatzoo.quant.keras3"}
 
 
-class TableQuantizeScheme(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme):
-    """tfmot's 8-bit scheme (its layout transforms) with this project's table and a :class:`Spec`."""
-
-    def __init__(self, spec: Spec | None = None, infos=None):
-        self.spec = spec or Spec()
-        self.infos = infos
-
-    def get_quantize_registry(self):
-        return TableQuantizeRegistry(spec=self.spec, infos=self.infos)
+def engine_module():
+    """This process's quantization engine (``qatzoo.engine``): imported on first use, so a keras3 process
+    never imports tensorflow-model-optimization."""
+    return importlib.import_module(ENGINE_MODULES[ENGINE])
 
 
 def custom_objects() -> dict:
-    """Everything Keras needs to rebuild a model of this project, quantized or not: the quantizers and
-    configs, and every registered layer (the project's own are registered like anyone's)."""
-    return {**CUSTOM_OBJECTS, **EXTRA_CUSTOM_OBJECTS}
+    """Everything Keras needs to rebuild a model of this project, quantized or not (the engine's quantizers
+    and configs, and every registered layer)."""
+    return engine_module().custom_objects()
+
+
+def __getattr__(name: str):
+    if name == "TableQuantizeScheme":  # tfmot's scheme class, where it always was
+        from qatzoo.quant.tfmot_engine import TableQuantizeScheme
+
+        return TableQuantizeScheme
+    raise AttributeError(f"module 'qatzoo.quant.schemes' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,14 @@ class Scheme:
                 f"quant: pattern {unmatched[0]!r} matches no layer of {model.name}; its layers are: "
                 + ", ".join(f"{i.name} ({i.cls})" for i in infos)
             )
-        registry = TableQuantizeRegistry(spec=self.spec, infos=infos)
-        return {layer.name: registry.bits_for(layer) for layer in model.layers[1:]}
+        return {info.name: self.spec.for_layer(info) for info in infos}
 
     def check(self, model: keras.Model) -> None:
         """Fail before training if a pattern matches nothing or a layer has no QuantizeConfig."""
         if not self.qat:
             return
         self.layer_formats(model)
-        TableQuantizeRegistry(spec=self.spec, infos=layer_infos(model)).check_model(model)
+        engine_module().check_model(model, self.spec, layer_infos(model))
 
     def kept_float(self, model: keras.Model) -> list[str]:
         return [name for name, bits in self.layer_formats(model).items() if bits is None]
@@ -81,10 +85,7 @@ class Scheme:
         sets every activation range, so QAT starts where post-training quantization stands.
         """
         self.check(model)
-        scheme = TableQuantizeScheme(self.spec, layer_infos(model))
-        with tfmot.quantization.keras.quantize_scope(custom_objects()):
-            annotated = tfmot.quantization.keras.quantize_annotate_model(model)
-            quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        quantized = engine_module().quantize_model(model, self.spec, layer_infos(model))
         quantized(calibration, training=True)
         return quantized
 

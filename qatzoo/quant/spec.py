@@ -160,3 +160,26 @@ class Spec:
             keep_float=tuple(quant.get("keep_float") or ()),
             rules=tuple(Rule(**r) for r in quant.get("rules") or ()),
         )
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer that no row of the engine's table covers: it would otherwise stay float in an 'int8' model."""
+
+
+def layer_infos(model) -> list[LayerInfo]:
+    """What selection patterns see of each layer of ``model`` (input layers left out); any Keras."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    weighted = [layer.name for layer in layers if layer.weights]
+    infos = []
+    for layer in layers:
+        activation = getattr(layer, "activation", None)
+        infos.append(
+            LayerInfo(
+                cls=type(layer).__name__,
+                name=layer.name,
+                activation=getattr(activation, "__name__", None),
+                first=bool(weighted) and layer.name == weighted[0],
+                last=bool(weighted) and layer.name == weighted[-1],
+            )
+        )
+    return infos

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
-from qatzoo.keras import keras
+from qatzoo.keras import KERAS3, keras
 from qatzoo.quiet import LOUD
 from qatzoo.task import Task
 from qatzoo.train import distribute
@@ -321,6 +321,8 @@ def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.h5")
+    if KERAS3:  # Keras 3 writes weights only to *.weights.h5
+        path = path.with_name(f"{path.stem}.weights.h5")
+    tmp = path.with_name(f".{path.stem}.tmp{''.join(path.suffixes)}")
     model.save_weights(str(tmp))
     os.replace(tmp, path)

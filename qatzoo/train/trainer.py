@@ -25,7 +25,7 @@ from qatzoo.config import ConfigError, validate
 from qatzoo.data.splits import DataError, DataSourceMissing
 from qatzoo.deploy import report as deploy_report
 from qatzoo.export.card import render as render_card
-from qatzoo.keras import keras
+from qatzoo.keras import KERAS3, keras
 from qatzoo.provenance import config_hash, provenance
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
@@ -43,6 +43,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     metric and may stop the run (``Pruned``; the run directory then holds ``pruned.json`` and no results).
     """
     validate(cfg)
+    _check_engine(cfg)
     run = RunDir(resume_dir(cfg, Path(run_dir)))
     _seed(cfg.trainer, cfg.trainer.seed)
     # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
@@ -139,6 +140,16 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     logger.finish()
     _print_summary(run.path, report)
     return metrics
+
+
+def _check_engine(cfg: DictConfig) -> None:
+    """The config's engine must be the one this process loaded (qatzoo.engine: one Keras per process)."""
+    from qatzoo.engine import EngineError, select
+
+    try:
+        select(cfg.get("engine", {}).get("name", "tfmot"))
+    except EngineError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _figures(run: RunDir, report: RunReport, data, int8: bytes | None) -> tuple[str, ...]:
@@ -304,7 +315,8 @@ def _seed(trainer: DictConfig, seed: int) -> None:
     if trainer.threads and not tf.config.threading.get_intra_op_parallelism_threads():
         tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    keras.backend.experimental.enable_tf_random_generator()
+    if not KERAS3:  # Keras 3's dropout draws from SeedGenerator state variables already
+        keras.backend.experimental.enable_tf_random_generator()
     keras.utils.set_random_seed(seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()

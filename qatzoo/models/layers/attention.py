@@ -65,8 +65,12 @@ class Attention(keras.layers.Layer):
             ("value", (features, width)),
             ("output", (width, features)),
         ):
-            setattr(self, f"{name}_kernel", self.add_weight(f"{name}_kernel", shape, initializer="glorot_uniform"))
-            setattr(self, f"{name}_bias", self.add_weight(f"{name}_bias", shape[-1:], initializer="zeros"))
+            setattr(
+                self,
+                f"{name}_kernel",
+                self.add_weight(name=f"{name}_kernel", shape=shape, initializer="glorot_uniform"),
+            )
+            setattr(self, f"{name}_bias", self.add_weight(name=f"{name}_bias", shape=shape[-1:], initializer="zeros"))
         super().build(input_shape)
 
     def _split_heads(self, x, tokens):

@@ -40,8 +40,8 @@ class LayerNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         features = int(input_shape[-1])
-        self.gamma = self.add_weight("gamma", (features,), initializer="ones")
-        self.beta = self.add_weight("beta", (features,), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(features,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(features,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, x):
@@ -82,8 +82,8 @@ class NoNorm(keras.layers.Layer):
 
     def build(self, input_shape):
         features = int(input_shape[-1])
-        self.gamma = self.add_weight("gamma", (features,), initializer="ones")
-        self.beta = self.add_weight("beta", (features,), initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=(features,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(features,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, x):

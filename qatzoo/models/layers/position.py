@@ -11,8 +11,8 @@ class PositionEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         self.embeddings = self.add_weight(
-            "embeddings",
-            (int(input_shape[1]), int(input_shape[2])),
+            name="embeddings",
+            shape=(int(input_shape[1]), int(input_shape[2])),
             initializer=keras.initializers.RandomNormal(stddev=0.02),
         )
         super().build(input_shape)

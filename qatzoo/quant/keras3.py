@@ -1,0 +1,595 @@
+"""Quantization-aware training on Keras 3 (``engine=keras3``): the project's policy without tfmot.
+
+tensorflow-model-optimization works on Keras 2 only. This module gives Keras 3 models the same
+quantization, from the same :class:`~qatzoo.quant.spec.Spec`:
+
+* weights: last-value ranges, symmetric and narrow range by default, per output channel for
+  convolutions and per tensor for fully connected kernels (the converter's rule, see
+  ``registry._dense_layer``);
+* activations: one range per tensor with the scheme's estimator (``ema``, ``last_value``, ``fixed``,
+  ``learned``), the first training batch (the trainer's calibration pass) setting it;
+* the model input: the range of every value seen (tfmot's ``AllValuesQuantizer``);
+* keep-float patterns and per-layer bit widths, and a table from layer class to :class:`QuantizeConfig`
+  that :func:`register` extends for your own layers (the attention layer is the worked example).
+
+Every rounding is ``keras.quantizers.fake_quant_with_min_max_vars``, which on the TensorFlow backend is
+TensorFlow's fake-quant op: the TFLite converter reads its ranges and writes int8 tensors.
+
+:func:`quantize_model` clones a functional model and wraps each quantized layer in a
+:class:`QuantizeWrapper`. The wrapper holds the range variables; while it calls the layer it puts the
+fake-quantized kernels in place of the layer's kernel attributes and fake-quant functions in place of its
+activation attributes (``activation``; the identity points of the project's own layers). That swap
+happens once, when TensorFlow traces the step, so it adds no work to a training step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
+
+import tensorflow as tf
+
+from qatzoo.keras import KERAS3, keras
+from qatzoo.models.layers import Attention, LayerNorm, NoNorm, PositionEmbedding
+from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
+from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
+from qatzoo.models.layers.norm import NONORM_POINTS
+from qatzoo.quant.spec import Bits, LayerInfo, Spec, UnsupportedLayerError
+
+if not KERAS3:
+    raise ImportError("qatzoo.quant.keras3 needs engine=keras3 (QATZOO_ENGINE=keras3 before qatzoo.keras is imported)")
+
+L = keras.layers
+#: The int8 runtime's fixed output grid of SOFTMAX: scale 1/256, zero point -128, i.e. [0, 255/256].
+SOFTMAX_OUTPUT_RANGE = (0.0, 255.0 / 256.0)
+
+
+def fake_quant(x, low, high, num_bits: int, narrow_range: bool, per_channel: bool = False):
+    """TensorFlow's fake-quant op through Keras 3 (per tensor, or per last axis)."""
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        x, low, high, num_bits=num_bits, narrow_range=narrow_range, axis=-1 if per_channel else None
+    )
+
+
+# --- quantizers: each builds its variables on the wrapper and fake-quantizes one tensor ---------------------
+
+
+class Quantizer:
+    """Fake-quantizes one tensor; ``build`` makes its state (variables on ``layer``), ``__call__`` uses it."""
+
+    def build(self, layer: keras.layers.Layer, name: str, shape: tuple) -> dict:
+        return {}
+
+    def __call__(self, x, training: bool, state: dict):
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return dict(self.__dict__)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+def _var(layer, name: str, value: float, shape=(), trainable: bool = False, constraint=None):
+    return layer.add_weight(
+        name=name,
+        shape=shape,
+        initializer=keras.initializers.Constant(value),
+        trainable=trainable,
+        constraint=constraint,
+    )
+
+
+class WeightQuantizer(Quantizer):
+    """Last-value weight ranges (tfmot's ``LastValueQuantizer``): each training step takes the kernel's
+    range (per output channel, the last axis, or per tensor) and stores it; inference uses the stored one."""
+
+    def __init__(self, num_bits: int = 8, per_channel: bool = True, symmetric: bool = True, narrow_range: bool = True):
+        self.num_bits, self.per_channel = int(num_bits), bool(per_channel)
+        self.symmetric, self.narrow_range = bool(symmetric), bool(narrow_range)
+
+    def build(self, layer, name, shape):
+        channels = (int(shape[-1]),) if self.per_channel else ()
+        return {"min": _var(layer, f"{name}_min", -6.0, channels), "max": _var(layer, f"{name}_max", 6.0, channels)}
+
+    def __call__(self, w, training, state):
+        if training:
+            axes = tuple(range(len(w.shape) - 1)) if self.per_channel else None
+            low, high = tf.reduce_min(w, axis=axes), tf.reduce_max(w, axis=axes)
+            if self.symmetric:
+                # Zero exact on the grid: [-m, m] on a narrow range; on a full one the negative side is one step wider.
+                ratio = -1.0 if self.narrow_range else -((1 << self.num_bits) - 2) / (1 << self.num_bits)
+                low, high = tf.minimum(low, high / ratio), tf.maximum(high, low * ratio)
+            else:
+                low, high = tf.minimum(low, 0.0), tf.maximum(high, 0.0)
+            state["min"].assign(low)
+            state["max"].assign(high)
+        else:
+            low, high = state["min"], state["max"]
+        return fake_quant(w, low, high, self.num_bits, self.narrow_range, self.per_channel)
+
+
+class HoldsZero(keras.constraints.Constraint):
+    """Keeps a learned range bound on its side of zero (``min <= 0 <= max``) after optimizer updates."""
+
+    def __init__(self, side: str):
+        self.side = side
+
+    def __call__(self, value):
+        return tf.minimum(value, 0.0) if self.side == "min" else tf.maximum(value, 0.0)
+
+    def get_config(self):
+        return {"side": self.side}
+
+
+class RangeQuantizer(Quantizer):
+    """Per-tensor activation fake quantization, the same arithmetic as :class:`qatzoo.quant.configs.RangeQuantizer`.
+
+    ``ema``: moving-average min/max, the first training batch setting it; ``last_value``: the latest
+    batch's range; ``fixed``: ``fixed_range``; ``learned``: trainable clip values set by the first batch,
+    then trained through the fake-quant op's straight-through gradients. The range always holds 0;
+    ``symmetric`` uses ``[-m, m]``.
+    """
+
+    def __init__(
+        self,
+        num_bits: int = 8,
+        range: str = "ema",  # noqa: A002 - the config field's name
+        ema_decay: float = 0.999,
+        symmetric: bool = False,
+        narrow_range: bool = False,
+        fixed_range: tuple[float, float] = (-6.0, 6.0),
+    ):
+        self.num_bits, self.range, self.ema_decay = int(num_bits), str(range), float(ema_decay)
+        self.symmetric, self.narrow_range = bool(symmetric), bool(narrow_range)
+        self.fixed_range = (float(fixed_range[0]), float(fixed_range[1]))
+
+    def build(self, layer, name, shape):
+        low, high = self.fixed_range if self.range == "fixed" else (-6.0, 6.0)
+        learned = self.range == "learned"
+        return {
+            "min": _var(layer, f"{name}_min", low, trainable=learned, constraint=HoldsZero("min") if learned else None),
+            "max": _var(
+                layer, f"{name}_max", high, trainable=learned, constraint=HoldsZero("max") if learned else None
+            ),
+            "seen": _var(layer, f"{name}_seen", 0.0),
+        }
+
+    def quantize(self, x, low, high):
+        low, high = tf.minimum(low, 0.0), tf.maximum(high, 0.0)
+        if self.symmetric:
+            high = tf.maximum(tf.abs(low), tf.abs(high))
+            low = -high
+        return fake_quant(x, low, high, self.num_bits, self.narrow_range)
+
+    def __call__(self, x, training, state):
+        low, high, seen = state["min"], state["max"], state["seen"]
+        if not training or self.range == "fixed":
+            return self.quantize(x, low, high)
+        batch_min = tf.minimum(tf.reduce_min(x), 0.0)
+        batch_max = tf.maximum(tf.reduce_max(x), 0.0)
+        if self.range == "learned":
+            first = tf.cast(seen <= 0.0, x.dtype)
+            low.assign(first * batch_min + (1.0 - first) * low)
+            high.assign(first * batch_max + (1.0 - first) * high)
+            seen.assign(1.0)
+            return self.quantize(x, low.value, high.value)  # read after the assignment: gradients reach them
+        decay = 0.0 if self.range == "last_value" else tf.where(seen > 0.0, self.ema_decay, 0.0)
+        new_low = decay * low + (1.0 - decay) * batch_min
+        new_high = decay * high + (1.0 - decay) * batch_max
+        low.assign(new_low)
+        high.assign(new_high)
+        seen.assign(1.0)
+        return self.quantize(x, new_low, new_high)
+
+    def get_config(self):
+        return {**self.__dict__, "fixed_range": list(self.fixed_range)}
+
+
+class AllValuesQuantizer(Quantizer):
+    """The model input's range: every value seen in training, and 0 (tfmot's ``AllValuesQuantizer``)."""
+
+    def __init__(self, num_bits: int = 8):
+        self.num_bits = int(num_bits)
+
+    def build(self, layer, name, shape):
+        return {"min": _var(layer, f"{name}_min", 0.0), "max": _var(layer, f"{name}_max", 0.0)}
+
+    def __call__(self, x, training, state):
+        low, high = state["min"], state["max"]
+        if training:
+            low = tf.minimum(tf.minimum(low, tf.reduce_min(x)), 0.0)
+            high = tf.maximum(tf.maximum(high, tf.reduce_max(x)), 0.0)
+            state["min"].assign(low)
+            state["max"].assign(high)
+        return fake_quant(x, low, high, self.num_bits, False)
+
+
+class FixedQuantizer(Quantizer):
+    """A constant range (the softmax output's grid)."""
+
+    def __init__(self, num_bits: int = 8, low: float = 0.0, high: float = 1.0, narrow_range: bool = False):
+        self.num_bits, self.low, self.high, self.narrow_range = (
+            int(num_bits),
+            float(low),
+            float(high),
+            bool(narrow_range),
+        )
+
+    def __call__(self, x, training, state):
+        return fake_quant(x, self.low, self.high, self.num_bits, self.narrow_range)
+
+
+def weight_quantizer(bits: Bits, per_channel: bool | None = None) -> WeightQuantizer:
+    """Last-value weight quantizer of ``bits``, per output channel unless told otherwise."""
+    return WeightQuantizer(
+        num_bits=bits.weight_bits,
+        per_channel=bits.per_channel if per_channel is None else per_channel,
+        symmetric=bits.weight_symmetric,
+        narrow_range=bits.weight_narrow_range,
+    )
+
+
+def activation_quantizer(bits: Bits) -> RangeQuantizer:
+    """Per-tensor activation quantizer of ``bits`` (width, grid and range estimator)."""
+    return RangeQuantizer(
+        num_bits=bits.activation_bits,
+        range=bits.range,
+        ema_decay=bits.ema_decay,
+        symmetric=bits.activation_symmetric,
+        narrow_range=bits.activation_narrow_range,
+        fixed_range=bits.fixed_range,
+    )
+
+
+def softmax_output_quantizer(bits: Bits) -> FixedQuantizer:
+    """A softmax output on exactly the grid the int8 SOFTMAX kernel writes (``activation_bits`` wide below 8)."""
+    return FixedQuantizer(bits.activation_bits, *SOFTMAX_OUTPUT_RANGE)
+
+
+# --- QuantizeConfigs: which attributes of a layer are quantized, and how ------------------------------------
+
+
+class QuantizeConfig:
+    """What to fake-quantize in one layer (the Keras 3 counterpart of tfmot's ``QuantizeConfig``).
+
+    ``weights(layer)``: weight attribute -> quantizer (the layer reads the fake-quantized kernel there);
+    ``activations(layer)``: attribute holding a function (``activation``, or an identity point such as the
+    attention layer's ``key_act``) -> quantizer of that function's output; ``output(layer)``: the quantizer
+    of the layer's output, or None. A config that quantizes nothing leaves the layer unwrapped.
+    """
+
+    def __init__(self, bits: Bits | dict | None = None):
+        self.bits = _bits(bits)
+
+    def weights(self, layer) -> dict[str, Quantizer]:
+        return {}
+
+    def activations(self, layer) -> dict[str, Quantizer]:
+        return {}
+
+    def output(self, layer) -> Quantizer | None:
+        return None
+
+    def is_empty(self, layer) -> bool:
+        return not (self.weights(layer) or self.activations(layer) or self.output(layer))
+
+    def get_config(self) -> dict:
+        return {"bits": self.bits.as_dict()}
+
+
+def _bits(value: Bits | dict | None) -> Bits:
+    if value is None:
+        return Bits()
+    return value if isinstance(value, Bits) else Bits.from_dict(value)
+
+
+class LayerQuantizeConfig(QuantizeConfig):
+    """The generic config for built-in layers: named weights and activation functions, optionally the output.
+
+    ``per_channel=False`` forces per-tensor weights whatever ``bits.per_channel`` says (fully connected
+    kernels). With nothing named and no output it quantizes nothing: the config of a layer kept float.
+    """
+
+    def __init__(
+        self,
+        weight_attrs: tuple[str, ...] = (),
+        activation_attrs: tuple[str, ...] = (),
+        quantize_output: bool = False,
+        per_channel: bool = True,
+        bits: Bits | dict | None = None,
+    ):
+        super().__init__(bits)
+        self.weight_attrs, self.activation_attrs = tuple(weight_attrs), tuple(activation_attrs)
+        self.quantize_output, self.per_channel = bool(quantize_output), bool(per_channel)
+
+    def weights(self, layer):
+        per_channel = self.per_channel and self.bits.per_channel
+        return {attr: weight_quantizer(self.bits, per_channel) for attr in self.weight_attrs}
+
+    def activations(self, layer):
+        return {attr: activation_quantizer(self.bits) for attr in self.activation_attrs}
+
+    def output(self, layer):
+        return activation_quantizer(self.bits) if self.quantize_output else None
+
+    def get_config(self):
+        return {
+            "weight_attrs": list(self.weight_attrs),
+            "activation_attrs": list(self.activation_attrs),
+            "quantize_output": self.quantize_output,
+            "per_channel": self.per_channel,
+            "bits": self.bits.as_dict(),
+        }
+
+
+class InnerPointsQuantizeConfig(QuantizeConfig):
+    """Base for custom layers that expose their int8 intermediates as identity attributes.
+
+    Subclasses name the ``kernels`` (fake-quantized per tensor) and the inner ``points`` (attributes that
+    are ``keras.activations.linear`` in the float layer); ``point_quantizer`` picks each point's quantizer.
+    The output is quantized too. This is the pattern to follow for your own layer.
+    """
+
+    kernels: tuple[str, ...] = ()
+    points: tuple[str, ...] = ()
+
+    def point_quantizer(self, name: str) -> Quantizer:
+        return activation_quantizer(self.bits)
+
+    def weights(self, layer):
+        return {name: weight_quantizer(self.bits, per_channel=False) for name in self.kernels}
+
+    def activations(self, layer):
+        return {name: self.point_quantizer(name) for name in self.points}
+
+    def output(self, layer):
+        return activation_quantizer(self.bits)
+
+
+class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
+    """:class:`qatzoo.models.layers.Attention`: the four projection kernels (per tensor), Q, K, V, the
+    scaled scores and the softmax output (on the int8 SOFTMAX grid), and the output; ReLU attention's
+    probabilities get a range like any activation and there is no scores point. With ``symmetric_kv``,
+    K and V are symmetric and narrow (int8 zero point 0, what XNNPACK's int8 BATCH_MATMUL takes)."""
+
+    kernels = KERNELS
+    points = INNER_POINTS
+    symmetric_points = ("key_act", "value_act")
+
+    def activations(self, layer):
+        if getattr(layer, "probabilities", "softmax") == "softmax":
+            quantizers = {
+                name: softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
+                for name in self.points
+            }
+        else:
+            quantizers = {name: activation_quantizer(self.bits) for name in self.points if name != "scores_act"}
+        if getattr(layer, "symmetric_kv", False):
+            bits = replace(self.bits, activation_symmetric=True, activation_narrow_range=True)
+            quantizers.update({name: activation_quantizer(bits) for name in self.symmetric_points})
+        return quantizers
+
+
+class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):
+    """:class:`qatzoo.models.layers.LayerNorm`: every intermediate of its int8 lowering and the output."""
+
+    points = NORM_POINTS
+
+
+class NoNormQuantizeConfig(InnerPointsQuantizeConfig):
+    """:class:`qatzoo.models.layers.NoNorm`: gamma like a kernel (per tensor), the product and the output."""
+
+    kernels = ("gamma",)
+    points = NONORM_POINTS
+
+
+def _conv_layer(bits: Bits) -> QuantizeConfig:
+    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=True, bits=bits)
+
+
+def _dense_layer(bits: Bits) -> QuantizeConfig:
+    # Per tensor: TF 2.21's converter rejects per-axis fake-quant on FULLY_CONNECTED weights.
+    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=False, bits=bits)
+
+
+def _output_only(bits: Bits) -> QuantizeConfig:
+    return LayerQuantizeConfig(quantize_output=True, bits=bits)
+
+
+def _passthrough(bits: Bits) -> QuantizeConfig:
+    return LayerQuantizeConfig(bits=bits)  # moves or selects int8 values: keeps its input's range
+
+
+def _position_embedding(bits: Bits) -> QuantizeConfig:
+    # The table is an operand of an int8 ADD, which takes int8 operands only: 8-bit whatever weight_bits says.
+    return LayerQuantizeConfig(
+        weight_attrs=("embeddings",), quantize_output=True, per_channel=False, bits=replace(bits, weight_bits=8)
+    )
+
+
+#: A function from a layer's :class:`Bits` to its :class:`QuantizeConfig`.
+ConfigFactory = Callable[[Bits], QuantizeConfig]
+
+#: layer class -> factory of its QuantizeConfig (the same rows as the tfmot engine's table). Extend with :func:`register`.
+KERAS3_TABLE: dict[type, ConfigFactory] = {
+    L.Conv2D: _conv_layer,
+    L.Dense: _dense_layer,
+    L.Activation: _output_only,
+    L.ReLU: _output_only,
+    L.Softmax: _output_only,
+    L.Add: _output_only,
+    L.Concatenate: _output_only,
+    L.AveragePooling2D: _output_only,
+    L.GlobalAveragePooling1D: _output_only,
+    L.GlobalAveragePooling2D: _output_only,
+    L.LayerNormalization: _output_only,
+    L.MaxPooling2D: _passthrough,
+    L.Flatten: _passthrough,
+    L.Reshape: _passthrough,
+    L.Dropout: _passthrough,
+    L.Permute: _passthrough,
+}
+
+
+def register(layer_class: type, factory: ConfigFactory) -> None:
+    """Quantize every ``layer_class`` layer with ``factory(bits)`` (a :class:`QuantizeConfig`), in every scheme.
+
+    A subclass of :class:`InnerPointsQuantizeConfig` or :class:`LayerQuantizeConfig` takes ``bits`` as its
+    argument, so the class itself is a factory: ``register(MyLayer, MyLayerQuantizeConfig)``.
+    """
+    if not isinstance(layer_class, type):
+        raise TypeError(f"register() needs a layer class, got {layer_class!r}")
+    KERAS3_TABLE[layer_class] = factory
+
+
+# The project's own layers, registered like anyone's.
+register(Attention, AttentionQuantizeConfig)
+register(LayerNorm, LayerNormQuantizeConfig)
+register(NoNorm, NoNormQuantizeConfig)
+register(PositionEmbedding, _position_embedding)
+
+
+def factory_for(layer, table: dict | None = None) -> ConfigFactory | None:
+    """The table's factory for ``layer``'s class, or its nearest base class's; None if no row covers it."""
+    table = KERAS3_TABLE if table is None else table
+    for cls in type(layer).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
+
+
+def config_for(layer, spec: Spec, info: LayerInfo | None = None, table: dict | None = None) -> QuantizeConfig | None:
+    """The layer's QuantizeConfig under ``spec``; None when it stays float. UnsupportedLayerError if no row covers it."""
+    info = info or LayerInfo(cls=type(layer).__name__, name=layer.name)
+    bits = spec.for_layer(info)
+    if bits is None:
+        return None
+    factory = factory_for(layer, table)
+    if factory is None:
+        name = type(layer).__name__
+        raise UnsupportedLayerError(
+            f"layer {layer.name!r} ({name}) has no QuantizeConfig: register one with "
+            f"qatzoo.quant.register({name}, factory) (README, 'Quantize your own layer'), or keep it "
+            f"float with quant.keep_float=[{name}]"
+        )
+    return factory(bits)
+
+
+def check_model(model, spec: Spec, infos: list[LayerInfo]) -> None:
+    """Raise :class:`UnsupportedLayerError` for the first layer that would be quantized but has no row."""
+    by_name = {info.name: info for info in infos}
+    for layer in model.layers:
+        if not isinstance(layer, L.InputLayer):
+            config_for(layer, spec, by_name.get(layer.name))
+
+
+# --- the wrapper and the model transform --------------------------------------------------------------------
+
+
+def _storage(layer, attr: str) -> str:
+    """Where ``layer`` keeps ``attr``: Keras 3's Dense and Conv expose ``kernel`` as a property over ``_kernel``."""
+    return f"_{attr}" if isinstance(getattr(type(layer), attr, None), property) else attr
+
+
+class QuantizeWrapper(keras.layers.Layer):
+    """Runs ``layer`` with its weights and activation points fake-quantized as ``config`` says, and its
+    output too; holds the range variables. Named like the layer it wraps, so selection patterns and
+    reports see the same names in the float and the QAT model."""
+
+    def __init__(self, layer: keras.layers.Layer, config: QuantizeConfig, **kwargs):
+        kwargs.setdefault("name", layer.name)
+        super().__init__(**kwargs)
+        self.layer, self.config = layer, config
+        self._takes_training = "training" in inspect.signature(layer.call).parameters
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        layer = self.layer
+        self._weight_q = {
+            attr: (q, q.build(self, attr, tuple(getattr(layer, _storage(layer, attr)).shape)))
+            for attr, q in self.config.weights(layer).items()
+        }
+        self._point_q = {attr: (q, q.build(self, attr, ())) for attr, q in self.config.activations(layer).items()}
+        output = self.config.output(layer)
+        self._output_q = (output, output.build(self, "output", ())) if output is not None else None
+        super().build(input_shape)
+
+    def call(self, inputs, training=None, **kwargs):
+        training, layer, saved = bool(training), self.layer, {}
+        if self._takes_training:
+            kwargs["training"] = training
+        try:  # object.__setattr__: a temporary swap, not new state for Keras' tracker
+            for attr, (q, state) in self._weight_q.items():
+                where = _storage(layer, attr)
+                saved[where] = getattr(layer, where)
+                object.__setattr__(layer, where, q(saved[where], training, state))
+            for attr, (q, state) in self._point_q.items():
+                saved[attr] = fn = getattr(layer, attr)
+                object.__setattr__(layer, attr, lambda x, fn=fn, q=q, state=state: q(fn(x), training, state))
+            outputs = layer.call(inputs, **kwargs)  # kwargs: what the layer was called with (a mask)
+        finally:
+            for where, value in saved.items():
+                object.__setattr__(layer, where, value)
+        if self._output_q is not None:
+            q, state = self._output_q
+            outputs = q(outputs, training, state)
+        return outputs
+
+    def compute_output_spec(self, inputs, training=None, **kwargs):
+        return self.layer.compute_output_spec(inputs, **kwargs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+class InputQuantize(keras.layers.Layer):
+    """Fake-quantizes a model input on the range of all values seen (what the int8 input's scale comes from)."""
+
+    def build(self, input_shape):
+        self.quantizer = AllValuesQuantizer()
+        self._state = self.quantizer.build(self, "input", ())
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        return self.quantizer(inputs, bool(training), self._state)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo], table: dict | None = None) -> keras.Model:
+    """The fake-quant (QAT) clone of a functional Keras 3 ``model``, with its weights; ranges not yet calibrated.
+
+    Every input is fake-quantized; each layer gets its table row's :class:`QuantizeConfig` under ``spec``
+    (none when kept float, or when the config quantizes nothing). ``model`` itself is left as it was.
+    """
+    check_model(model, spec, infos)
+    by_name = {info.name: info for info in infos}
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
+    quantized = {id(t): InputQuantize(name=f"{t.name}_quantize")(t) for t in inputs}
+
+    def clone(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        config = config_for(layer, spec, by_name.get(layer.name), table)
+        return fresh if config is None or config.is_empty(layer) else QuantizeWrapper(fresh, config)
+
+    def call(layer, *args, **kwargs):
+        args = keras.tree.map_structure(lambda t: quantized.get(id(t), t), args)
+        return layer(*args, **kwargs)
+
+    qat = keras.models.clone_model(
+        model, input_tensors=inputs if len(inputs) > 1 else inputs[0], clone_function=clone, call_function=call
+    )
+    for old in model.layers:
+        if old.weights:
+            new = qat.get_layer(old.name)
+            (new.layer if isinstance(new, QuantizeWrapper) else new).set_weights(old.get_weights())
+    return qat
+
+
+def custom_objects() -> dict:
+    """What Keras needs to rebuild a model of this project: the project's layers (registered by name)."""
+    return {cls.__name__: cls for cls in KERAS3_TABLE if cls.__module__.startswith("qatzoo.")}

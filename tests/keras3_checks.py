@@ -1,0 +1,151 @@
+"""Checks that need a Keras 3 process (``engine=keras3``); tests/test_keras3_engine.py runs them in a subprocess,
+since the test process itself runs the tfmot engine and a process holds one Keras.
+
+    QATZOO_ENGINE=keras3 python -m tests.keras3_checks parity
+
+Prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def imports() -> dict:
+    """Build every architecture, quantize and convert one: which Keras and which quantization packages got loaded."""
+    from qatzoo.keras import ENGINE, KERAS_VERSION
+    from qatzoo.models.mnist_cnn import mnist_cnn
+    from qatzoo.models.small_transformer import small_transformer
+    from qatzoo.models.ts_attention import ts_attention
+    from qatzoo.quant.schemes import scheme
+
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    mnist_cnn(input_shape=(28, 28, 1), num_outputs=10)
+    ts_attention(input_shape=(52, 1), num_outputs=4, norm="layer")
+    model = small_transformer(input_shape=(28, 28, 1), num_outputs=10)
+    scheme("int8", qat=True, int8=True).quantize(model, x)
+    return {
+        "engine": ENGINE,
+        "keras": KERAS_VERSION,
+        "tf_keras": "tf_keras" in sys.modules,
+        "tfmot": "tensorflow_model_optimization" in sys.modules,
+    }
+
+
+def _steps(blob: bytes, model, x: np.ndarray) -> dict:
+    """How far the int8 file's outputs are from the fake-quant Keras model's, in steps of the int8 output."""
+    from qatzoo.export import checks, litert
+
+    y_int8 = litert.predict(blob, x)
+    y_keras = model.predict(x, verbose=0)
+    scale = litert.io_quant(litert.interpreter(blob))[1].scale
+    return {
+        "full_integer": checks.full_integer(blob).ok,
+        "max_steps": float(np.abs(y_int8 - y_keras).max() / scale),
+        "mean_steps": float(np.abs(y_int8 - y_keras).mean() / scale),
+        "argmax_agreement": float((y_int8.argmax(-1) == y_keras.argmax(-1)).mean()),
+    }
+
+
+def parity() -> dict:
+    """Fake-quant Keras 3 models against their converted int8 files, on the calibration inputs."""
+    from qatzoo.export.tflite import to_int8_tflite
+    from qatzoo.models.mnist_cnn import mnist_cnn
+    from qatzoo.models.small_transformer import small_transformer
+    from qatzoo.models.ts_attention import ts_attention
+    from qatzoo.quant.schemes import scheme
+
+    rng = np.random.default_rng(0)
+    images = rng.random((64, 28, 28, 1), dtype=np.float32)
+    series = rng.normal(size=(64, 104, 1)).astype(np.float32)
+    models = {
+        "mnist_cnn": (mnist_cnn(input_shape=(28, 28, 1), num_outputs=10), images),
+        # attention_int8's forecaster: ReLU attention, symmetric K/V, one head, a linear skip
+        "ts_attention": (
+            ts_attention(
+                input_shape=(104, 1),
+                num_outputs=4,
+                num_heads=1,
+                ffn_activation="relu",
+                symmetric_kv=True,
+                attention="relu",
+                skip="linear",
+            ),
+            series,
+        ),
+        # softmax attention with four heads (the int8 SOFTMAX grid, RESHAPE/TRANSPOSE between heads)
+        "ts_attention_softmax": (ts_attention(input_shape=(104, 1), num_outputs=4, num_heads=4), series),
+        "small_transformer": (
+            small_transformer(
+                input_shape=(28, 28, 1),
+                num_outputs=10,
+                patchify="dense",
+                norm="nonorm",
+                ffn_activation="relu",
+                symmetric_kv=True,
+                attention="relu",
+            ),
+            images,
+        ),
+    }
+    out = {}
+    for name, (model, x) in models.items():
+        qat = scheme("int8", qat=True, int8=True).quantize(model, x)
+        out[name] = _steps(to_int8_tflite(qat, lambda x=x: x), qat, x)
+    return out
+
+
+def own_layer() -> dict:
+    """A user's layer: refused without a QuantizeConfig, quantized and exported in int8 once one is registered."""
+    import tensorflow as tf
+
+    from qatzoo.export.tflite import to_int8_tflite
+    from qatzoo.keras import keras
+    from qatzoo.quant import register
+    from qatzoo.quant.keras3 import InnerPointsQuantizeConfig, QuantizeWrapper
+    from qatzoo.quant.schemes import scheme
+    from qatzoo.quant.spec import UnsupportedLayerError
+
+    class Scale(keras.layers.Layer):
+        """``x * w`` then a ReLU, with its product exposed as an identity point."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.product_act = keras.activations.linear
+
+        def build(self, input_shape):
+            self.w = self.add_weight(name="w", shape=(int(input_shape[-1]),), initializer="ones")
+
+        def call(self, x):
+            return tf.nn.relu(self.product_act(x * self.w))
+
+    class ScaleQuantizeConfig(InnerPointsQuantizeConfig):
+        kernels = ("w",)
+        points = ("product_act",)
+
+    inputs = keras.Input((8,))
+    outputs = keras.layers.Dense(4, name="head")(Scale(name="scale")(keras.layers.Dense(8, name="fc")(inputs)))
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)
+    int8 = scheme("int8", qat=True, int8=True)
+    try:
+        int8.quantize(model, x)
+        refused = ""
+    except UnsupportedLayerError as error:
+        refused = str(error)
+    register(Scale, ScaleQuantizeConfig)
+    qat = int8.quantize(model, x)
+    wrapped = qat.get_layer("scale")
+    return {
+        "refused": refused,
+        "wrapped": isinstance(wrapped, QuantizeWrapper),
+        "ranges": sorted(w.path.split("/")[-1] for w in wrapped.weights if w.path.endswith(("_min", "_max"))),
+        **_steps(to_int8_tflite(qat, lambda: x), qat, x),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(globals()[sys.argv[1]]()))

@@ -1,0 +1,124 @@
+"""engine=keras3: QAT on Keras 3 without tf_keras or tfmot, int8 files that follow the fake-quant model, and a
+recipe run that passes the export conformance check.
+
+This test process runs the tfmot engine (a process holds one Keras), so every Keras 3 check runs in a
+subprocess (tests/keras3_checks.py, or train.py itself).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conformance import assert_deploys, assert_int8_conformance
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(args: list[str], engine: str, timeout: int = 900, **env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    environment.update(QATZOO_ENGINE=engine, PYTHONPATH=str(REPO), **env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _check(name: str, engine: str = "keras3") -> dict:
+    done = _run(["-m", "tests.keras3_checks", name], engine)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_keras3_engine_imports_neither_tf_keras_nor_tfmot():
+    keras3 = _check("imports")
+    assert keras3["engine"] == "keras3" and keras3["keras"].startswith("3.")
+    assert not keras3["tf_keras"] and not keras3["tfmot"]
+    # The same script on the default engine does load them: the check above can tell.
+    tfmot = _check("imports", engine="tfmot")
+    assert tfmot["engine"] == "tfmot" and tfmot["keras"].startswith("2.") and tfmot["tf_keras"] and tfmot["tfmot"]
+
+
+@pytest.mark.slow
+def test_keras3_fake_quant_models_match_their_int8_files():
+    """Every architecture (the CNN, the forecaster, softmax attention with four heads, the ViT) quantized on
+    Keras 3 and converted: full integer, and its int8 outputs within a few output steps of the Keras model's."""
+    results = _check("parity")
+    assert set(results) == {"mnist_cnn", "ts_attention", "ts_attention_softmax", "small_transformer"}
+    for name, result in results.items():
+        assert result["full_integer"], name
+        assert result["argmax_agreement"] == 1.0 or name.startswith("ts_"), (name, result)
+        assert result["max_steps"] <= 6 and result["mean_steps"] <= 1.5, (name, result)
+    assert results["mnist_cnn"]["max_steps"] <= 1.01 and results["small_transformer"]["max_steps"] <= 1.01
+
+
+def test_keras3_own_layer_needs_a_registered_config_then_quantizes_and_exports():
+    result = _check("own_layer")
+    assert "has no QuantizeConfig" in result["refused"] and "qatzoo.quant.register(Scale" in result["refused"]
+    assert result["wrapped"]
+    assert result["ranges"] == ["output_max", "output_min", "product_act_max", "product_act_min", "w_max", "w_min"]
+    assert result["full_integer"] and result["max_steps"] <= 1.01
+
+
+@pytest.mark.slow
+def test_tiny_recipe_on_keras3_passes_the_conformance_checks(data_dir, tmp_path):
+    done = _run(
+        [
+            "train.py",
+            "recipe=mnist_cnn_int8",
+            "engine=keras3",
+            "schedule.float_epochs=1",
+            "schedule.qat_epochs=1",
+            "trainer.verbose=0",
+            "trainer.representative_samples=64",
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        "tfmot",  # train.py sets the engine from the config, whatever the environment says
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert_int8_conformance(tmp_path / "model_int8.tflite", metrics, strict_parity=False)
+    assert_deploys(tmp_path / "model_int8.tflite", metrics)
+    assert metrics["provenance"]["engine"]["name"] == "keras3"
+    assert metrics["provenance"]["engine"]["keras"].startswith("3.")
+    assert "- QAT engine: keras3 (Keras 3." in (tmp_path / "card.md").read_text()
+    assert "engine=keras3" in metrics["command"]
+    # The int8 file is the QAT model's, and follows it (not merely the float model).
+    assert metrics["int8_model"] == "qat_int8" and metrics["int8"]["parity_reference"] == "qat"
+
+
+def test_engine_is_chosen_once_per_process(compose_cfg, tmp_path):
+    from qatzoo import engine
+    from qatzoo.config import ConfigError
+    from qatzoo.keras import ENGINE
+    from qatzoo.train.trainer import train
+
+    assert ENGINE == "tfmot"
+    with pytest.raises(engine.EngineError, match="already loaded engine=tfmot"):
+        engine.select("keras3")
+    with pytest.raises(ConfigError, match="engine=keras3: this process already loaded engine=tfmot"):
+        train(compose_cfg("engine=keras3", "schedule.float_epochs=1", "schedule.qat_epochs=1"), tmp_path)
+    assert not any(tmp_path.iterdir()), "a refused run leaves nothing"
+
+
+def test_engine_config_group_and_its_rules(compose_cfg):
+    from qatzoo.config import ConfigError, validate
+    from qatzoo.provenance import config_hash
+
+    assert compose_cfg().engine.name == "tfmot"
+    keras3 = compose_cfg("engine=keras3")
+    validate(keras3)
+    assert config_hash(keras3) != config_hash(compose_cfg())
+    # The default engine hashes as configs written before engines existed (their runs still resume).
+    default = compose_cfg()
+    from omegaconf import OmegaConf
+
+    without = OmegaConf.create({k: v for k, v in OmegaConf.to_container(default).items() if k != "engine"})
+    assert config_hash(default) == config_hash(without)
+    with pytest.raises(ConfigError, match="engine=keras3 runs with trainer.loop=tape"):
+        validate(compose_cfg("engine=keras3", "trainer.loop=fit"))
