@@ -10,6 +10,7 @@ LABELS = {
     "float": "float (Keras)",
     "float_tflite": "float (TFLite, LiteRT)",
     "ptq_int8": "PTQ int8 (LiteRT)",
+    "ptq_a16w8": "PTQ int16 activations, int8 weights (LiteRT)",
     "qat": "QAT fake-quant (Keras)",
     "qat_int8": "QAT int8 (LiteRT)",
 }
