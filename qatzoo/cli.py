@@ -74,14 +74,21 @@ def _sensitivity(args) -> int:
         if not (run_dir / needed).is_file():
             print(f"error: {run_dir} has no {needed}; pass the directory of a finished run", file=sys.stderr)
             return 2
+    from qatzoo.export import tensors
+
+    paths = []
     try:
-        result = sensitivity.analyse(run_dir, scheme_name=args.scheme, data_dir=args.data_dir)
+        if not args.tensors_only:
+            result = sensitivity.analyse(run_dir, scheme_name=args.scheme, data_dir=args.data_dir)
+            paths += sensitivity.write(result, args.out or run_dir)
+            print(paths[1].read_text())
+        compared, title = sensitivity.tensors(run_dir, args.tflite, data_dir=args.data_dir)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    paths = sensitivity.write(result, args.out or run_dir)
-    print(paths[1].read_text())
-    print("wrote " + ", ".join(str(p) for p in paths))
+    written = tensors.write(compared, args.out or run_dir, title)
+    print(written[1].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths + written))
     return 0
 
 
@@ -258,12 +265,21 @@ def main(argv: list[str] | None = None) -> int:
         help="per-layer quantization sensitivity of a finished run (table, PNG, keep-float advice)",
         description="Quantize one layer at a time (all others float), measure the validation metric and the "
         "SQNR of the layer's output, and suggest which layers to keep float. Writes sensitivity.csv, .md and "
-        ".png into the run directory (or --out).",
+        ".png into the run directory (or --out); then compares an int8 file with the float model tensor by "
+        "tensor (LiteRT's quantizer's validator: SNR, cosine similarity) and writes tensors.csv, .md and .png.",
     )
     sens.add_argument("run_dir", help="a finished run directory (holds config.yaml and model_float.keras)")
     sens.add_argument("--scheme", help="quant option to analyse (default: the run's own scheme; int8 for PTQ runs)")
     sens.add_argument("--out", help="directory for the outputs (default: the run directory)")
     sens.add_argument("--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or the run's)")
+    sens.add_argument(
+        "--tflite",
+        help="the int8 file to compare tensor by tensor with the run's float model (default: the run's "
+        "model_int8.tflite, else model_ptq_int8.tflite)",
+    )
+    sens.add_argument(
+        "--tensors-only", action="store_true", help="only the per-tensor comparison (tensors.csv, .md, .png)"
+    )
     sens.set_defaults(func=_sensitivity)
 
     summ = sub.add_parser("sweep-summary", help="(re)write a sweep directory's summary.{csv,md,png}")

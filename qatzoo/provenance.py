@@ -20,6 +20,7 @@ PACKAGES = (
     "keras",
     "tensorflow-model-optimization",
     "ai-edge-litert",
+    "litert-quantizer",
     "hydra-core",
     "tensorflow-datasets",
     "numpy",

@@ -24,7 +24,7 @@ from qatzoo.task import Task
 SCHEMA_VERSION = 1
 
 #: Model names in the order they are reported.
-MODELS = ("float", "float_tflite", "ptq_int8", "qat", "qat_int8")
+MODELS = ("float", "float_tflite", "ptq_int8", "ptq_a16w8", "qat", "qat_int8")
 
 
 class ReportError(ValueError):

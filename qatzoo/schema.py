@@ -147,6 +147,8 @@ class NoQat(Group):
     name: str
     qat: Literal[False]
     int8: bool
+    # The post-training file's activations: int16 is quant=ptq_a16w8 (int8 weights, LiteRT's 16x8 kernels).
+    activations: Literal["int8", "int16"] = "int8"
 
 
 class BitsRule(Group):

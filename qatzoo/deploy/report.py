@@ -43,8 +43,12 @@ def build(
     ``x``: float inputs of the test split (batch first), quantized with the model's input scale and zero
     point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored).
     """
+    from qatzoo.export import litert
+
     return {
         "schema": SCHEMA_VERSION,
+        # int8, or int16 for a file with 16-bit activations (quant=ptq_a16w8): what the "int8" numbers are of.
+        "activations": litert.io_quant(litert.interpreter(int8))[0].dtype,
         "litert_cpu": litert_cpu(int8, float_model, x[0], latency_runs),
         "tflm": tflm(int8, x, score),
         "ethos_u55": ethos_u55(int8),
@@ -173,9 +177,10 @@ def problem(report) -> str | None:
 def lines(report: dict, unit: str = "") -> list[str]:
     """The report as markdown bullet lines (card, ``qatzoo check``)."""
     cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
-    latency = f"int8 {cpu['int8_us']:.1f} us"
+    kind = "int16-activation" if report.get("activations") == "int16" else "int8"
+    latency = f"{kind} {cpu['int8_us']:.1f} us"
     if "float_us" in cpu:
-        latency += f", float {cpu['float_us']:.1f} us: int8 {cpu['int8_over_float']:.2f}x float"
+        latency += f", float {cpu['float_us']:.1f} us: {kind} {cpu['int8_over_float']:.2f}x float"
     xnn = cpu.get("xnnpack", {}).get("int8")
     if xnn:
         outside = _counts(xnn["outside"])
@@ -211,7 +216,8 @@ def summary(report: dict) -> str:
     """One line: CPU latency ratio, whether TFLM runs it (and its arena), the Ethos-U55 NPU share and time."""
     cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
     ratio = f" ({cpu['int8_over_float']:.2f}x float)" if "int8_over_float" in cpu else ""
-    line = f"int8 on {cpu['cpu']}: {cpu['int8_us']:.0f} us{ratio}"
+    kind = "int16-activation model" if report.get("activations") == "int16" else "int8"
+    line = f"{kind} on {cpu['cpu']}: {cpu['int8_us']:.0f} us{ratio}"
     if micro["runs"]:
         line += f" | TFLite Micro: runs, arena {micro['arena_bytes']:,} B"
     else:

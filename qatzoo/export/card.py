@@ -10,6 +10,7 @@ LABELS = {
     "float": "float (Keras)",
     "float_tflite": "float (TFLite, LiteRT)",
     "ptq_int8": "PTQ int8 (LiteRT)",
+    "ptq_a16w8": "PTQ int16 activations, int8 weights (LiteRT)",
     "qat": "QAT fake-quant (Keras)",
     "qat_int8": "QAT int8 (LiteRT)",
 }
@@ -51,6 +52,14 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
             else f"| {LABELS.get(name, name)} | {value:.4f} |"
         )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
+    if report.int8_model == "ptq_a16w8":
+        lines += [
+            "The shipped file (model_int8.tflite) holds int16 activations and int8 weights (LiteRT's quantizer, "
+            f"post-training). What runs it: {report.scheme['runtime']}. TensorFlow Lite Micro takes int16 "
+            "activations in some kernels only; the deployment section below says whether this file loads and runs "
+            "there (measured, not assumed).",
+            "",
+        ]
     if report.baselines and report.int8_value is not None:
         lines += baseline_lines(report.baselines, metric, unit, report.int8_value, report.higher_is_better) + [""]
     for name in figures:

@@ -24,8 +24,9 @@ class FullIntegerReport:
         return not self.non_integer
 
 
-def full_integer(model: bytes | str) -> FullIntegerReport:
-    """Check that every tensor an op writes, and the model's input, is int8 or int32."""
+def full_integer(model: bytes | str, types: tuple[str, ...] = INTEGER_TYPES) -> FullIntegerReport:
+    """Check that every tensor an op writes, and the model's input, is one of ``types`` (int8 or int32; a
+    file with int16 activations passes its scheme's ``integer_types``, which add int16 and int64)."""
     it = interpreter(model, delegates=False)
     details = {d["index"]: d for d in it.get_tensor_details()}
     ops = it._get_ops_details()  # noqa: SLF001 - LiteRT exposes op details only here
@@ -35,6 +36,6 @@ def full_integer(model: bytes | str) -> FullIntegerReport:
         # A stripped file (as written) has no tensor names: name the tensor by its index then.
         {"name": details[i]["name"] or f"tensor {i}", "dtype": np.dtype(details[i]["dtype"]).name}
         for i in sorted(computed)
-        if np.dtype(details[i]["dtype"]).name not in INTEGER_TYPES
+        if np.dtype(details[i]["dtype"]).name not in types
     ]
     return FullIntegerReport(ops=sorted({op["op_name"] for op in ops}), non_integer=bad)

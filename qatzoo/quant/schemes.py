@@ -49,12 +49,15 @@ class Scheme:
     qat: fine-tune with quantization-aware training after the float phase.
     int8: export int8 models (post-training always; the QAT model too when ``qat``).
     spec: the numeric format of each layer during QAT.
+    activations: ``int16`` for the post-training scheme with 16-bit activations (``quant=ptq_a16w8``).
     """
 
     name: str
     qat: bool
     int8: bool
     spec: Spec = field(default_factory=Spec)
+    #: Activation type of the post-training file this scheme ships (``quant=ptq_*``): int8 or int16.
+    activations: str = "int8"
 
     def layer_formats(self, model: keras.Model) -> dict[str, Bits | None]:
         """Each layer's format under this scheme (``None``: kept float). Raises ConfigError for a
@@ -91,10 +94,19 @@ class Scheme:
 
     @property
     def int8_model(self) -> str | None:
-        """Which model the int8 file holds: ``qat_int8``, ``ptq_int8``, or None (no int8 export)."""
+        """Which model the int8 file holds: ``qat_int8``, ``ptq_int8``, ``ptq_a16w8`` (int16 activations), or
+        None (no int8 export)."""
         if not self.int8:
             return None
-        return "qat_int8" if self.qat else "ptq_int8"
+        if self.qat:
+            return "qat_int8"
+        return "ptq_a16w8" if self.activations == "int16" else "ptq_int8"
+
+    @property
+    def integer_types(self) -> tuple[str, ...]:
+        """Tensor types the shipped file's ops may compute (the full-integer check): int16 activations come
+        with int64 biases."""
+        return ("int8", "int16", "int32", "int64") if self.activations == "int16" else ("int8", "int32")
 
     @property
     def parity_reference(self) -> str:
@@ -107,13 +119,28 @@ class Scheme:
         return "no int8 export: float only"
 
     def export_float(self, model: keras.Model, representative: np.ndarray) -> dict[str, bytes]:
-        """The float model's files (stripped, as written): ``float``, and the PTQ int8 baseline when int8 or QAT."""
-        from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
+        """The float model's files (stripped, as written): ``float``, and the PTQ int8 baseline when int8 or QAT
+        (LiteRT's quantizer on the float file, calibrated on ``representative``; ``qatzoo.export.ptq``)."""
+        from qatzoo.export import ptq
+        from qatzoo.export.tflite import strip_names, to_float_tflite
 
         files = {"float": to_float_tflite(model)}
         if self.int8 or self.qat:  # PTQ int8: the baseline beside every QAT scheme, exportable or not
-            files["ptq_int8"] = to_int8_tflite(model, lambda: representative)
+            files["ptq_int8"] = ptq.quantize(files["float"], representative, "a8w8")
+        if self.int8_model == "ptq_a16w8":
+            files["ptq_a16w8"] = ptq.quantize(files["float"], representative, "a16w8")
         return {name: strip_names(blob) for name, blob in files.items()}
+
+    def ptq_provenance(self) -> dict:
+        """What made this scheme's post-training files (package, version, recipe), by model name."""
+        from qatzoo.export import ptq
+
+        if not (self.int8 or self.qat):
+            return {}
+        made = {"ptq_int8": ptq.describe("a8w8")}
+        if self.int8_model == "ptq_a16w8":
+            made["ptq_a16w8"] = ptq.describe("a16w8")
+        return made
 
     def export_qat(self, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
         """The QAT model's int8 file (stripped), when this scheme exports one."""
@@ -129,7 +156,12 @@ class PTQScheme(Scheme):
 
     @property
     def runtime(self) -> str:
-        return "LiteRT int8 kernels (post-training full-integer)"
+        if self.activations == "int16":
+            return (
+                "LiteRT builtin 16x8 kernels (int16 activations, int8 weights, int64 biases; post-training, "
+                "LiteRT's quantizer); XNNPACK takes no int16 op, so every op runs in the reference kernels"
+            )
+        return "LiteRT int8 kernels (post-training full-integer, LiteRT's quantizer)"
 
 
 class QATScheme(Scheme):
@@ -160,7 +192,8 @@ class QATScheme(Scheme):
         return {"qat_int8": strip_names(to_int8_tflite(qat_model, lambda: representative))}
 
 
-def scheme(name: str, qat: bool, int8: bool, **fields) -> Scheme:
-    """Factory named by ``conf/quant/*.yaml``; ``fields`` are the :class:`Spec` knobs."""
+def scheme(name: str, qat: bool, int8: bool, activations: str = "int8", **fields) -> Scheme:
+    """Factory named by ``conf/quant/*.yaml``; ``fields`` are the :class:`Spec` knobs; ``activations``: the
+    post-training file's activation type (``int16``: ``quant=ptq_a16w8``)."""
     kind = QATScheme if qat else (PTQScheme if int8 else FloatScheme)
-    return kind(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields))
+    return kind(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields), activations=activations)

@@ -226,6 +226,36 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     }
 
 
+#: Validation examples the per-tensor comparison runs (every intermediate tensor of both models is kept).
+TENSOR_EXAMPLES = 64
+
+
+def tensors(run_dir: str | Path, tflite: str | Path | None = None, data_dir: str | None = None) -> tuple[dict, str]:
+    """Per-tensor SNR and cosine of an int8 file (default: the run's model_int8.tflite, else its
+    model_ptq_int8.tflite) against the run's float model, on validation examples (qatzoo.export.tensors).
+    Returns the comparison and a title naming the file."""
+    from qatzoo.config import ConfigError
+    from qatzoo.export import tensors as per_tensor
+    from qatzoo.export.tflite import to_float_tflite
+
+    run_dir = Path(run_dir)
+    if tflite is None:
+        found = [run_dir / n for n in ("model_int8.tflite", "model_ptq_int8.tflite") if (run_dir / n).is_file()]
+        if not found:
+            raise ConfigError(f"{run_dir} has no model_int8.tflite or model_ptq_int8.tflite; pass --tflite FILE")
+        tflite = found[0]
+    tflite = Path(tflite)
+    cfg, data, model = _load_run(run_dir, data_dir)
+    blob = tflite.read_bytes() if tflite.is_file() else None
+    if blob is None:
+        raise ConfigError(f"--tflite {tflite}: no such file")
+    try:
+        result = per_tensor.compare(blob, to_float_tflite(model), data.x_val[:TENSOR_EXAMPLES])
+    except (ValueError, KeyError, IndexError, RuntimeError) as error:
+        raise ConfigError(f"{tflite}: cannot be compared with {run_dir}'s float model ({_first_line(error)})") from None
+    return result, f"{cfg.get('name', run_dir.name)}, {tflite.name}"
+
+
 def _has_quantizers(layer, scheme) -> bool:
     """Whether ``scheme`` puts any quantizer on ``layer`` (Flatten, Dropout, pooling have none)."""
     from qatzoo.quant.registry import TableQuantizeRegistry

@@ -10,7 +10,7 @@ from qatzoo.export import checks, evaluate, litert, lowbit
 from qatzoo.report import MODELS, RunReport
 
 #: Model pairs whose test predictions are compared in ``agreement``.
-PAIRS = (("ptq_int8", "float"), ("qat", "float"), ("qat_int8", "qat"), ("qat_int8", "float"))
+PAIRS = (("ptq_int8", "float"), ("ptq_a16w8", "float"), ("qat", "float"), ("qat_int8", "qat"), ("qat_int8", "float"))
 
 
 def assemble(
@@ -66,7 +66,9 @@ def assemble(
     sizes = {"float_tflite": len(files["float"])}
     if int8_name:
         blob = files[int8_name]
-        full = checks.full_integer(blob)  # on the bytes written, not the converter's unstripped output
+        full = checks.full_integer(
+            blob, scheme.integer_types
+        )  # on the bytes written, not the converter's unstripped output
         in_q, out_q = litert.io_quant(litert.interpreter(blob))
         parity = evaluate.parity(data, predictions[int8_name], predictions[scheme.parity_reference])
         report.int8 = {

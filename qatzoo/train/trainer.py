@@ -79,6 +79,8 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         keras_models, qat_model = {"float": model}, None
         with clock("export_s"):
             files = scheme.export_float(model, representative)
+        if made := scheme.ptq_provenance():
+            origin["ptq"] = made  # LiteRT's quantizer: package, version, recipe of each post-training file
         if scheme.qat:
             _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
             with distribute.scope(strategy), clock("export_s"):  # the QAT clone, its ranges and their calibration
@@ -401,6 +403,8 @@ def _print_summary(run_dir: Path, report: RunReport) -> None:
     line = f"[qatzoo] {report.metric}: float {report.format(report.value('float'))}"
     if "ptq_int8" in report.results:
         line += f" | PTQ int8 {report.format(report.value('ptq_int8'))}"
+    if "ptq_a16w8" in report.results:
+        line += f" | PTQ int16 activations {report.format(report.value('ptq_a16w8'))}"
     if "qat" in report.results:
         line += f" | QAT fake-quant {report.format(report.value('qat'))}"
         line += f" | QAT int8 (LiteRT) {report.format(report.value('qat_int8'))}"
