@@ -76,7 +76,9 @@ DATASETS: dict[str, Dataset] = {
         "image_classification",
         fixed={"builder": "mnist5k", "splits": {"train": "train", "val": "validation", "test": "test"}},
     ),
-    "mnist": Dataset("image_classification", fixed={"builder": "mnist_local", "splits": _SPLITS_55K}),
+    "mnist": Dataset(
+        "image_classification", fixed={"builder": "mnist_local", "source_dir": None, "splits": _SPLITS_55K}
+    ),
     "fashion_mnist": Dataset(
         "image_classification",
         fixed={
