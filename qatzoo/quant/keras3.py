@@ -98,12 +98,18 @@ class WeightQuantizer(Quantizer):
     def __call__(self, w, training, state):
         if training:
             axes = tuple(range(len(w.shape) - 1)) if self.per_channel else None
-            low, high = tf.reduce_min(w, axis=axes), tf.reduce_max(w, axis=axes)
-            if self.symmetric:
-                # Zero exact on the grid: [-m, m] on a narrow range; on a full one the negative side is one step wider.
-                ratio = -1.0 if self.narrow_range else -((1 << self.num_bits) - 2) / (1 << self.num_bits)
-                low, high = tf.minimum(low, high / ratio), tf.maximum(high, low * ratio)
+            if self.symmetric and self.narrow_range:
+                # [-m, m] with m = max|w|: the same numbers as the general rule below in two ops instead of six
+                # (a training step runs this for every kernel; scalar ops cost in dispatch, not arithmetic).
+                high = tf.reduce_max(tf.abs(w), axis=axes)
+                low = -high
             else:
+                low, high = tf.reduce_min(w, axis=axes), tf.reduce_max(w, axis=axes)
+            if self.symmetric and not self.narrow_range:
+                # Zero exact on the grid: on a full range the negative side is one step wider than the positive.
+                ratio = -((1 << self.num_bits) - 2) / (1 << self.num_bits)
+                low, high = tf.minimum(low, high / ratio), tf.maximum(high, low * ratio)
+            elif not self.symmetric:
                 low, high = tf.minimum(low, 0.0), tf.maximum(high, 0.0)
             # The range is an estimate, not a path for gradients (tfmot's too): the kernel gets the fake-quant
             # op's straight-through gradient only, and the step does no reduce_min/max backward.
