@@ -264,8 +264,8 @@ def write_engine_steps(rows: list[dict], args) -> None:
         "# Benchmark: training step by QAT engine",
         "",
         f"`{' '.join(['python scripts/benchmark.py', *sys.argv[1:]])}` on {os.cpu_count() or 1} CPU cores "
-        f"({cpu_name()}); medians of {args.steps} steps per model. The full benchmark (results.md) writes the same "
-        "table beside its others.",
+        f"({cpu_name()}, load average {os.getloadavg()[0]:.1f} at the end); medians of {args.steps} steps per model. "
+        "The full benchmark (results.md) writes the same table beside its others.",
         "",
     ]
     (out / "engine_steps.md").write_text("\n".join(head + engine_lines(rows, args.engines)) + "\n")
