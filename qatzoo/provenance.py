@@ -93,6 +93,12 @@ def data_fingerprint(splits) -> str:
     return digest.hexdigest()
 
 
+def engine_of(prov: dict) -> dict:
+    """``{"name", "keras"}``: the QAT engine a run's provenance records; runs from before engines existed
+    ran on tfmot, with the tf-keras of their ``versions``."""
+    return prov.get("engine") or {"name": "tfmot", "keras": prov.get("versions", {}).get("tf-keras", "?")}
+
+
 def provenance(cfg: DictConfig, splits) -> dict:
     from qatzoo.keras import ENGINE, KERAS_VERSION
 

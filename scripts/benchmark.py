@@ -5,6 +5,8 @@
     python scripts/benchmark.py --batch-sweep 32,256     # also LiteRT latency per example at larger batches
     python scripts/benchmark.py --save-models DIR        # also keep the .tflite files it measured
     python scripts/benchmark.py mnist_cnn_int8 --quick --out /tmp/bench   # a quick check, elsewhere
+    python scripts/benchmark.py --engine-steps-only      # only the QAT/float step ratio of each engine
+                                                         #   -> scripts/benchmark/engine_steps.{md,csv}
     python scripts/benchmark.py --loop FILE.tflite [--no-amx] [--seconds 20]
                                                          # invoke one model in a loop, e.g. under `perf record -g`
 
@@ -15,6 +17,10 @@ For each recipe, on this machine as it is:
   the custom attention and layer-norm layers), and the float and QAT steps compiled with XLA
   (``tf.function(jit_compile=True)``, what a ``jit_compile`` switch in ``qatzoo/train/loop.py`` would
   run);
+- the same step, float and QAT, on each QAT engine (``--engines tfmot,keras3``): a process holds one Keras
+  (qatzoo/engine.py), so each engine's models live in a child process of their own (``--step-worker``),
+  and the parent runs the children's rounds in turn (round 1 of tfmot, round 1 of keras3, round 2 of
+  tfmot, ...): both engines' ratios come from the same minutes of machine load;
 - LiteRT latency of the float and the int8 .tflite at batch 1, 1 thread and all cores (median of at
   least ``--runs`` invokes after warm-up, float and int8 in alternating blocks of at least 50 ms), each
   setting measured in a fresh child process:
@@ -126,6 +132,145 @@ def step_times(variants: dict, data, batch_size: int, steps: int, rounds: int = 
     return {name: (statistics.median(times[name]) if name in times else None) for name in variants}
 
 
+def step_worker(recipe: str, data_dir: str | None, batch_steps: int) -> int:
+    """A child process of one engine (``$QATZOO_ENGINE``): builds ``recipe``'s float and QAT models, warms
+    their training steps up, prints ``ready``; then for each line ``round K`` on stdin runs ``K`` steps of
+    each and prints their seconds as one JSON line. Ends at end of input."""
+    import tensorflow as tf
+
+    from qatzoo.build import build_model, load_data
+    from qatzoo.keras import KERAS_VERSION, keras
+    from qatzoo.quant.schemes import scheme
+    from qatzoo.train.loop import batch_indices, loss_for, make_train_step
+
+    cfg = _cfg(recipe, data_dir)
+    keras.utils.set_random_seed(0)
+    data = load_data(cfg)
+    model = build_model(cfg, data)
+    qat = scheme("int8", qat=True, int8=True).quantize(model, data.representative(256, 0))
+    batch, loss_fn, n = cfg.schedule.batch_size, loss_for(data.task), len(data.x_train)
+    batches = [
+        (tf.constant(data.x_train[idx]), tf.constant(data.y_train[idx]))
+        for idx in (batch_indices(n, batch, 0, s) for s in range(max(batch_steps, 5)))
+    ]
+    fns = {
+        name: make_train_step(m, keras.optimizers.Adam(1e-4), loss_fn) for name, m in (("float", model), ("qat", qat))
+    }
+    for fn in fns.values():
+        for x, y in batches[:5]:
+            float(fn(x, y))
+    print(json.dumps({"ready": True, "keras": KERAS_VERSION}), flush=True)
+    i = 0
+    for line in sys.stdin:
+        count = int(line.split()[1])
+        times = {name: [] for name in fns}
+        for name, fn in fns.items():
+            for _ in range(count):
+                x, y = batches[i % len(batches)]
+                i += 1
+                start = time.perf_counter()
+                float(fn(x, y))
+                times[name].append(time.perf_counter() - start)
+        print(json.dumps(times), flush=True)
+    return 0
+
+
+def _reply(worker) -> dict:
+    """The next JSON line a step worker printed (other lines, a library's chatter, are skipped)."""
+    for line in worker.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError("a step worker ended early (its error is above)")
+
+
+def engine_step_times(recipe: str, engines: list[str], args, rounds: int = 5) -> dict:
+    """``{engine: {"float": s, "qat": s, "keras": version}}``: median step seconds of each engine's float and
+    QAT models, every engine in its own child process, their rounds interleaved (see the module doc)."""
+    import subprocess
+
+    workers = {}
+    env = {k: v for k, v in os.environ.items() if k not in ("QATZOO_ENGINE", "TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    command = [sys.executable, str(Path(__file__).resolve()), "--step-worker", recipe, "--steps", str(args.steps)]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    for engine in engines:
+        workers[engine] = subprocess.Popen(
+            command, env={**env, "QATZOO_ENGINE": engine}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+    results = {}
+    try:
+        for engine, worker in workers.items():  # one at a time: builds and warm-ups do not overlap the rounds
+            results[engine] = {"keras": _reply(worker)["keras"], "float": [], "qat": []}
+        per_round = max(1, args.steps // rounds)
+        for _ in range(rounds):
+            for engine, worker in workers.items():
+                worker.stdin.write(f"round {per_round}\n")
+                worker.stdin.flush()
+                for name, seconds in _reply(worker).items():
+                    results[engine][name] += seconds
+    finally:
+        for worker in workers.values():
+            worker.stdin.close()
+            worker.wait(timeout=120)
+    return {
+        engine: {"keras": r["keras"], "float": statistics.median(r["float"]), "qat": statistics.median(r["qat"])}
+        for engine, r in results.items()
+    }
+
+
+def engine_row(recipe: str, args) -> dict:
+    """The step columns of each engine: ``step_<engine>_{float,qat}_ms`` and ``keras_<engine>``."""
+    row = {"recipe": recipe}
+    for engine, r in engine_step_times(recipe, args.engines, args).items():
+        row[f"keras_{engine}"] = r["keras"]
+        row[f"step_{engine}_float_ms"], row[f"step_{engine}_qat_ms"] = r["float"] * 1e3, r["qat"] * 1e3
+    return row
+
+
+def engine_lines(rows: list[dict], engines: list[str]) -> list[str]:
+    """The table of QAT/float step time by engine (rows that have the engine columns)."""
+    keras_of = {e: next((r[f"keras_{e}"] for r in rows if f"keras_{e}" in r), "?") for e in engines}
+    lines = [
+        "## Training step by QAT engine (ms, batch of the recipe)",
+        "",
+        "Each engine's float and QAT models in a child process of their own (one Keras per process: "
+        + ", ".join(f"{e} on Keras {keras_of[e]}" for e in engines)
+        + "), their rounds interleaved. Target: QAT <= 1.3x float.",
+        "",
+        "| recipe | " + " | ".join(f"{e} float | {e} QAT | {e} QAT/float" for e in engines) + " |",
+        "|---|" + "---|---|---|" * len(engines),
+    ]
+    for r in rows:
+        if not any(f"step_{e}_qat_ms" in r for e in engines):
+            continue
+        cells = []
+        for e in engines:
+            f_, q_ = r.get(f"step_{e}_float_ms"), r.get(f"step_{e}_qat_ms")
+            cells += [_num(f_), _num(q_), _ratio(q_, f_)]
+        lines.append(f"| {r['recipe']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_engine_steps(rows: list[dict], args) -> None:
+    """``engine_steps.{csv,md}`` in ``args.out``: the engine step table alone (``--engine-steps-only``)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / "engine_steps.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    head = [
+        "# Benchmark: training step by QAT engine",
+        "",
+        f"`{' '.join(['python scripts/benchmark.py', *sys.argv[1:]])}` on {os.cpu_count() or 1} CPU cores "
+        f"({cpu_name()}, load average {os.getloadavg()[0]:.1f} at the end); medians of {args.steps} steps per model. "
+        "The full benchmark (results.md) writes the same table beside its others.",
+        "",
+    ]
+    (out / "engine_steps.md").write_text("\n".join(head + engine_lines(rows, args.engines)) + "\n")
+
+
 def bench(recipe: str, args) -> dict:
     """One row of measurements for ``recipe``: parameters, step times, sizes, latencies, published accuracy."""
     import numpy as np
@@ -157,6 +302,8 @@ def bench(recipe: str, args) -> dict:
     for name, seconds in step_times(variants, data, batch, args.steps).items():
         row[f"step_{name}_ms"] = None if seconds is None else seconds * 1e3
     row.setdefault("step_tfmot_ms", None)
+    if args.engines:
+        row.update(engine_row(recipe, args))
 
     files = {"float": strip_names(to_float_tflite(model)), "int8": strip_names(to_int8_tflite(qat, lambda: sample))}
     row["size_float"], row["size_int8"] = len(files["float"]), len(files["int8"])
@@ -300,6 +447,8 @@ def write(rows: list[dict], args) -> None:
             f"| {_ratio(g(r, 'step_qat_ms'), g(r, 'step_float_ms'))} | {tfmot} | {_num(g(r, 'step_float_xla_ms'))} "
             f"| {_num(g(r, 'step_qat_xla_ms'))} | {_ratio(g(r, 'step_qat_xla_ms'), g(r, 'step_float_ms'))} |"
         )
+    if args.engines:
+        lines += ["", *engine_lines(rows, args.engines)]
     header = "| recipe | setting | threads | float (us) | int8 (us) | int8/float |"
     lines += ["", "## LiteRT latency, batch 1 (us per invoke)", "", header, "|---|---|---|---|---|---|"]
     names = {"xnnpack": "XNNPACK (as deployed)", "noamx": "XNNPACK without AMX", "builtin": "builtin kernels only"}
@@ -440,6 +589,13 @@ def main() -> int:
     parser.add_argument("--no-amx", action="store_true", help="with --loop: refuse AMX to XNNPACK first")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
     parser.add_argument(
+        "--engines", default="tfmot,keras3", help="QAT engines whose step ratio to measure side by side ('' for none)"
+    )
+    parser.add_argument(
+        "--engine-steps-only", action="store_true", help="only the step table by engine (engine_steps.{md,csv})"
+    )
+    parser.add_argument("--step-worker", default=None, help=argparse.SUPPRESS)  # a child of engine_step_times
+    parser.add_argument(
         "--tflm-examples", type=int, default=200, help="test inputs run in TFLite Micro and LiteRT (default: 200)"
     )
     parser.add_argument("--out", default=str(OUT), help="where results.{md,csv,png} go (default: %(default)s)")
@@ -449,11 +605,23 @@ def main() -> int:
     args = parser.parse_args()
     if args.loop:
         return loop(args.loop, args.seconds, args.threads, args.no_amx)
+    if args.step_worker:
+        return step_worker(args.step_worker, args.data_dir, args.steps)
+    args.engines = [e for e in args.engines.split(",") if e.strip()]
     args.batch_sweep = [int(b) for b in args.batch_sweep.split(",") if b.strip()]
     if args.quick:
         args.steps, args.runs, args.xla = 5, 50, False
     if args.save_models:
         Path(args.save_models).mkdir(parents=True, exist_ok=True)
+    if args.engine_steps_only:
+        rows = []
+        for recipe in args.recipes:
+            print(f"[benchmark] {recipe}: step time by engine ...", flush=True)
+            rows.append(engine_row(recipe, args))
+            print(json.dumps(rows[-1]), flush=True)
+        write_engine_steps(rows, args)
+        print((Path(args.out) / "engine_steps.md").read_text())
+        return 0
     rows = []
     for recipe in args.recipes:
         print(f"[benchmark] {recipe} ...", flush=True)

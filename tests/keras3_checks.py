@@ -147,5 +147,41 @@ def own_layer() -> dict:
     }
 
 
+def straight_through() -> dict:
+    """Gradients of a training step through each range-estimating quantizer: exactly the fake-quant op's
+    straight-through mask (1 inside the range, 0 where clipped), as in tfmot; no gradient reaches the tensor
+    through the range taken from it (which would also cost a reduce_min/max backward per tensor and step)."""
+    import tensorflow as tf
+
+    from qatzoo.keras import keras
+    from qatzoo.quant.keras3 import RangeQuantizer, WeightQuantizer
+
+    # Skewed values: the nudged [min, max] of an asymmetric grid clips the smallest one.
+    x = tf.constant(np.random.default_rng(0).uniform(-0.3, 1.7, size=(4, 16)).astype(np.float32))
+    holder = keras.layers.Layer()
+    out = {}
+    for name, quantizer in {
+        "last_value": RangeQuantizer(range="last_value"),
+        "ema": RangeQuantizer(range="ema"),
+        "weights_per_tensor": WeightQuantizer(per_channel=False, symmetric=False, narrow_range=False),
+        "weights_per_channel": WeightQuantizer(per_channel=True, symmetric=False, narrow_range=False),
+    }.items():
+        state = quantizer.build(holder, name, tuple(x.shape))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = quantizer(x, True, state)
+        grad = tape.gradient(y, x).numpy()
+        low, high = (np.asarray(keras.ops.convert_to_numpy(state[k])) for k in ("min", "max"))
+        per_channel = np.ndim(low) > 0
+        mask = (
+            tf.quantization.fake_quant_with_min_max_vars_per_channel_gradient
+            if per_channel
+            else tf.quantization.fake_quant_with_min_max_vars_gradient
+        )(tf.ones_like(x), x, low, high, num_bits=8, narrow_range=False)[0]
+        grad_expected = np.asarray(mask)
+        out[name] = {"equal": bool(np.array_equal(grad, grad_expected)), "clipped": int((grad_expected == 0).sum())}
+    return out
+
+
 if __name__ == "__main__":
     print(json.dumps(globals()[sys.argv[1]]()))

@@ -78,6 +78,9 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert entry["contract"] == json.loads((run_dir / "contract.json").read_text())
     assert json.loads((model.parent / "contract.json").read_text()) == entry["contract"]
     assert "| tiny_cnn | 1 | mnist_5k |" in (zoo / "README.md").read_text()
+    # The engine and its Keras, from the run's provenance, in the entry and the zoo's table.
+    assert entry["engine"] == metrics["provenance"]["engine"] and entry["engine"]["name"] == "tfmot"
+    assert f"| tfmot (Keras {entry['engine']['keras']}) |" in (zoo / "README.md").read_text()
     second = publish(run_dir, zoo, name="tiny_cnn")
     assert second["version"] == "2" and model.read_bytes() == (run_dir / "model_int8.tflite").read_bytes()
 

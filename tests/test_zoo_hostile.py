@@ -107,6 +107,11 @@ def test_a_well_formed_deployment_report_is_accepted():
     validate_entry({**_base_entry(), "deployment": _deployment()})
 
 
+def test_an_entry_names_its_engine_or_is_from_before_engines():
+    validate_entry({**_base_entry(), "engine": {"name": "keras3", "keras": "3.15.1"}})
+    validate_entry(_base_entry())
+
+
 ENTRY_CASES = {
     "target in config": lambda e: _set(e, "config.data.window", {"_target_": "os.system", "_args_": ["id"]}),
     "target at top": lambda e: _set(e, "extra", {"_target_": "builtins.print"}),
@@ -144,6 +149,9 @@ ENTRY_CASES = {
     "metric an integer of 400 digits": lambda e: _set(e, "metrics.float", 10**400),
     "integer of 400 digits in config": lambda e: _set(e, "config.data.window", 10**400),
     "deployment not an object": lambda e: _set(e, "deployment", "fast"),
+    "unknown engine": lambda e: _set(e, "engine", {"name": "pytorch", "keras": "3.15.1"}),
+    "engine keras version an escape": lambda e: _set(e, "engine", {"name": "keras3", "keras": "\x1b[2J3"}),
+    "engine not an object": lambda e: _set(e, "engine", "keras3"),
     "deployment latency a string": lambda e: _set(e, "deployment", _deployment(int8_us="12")),
     "deployment tflm runs a string": lambda e: _set(e, "deployment", _deployment(runs="yes")),
     "deployment npu share negative": lambda e: _set(e, "deployment", _deployment(npu_share=-1.0)),

@@ -300,5 +300,7 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
 
 def _engine(prov: dict) -> str:
     """The engine line: ``keras3 (Keras 3.15.1)``; runs from before engines existed ran on tfmot."""
-    engine = prov.get("engine") or {"name": "tfmot", "keras": prov.get("versions", {}).get("tf-keras", "?")}
+    from qatzoo.provenance import engine_of
+
+    engine = engine_of(prov)
     return f"{engine['name']} (Keras {engine['keras']})"

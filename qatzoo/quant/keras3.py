@@ -19,7 +19,9 @@ TensorFlow's fake-quant op: the TFLite converter reads its ranges and writes int
 :class:`QuantizeWrapper`. The wrapper holds the range variables; while it calls the layer it puts the
 fake-quantized kernels in place of the layer's kernel attributes and fake-quant functions in place of its
 activation attributes (``activation``; the identity points of the project's own layers). That swap
-happens once, when TensorFlow traces the step, so it adds no work to a training step.
+happens once, when TensorFlow traces the step, so it adds no work to a training step. Range estimates
+carry no gradient (``tf.stop_gradient``, as tfmot's assigned variables): tensors get the fake-quant op's
+straight-through gradient only, and a QAT step does no backward pass through reductions.
 """
 
 from __future__ import annotations
@@ -96,13 +98,22 @@ class WeightQuantizer(Quantizer):
     def __call__(self, w, training, state):
         if training:
             axes = tuple(range(len(w.shape) - 1)) if self.per_channel else None
-            low, high = tf.reduce_min(w, axis=axes), tf.reduce_max(w, axis=axes)
-            if self.symmetric:
-                # Zero exact on the grid: [-m, m] on a narrow range; on a full one the negative side is one step wider.
-                ratio = -1.0 if self.narrow_range else -((1 << self.num_bits) - 2) / (1 << self.num_bits)
-                low, high = tf.minimum(low, high / ratio), tf.maximum(high, low * ratio)
+            if self.symmetric and self.narrow_range:
+                # [-m, m] with m = max|w|: the same numbers as the general rule below in two ops instead of six
+                # (a training step runs this for every kernel; scalar ops cost in dispatch, not arithmetic).
+                high = tf.reduce_max(tf.abs(w), axis=axes)
+                low = -high
             else:
+                low, high = tf.reduce_min(w, axis=axes), tf.reduce_max(w, axis=axes)
+            if self.symmetric and not self.narrow_range:
+                # Zero exact on the grid: on a full range the negative side is one step wider than the positive.
+                ratio = -((1 << self.num_bits) - 2) / (1 << self.num_bits)
+                low, high = tf.minimum(low, high / ratio), tf.maximum(high, low * ratio)
+            elif not self.symmetric:
                 low, high = tf.minimum(low, 0.0), tf.maximum(high, 0.0)
+            # The range is an estimate, not a path for gradients (tfmot's too): the kernel gets the fake-quant
+            # op's straight-through gradient only, and the step does no reduce_min/max backward.
+            low, high = tf.stop_gradient(low), tf.stop_gradient(high)
             state["min"].assign(low)
             state["max"].assign(high)
         else:
@@ -167,8 +178,9 @@ class RangeQuantizer(Quantizer):
         low, high, seen = state["min"], state["max"], state["seen"]
         if not training or self.range == "fixed":
             return self.quantize(x, low, high)
-        batch_min = tf.minimum(tf.reduce_min(x), 0.0)
-        batch_max = tf.maximum(tf.reduce_max(x), 0.0)
+        observed = tf.stop_gradient(x)  # as for weights: no gradient through the range estimate
+        batch_min = tf.minimum(tf.reduce_min(observed), 0.0)
+        batch_max = tf.maximum(tf.reduce_max(observed), 0.0)
         if self.range == "learned":
             first = tf.cast(seen <= 0.0, x.dtype)
             low.assign(first * batch_min + (1.0 - first) * low)

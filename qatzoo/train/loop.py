@@ -2,8 +2,9 @@
 
 Why not ``Model.fit``: Keras' BackupAndRestore cannot resume mid-epoch bit-exactly. Here the whole
 training state lives in one ``tf.train.Checkpoint`` - weights, optimizer slots and step count,
-quantizer ranges (they are model variables) and the dropout generators (layers use
-``tf.random.Generator`` state, see ``_seed`` in the trainer) - and the data position is a pure
+quantizer ranges (they are model variables) and the dropout generators (tf_keras layers use
+``tf.random.Generator`` state, see ``_seed`` in the trainer; on Keras 3 :func:`keras3_variables` lists
+the ranges and the SeedGenerator states, which the checkpoint would not reach) - and the data position is a pure
 function of the step: epoch ``e`` visits the training set in the order
 ``numpy.random.default_rng([seed, e]).permutation(n)``. Restoring step ``s`` and running on gives the
 same weights, to the bit, as never having stopped.
@@ -153,7 +154,8 @@ def run_phase(
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=random_generators(model))
+        state = {"variables": keras3_variables(model)} if KERAS3 else {"rng": random_generators(model)}
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **state)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=phase.keep_checkpoints)
     latest = newest_readable(manager.checkpoints, phase.name)
     if distribute.num_workers(strategy) > 1:
@@ -318,6 +320,16 @@ def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
         if rng._generator is not None:  # noqa: SLF001
             found[layer.name] = rng._generator  # noqa: SLF001
     return found
+
+
+def keras3_variables(model: keras.Model) -> dict:
+    """Every variable of a Keras 3 ``model`` by its position and path (``007_conv2d_kernel_min``).
+
+    ``tf.train.Checkpoint(model=...)`` reaches a Keras 3 model's trainable weights only (and those through
+    the optimizer): the quantizer ranges the wrappers keep in dicts, and the state of each dropout layer's
+    SeedGenerator, stay outside it. ``model.variables`` lists them all, in an order fixed by the model.
+    """
+    return {f"{i:03d}_{v.path.replace('/', '_')}": v for i, v in enumerate(model.variables)}
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:

@@ -17,6 +17,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from qatzoo.engine import ENGINES
 from qatzoo.files import write_json
 
 #: 2: entries hold plain data only (schema 1 entries carried Hydra ``_target_`` keys in ``config``).
@@ -193,6 +194,10 @@ def _entry_fields(entry: dict) -> None:
         _int(quant, "zero_point", -(2**15), 2**16, f"{key}.")
     for key in ("config", "provenance"):
         _dict(entry, key)
+    if "engine" in entry:  # entries published before the field have none (their provenance says tfmot)
+        engine = _dict(entry, "engine")
+        _str(engine, "name", "engine.", choices=ENGINES)
+        _str(engine, "keras", "engine.", IDENT)
     for key in ("date", "command"):
         _str(entry, key)
     if "baselines" in entry:

@@ -22,6 +22,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from qatzoo.provenance import engine_of
 from qatzoo.zoo.index import (
     NAME,
     VERSION,
@@ -182,6 +183,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
         "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
         "config_sha256": report.provenance.get("config_sha256", ""),
+        # The QAT engine and its Keras (also in provenance; a field of its own, as dataset and arch are).
+        "engine": engine_of(report.provenance),
         "provenance": report.provenance,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": report.command,
@@ -348,6 +351,12 @@ def _where(deployment: dict | None) -> str:
     return f"{tflm} | {u55}"
 
 
+def _engine(entry: dict) -> str:
+    """``tfmot (Keras 2.21.0)``: the entry's engine field, or for entries published before it, its provenance's."""
+    engine = entry.get("engine") or engine_of(entry["provenance"])
+    return f"{engine['name']} (Keras {engine['keras']})"
+
+
 def write_readme(zoo_dir: Path) -> None:
     """zoo/README.md: a table generated from index.json."""
     from qatzoo.files import write_text
@@ -367,8 +376,8 @@ def write_readme(zoo_dir: Path) -> None:
         "the LiteRT CPU latency, with the CPU named).",
         "",
         "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | best classical baseline | size "
-        "| TFLite Micro | Ethos-U55 | sha256 | reproduce |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| TFLite Micro | Ethos-U55 | QAT engine | sha256 | reproduce |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in index["models"]:
         m, fmt = e["metrics"], ("{:.2f}" if e["unit"] == "%" else "{:.4f}")
@@ -379,7 +388,7 @@ def write_readme(zoo_dir: Path) -> None:
         lines.append(
             f"| {e['name']} | {e['version']} | {e['dataset']['name']} | {e['metric']} ({e['unit']}) | {cell('float')} | "
             f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {_best_baseline(e, fmt)} | {e['size']:,} B "
-            f"| {_where(e.get('deployment'))} "
+            f"| {_where(e.get('deployment'))} | {_engine(e)} "
             f"| `{e['sha256'][:12]}` | `{e['command']}` |"
         )
     write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")
