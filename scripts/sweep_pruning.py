@@ -35,20 +35,23 @@ def start_sweep(name: str, trials: int, directory: Path, pruner: bool, extra: li
     return subprocess.Popen(args, cwd=REPO, stdout=log, stderr=subprocess.STDOUT), time.perf_counter(), log
 
 
-def finish_sweep(name: str, directory: Path, started: tuple) -> dict:
+def finish_sweep(name: str, directory: Path, started: tuple, ended: float | None = None) -> dict:
     import optuna
 
     process, began, log = started
     process.wait()
-    seconds = time.perf_counter() - began
+    seconds = (ended or time.perf_counter()) - began
     log.close()
     if process.returncode:
         tail = Path(log.name).read_text().strip().splitlines()[-1:]
         sys.exit(f"error: sweep {name} in {directory} failed: {tail}")
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{directory}/optuna.db")
     states = [t.state.name for t in study.trials]
+    first = min(t.datetime_start for t in study.trials)
+    last = max(t.datetime_complete for t in study.trials)
     return {
         "seconds": seconds,
+        "trials_seconds": (last - first).total_seconds(),  # first trial asked to last trial told
         "best": study.best_value,
         "best_trial": study.best_trial.number,
         "complete": states.count("COMPLETE"),
@@ -76,7 +79,13 @@ def main(argv: list[str] | None = None) -> int:
             results[pruner] = finish_sweep(args.sweep, directory, started)
     else:
         started = {p: start_sweep(args.sweep, args.trials, d, p, args.overrides) for p, d in dirs.items()}
-        results = {p: finish_sweep(args.sweep, dirs[p], started[p]) for p in dirs}
+        ended: dict[bool, float] = {}
+        while len(ended) < len(started):  # each sweep's own end, not when the other one is collected
+            for p, (process, _, _) in started.items():
+                if p not in ended and process.poll() is not None:
+                    ended[p] = time.perf_counter()
+            time.sleep(0.5)
+        results = {p: finish_sweep(args.sweep, dirs[p], started[p], ended[p]) for p in dirs}
     without, with_ = results[False], results[True]
     print(f"without pruner: {without['seconds']:.0f} s, best {without['best']:.4g}", flush=True)
     print(f"with pruner:    {with_['seconds']:.0f} s, best {with_['best']:.4g}", flush=True)
@@ -85,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         f"## sweep={args.sweep}, {args.trials} trials ({date.today()}, {cpu_name()}, "
         f"{'one after the other' if args.one_after_the_other else 'side by side'}, {args.overrides or 'no overrides'})",
         "",
-        "| | wall time | best validation score (int8, LiteRT) | best trial | complete | pruned |",
-        "|---|---|---|---|---|---|",
+        "| | wall time | first trial to last | best validation score (int8, LiteRT) | best trial | complete | pruned |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, r in (("no pruner", without), ("preset's pruner", with_)):
         lines.append(
-            f"| {label} | {r['seconds']:.0f} s | {r['best']:.4f} | {r['best_trial']} | {r['complete']} | {r['pruned']} |"
+            f"| {label} | {r['seconds']:.0f} s | {r['trials_seconds']:.0f} s | {r['best']:.4f} | {r['best_trial']} "
+            f"| {r['complete']} | {r['pruned']} |"
         )
     lines += [
         "",
