@@ -132,3 +132,26 @@ def test_engine_config_group_and_its_rules(compose_cfg):
     assert config_hash(default) == config_hash(without)
     with pytest.raises(ConfigError, match="engine=keras3 runs with trainer.loop=tape"):
         validate(compose_cfg("engine=keras3", "trainer.loop=fit"))
+
+
+def test_the_readme_example_quantizes_a_users_keras3_model(tmp_path):
+    """The README's "functional Keras 3 model of your own" block, run as written: a full-integer int8 file."""
+    from qatzoo.export.checks import full_integer
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("A functional Keras 3 model of your own") :]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("\n```", start)]
+    assert "to_int8_tflite" in code
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "QATZOO_ENGINE")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**environment, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = full_integer((tmp_path / "model_int8.tflite").read_bytes())
+    assert report.ok, report
