@@ -49,7 +49,10 @@ BAD = [
     (["quant.keep_float=[@nrom]"], "quant.keep_float: unknown preset '@nrom'; presets are: @first, @last, @norm"),
     (["quant.rules=[{match: Dense}]"], "quant.rules[0]: sets neither weight_bits nor activation_bits"),
     (["quant.rules=[{match: Dense, weight_bits: 12}]"], "quant.rules[0].weight_bits: expected an integer >= 2"),
-    (["quant=ptq_int8", "quant.weight_bits=4"], "quant.weight_bits: unknown field; quant fields are: activations, int8, name, qat"),
+    (
+        ["quant=ptq_int8", "quant.weight_bits=4"],
+        "quant.weight_bits: unknown field; quant fields are: activations, int8, name, qat",
+    ),
     (["trainer.loop=keras"], "trainer.loop: expected one of tape, fit, got 'keras'"),
     (["trainer.keep_checkpoints=0"], "trainer.keep_checkpoints: expected an integer >= 1, got 0"),
     (["trainer.epoch_weights=yes"], "trainer.epoch_weights: expected true or false, got 'yes'"),

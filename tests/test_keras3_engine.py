@@ -80,6 +80,7 @@ def test_tiny_recipe_on_keras3_passes_the_conformance_checks(data_dir, tmp_path)
         [
             "train.py",
             "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
             "engine=keras3",
             "schedule.float_epochs=1",
             "schedule.qat_epochs=1",

@@ -23,6 +23,8 @@ def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
     """Train ``recipe`` on ``engine``: the tfmot engine in this process (the test process's Keras), keras3 in
     ``train.py`` (a process holds one Keras). Returns (cfg, metrics)."""
     given = [f"recipe={recipe}", *TINY, "trainer.baselines=true"]
+    if engine == "tfmot" and compose_cfg(f"recipe={recipe}").data.name in SMALL_DATA:
+        given.append("data.splits.train='train[:5000]'")  # tiny budget: 5,000 training images, the same test split
     if engine == "tfmot":
         from qatzoo.train.trainer import train
 

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 
-TINY = ["schedule.float_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
+# Deployment checks (TFLite Micro, Vela) are tested elsewhere; a sweep trial here skips them.
+TINY = ["schedule.float_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64", "trainer.deployment=false"]
 
 
 def _train(args, timeout=600, env=None):
