@@ -27,9 +27,9 @@ def main() -> int:
     from qatzoo.contract import contract
     from qatzoo.deploy.report import build
     from qatzoo.export.litert import interpreter, io_quant
-    from qatzoo.files import write_json
+    from qatzoo.files import sha256_file, write_json
     from qatzoo.zoo.index import ZooError, locked_index, write_index
-    from qatzoo.zoo.publish import sha256_file, write_readme
+    from qatzoo.zoo.publish import write_readme
     from qatzoo.zoo.verify import load_test_data
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

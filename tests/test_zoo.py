@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from qatzoo.files import sha256_file
 from qatzoo.zoo.download import fetch, load
 from qatzoo.zoo.index import ZooError, find, read_index
-from qatzoo.zoo.publish import publish, sha256_file
+from qatzoo.zoo.publish import publish
 from tests.conftest import REPO
 from tests.zoo_server import ZooServer
 

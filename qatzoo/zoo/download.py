@@ -38,9 +38,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qatzoo.files import write_json
+from qatzoo.files import sha256_file, write_json
 from qatzoo.zoo.index import ZooError, check_name, check_version, checkout_zoo, find, parse_index
-from qatzoo.zoo.publish import sha256_file
 
 MAX_INDEX_BYTES = 16 * 1024 * 1024
 MAX_REDIRECTS = 5

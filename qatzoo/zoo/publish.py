@@ -43,14 +43,6 @@ UNPUBLISHED = ".unpublished"
 FAULT_STEPS = ("locked", "staged", "moved", "indexed")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fault(step: str) -> None:
     if os.environ.get("QATZOO_PUBLISH_FAULT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
