@@ -54,10 +54,10 @@ def _steps(blob: bytes, model, x: np.ndarray) -> dict:
 def parity() -> dict:
     """Fake-quant Keras 3 models against their converted int8 files, on the calibration inputs."""
     from qatzoo.export.tflite import to_int8_tflite
+    from qatzoo.keras import keras
     from qatzoo.models.mnist_cnn import mnist_cnn
     from qatzoo.models.small_transformer import small_transformer
     from qatzoo.models.ts_attention import ts_attention
-    from qatzoo.keras import keras
     from qatzoo.quant.schemes import scheme
 
     seed = int(os.environ.get("QATZOO_CHECK_SEED", "0"))
