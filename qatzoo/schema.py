@@ -301,11 +301,6 @@ class Config(Group):
                 f"schedule.qat_epochs: expected an integer >= 1 with quant={self.quant.name} (QAT), got "
                 f"{self.schedule.qat_epochs}; use quant=ptq_int8 for int8 without fine-tuning"
             )
-        if self.engine.name == "keras3" and (self.trainer.loop != "tape" or self.trainer.strategy != "none"):
-            raise ConfigError(
-                "engine=keras3 runs with trainer.loop=tape and trainer.strategy=none so far; "
-                f"got trainer.loop={self.trainer.loop}, trainer.strategy={self.trainer.strategy}"
-            )
         return self
 
 

@@ -187,5 +187,74 @@ def straight_through() -> dict:
     return out
 
 
+def fit_resume() -> dict:
+    """trainer.loop=fit on Keras 3: a QAT phase killed after epoch 2's weights (before its backup) resumes at
+    epoch 2 and ends with the weights, ranges and dropout state of an uninterrupted run; an emptied backup
+    makes the phase start afresh. The data: mnist_5k in $QATZOO_CHECK_DATA_DIR."""
+    import dataclasses
+    from pathlib import Path
+    from tempfile import mkdtemp
+
+    from qatzoo.data.load import image_classification
+    from qatzoo.keras import keras
+    from qatzoo.models.mnist_cnn import mnist_cnn
+    from qatzoo.quant.schemes import scheme
+    from qatzoo.train.fit import run_phase_fit
+    from qatzoo.train.loop import Phase
+
+    splits = {"train": "train", "val": "validation", "test": "test"}
+    data = image_classification(
+        name="mnist_5k", builder="mnist5k", data_dir=os.environ["QATZOO_CHECK_DATA_DIR"], splits=splits
+    )
+    data = dataclasses.replace(data, x_train=data.x_train[:1000], y_train=data.y_train[:1000])  # 16 steps an epoch
+
+    class Logger:
+        def __init__(self, die_at=None):
+            self.epochs, self.die_at = [], die_at
+
+        def log(self, phase, epoch, metrics):
+            self.epochs.append(epoch)
+            if epoch == self.die_at:
+                raise KeyboardInterrupt
+
+    def model():
+        keras.utils.set_random_seed(0)
+        float_model = mnist_cnn(input_shape=data.input_shape, num_outputs=data.num_outputs)
+        return scheme("int8", qat=True, int8=True).quantize(float_model, data.representative(64, 0))
+
+    def state(m):  # every variable: weights, quantizer ranges, the dropout SeedGenerator's state
+        return [np.asarray(v) for v in m.variables]
+
+    phase = Phase(name="qat", epochs=3, lr=1e-4, batch_size=64, seed=0, verbose=0)
+    root = Path(mkdtemp())
+    clean = model()
+    run_phase_fit(clean, data, phase, root / "clean", Logger())
+    try:
+        run_phase_fit(model(), data, phase, root / "killed", Logger(die_at=2))
+    except KeyboardInterrupt:
+        pass
+    backup = root / "killed" / "qat-fit" / "latest.weights.h5"
+    backed_up = backup.is_file()
+    resumed, log = model(), Logger()
+    result = run_phase_fit(resumed, data, phase, root / "killed", log)
+    # An emptied backup: the phase starts afresh (and still ends where an uninterrupted run does).
+    try:
+        run_phase_fit(model(), data, phase, root / "emptied", Logger(die_at=1))
+    except KeyboardInterrupt:
+        pass
+    (root / "emptied" / "qat-fit" / "latest.weights.h5").write_bytes(b"")
+    afresh = model()
+    restarted = run_phase_fit(afresh, data, phase, root / "emptied", Logger())
+    return {
+        "backed_up": backed_up,
+        "result": result,
+        "epochs_logged": log.epochs,
+        "equal": all(np.array_equal(a, b) for a, b in zip(state(clean), state(resumed), strict=True)),
+        "backup_removed": not (root / "killed" / "qat-fit").exists(),
+        "restarted": restarted,
+        "afresh_equal": all(np.array_equal(a, b) for a, b in zip(state(clean), state(afresh), strict=True)),
+    }
+
+
 if __name__ == "__main__":
     print(json.dumps(globals()[sys.argv[1]]()))

@@ -138,7 +138,7 @@ def range_variables(model) -> list[tf.Variable]:
     found = []
     for variable in model.non_trainable_variables:
         name = variable.name.split(":")[0]
-        if variable.dtype.is_floating and name.endswith(("_min", "_max")):
+        if tf.as_dtype(variable.dtype).is_floating and name.endswith(("_min", "_max")):  # Keras 3: a str dtype
             found.append(variable)
     return found
 

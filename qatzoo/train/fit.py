@@ -31,23 +31,24 @@ import shutil
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
-from qatzoo.keras import keras
+from qatzoo.keras import KERAS3, keras
 from qatzoo.train import distribute
 from qatzoo.train.loop import (
     Phase,
     TrainingError,
     _save_weights,
     batch_indices,
+    dropout_state,
     epoch_line,
     loss_for,
     newest_readable,
     prints_epoch,
-    random_generators,
 )
 
 __all__ = ["run_phase_fit"]
@@ -57,6 +58,7 @@ class EpochBatches(keras.utils.Sequence):
     """The training batches of one epoch in the tape loop's order; ``epoch`` is set before each epoch."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.steps = math.ceil(len(x) / batch_size)
         self.epoch = 0
@@ -80,7 +82,7 @@ class PhaseCallback(keras.callbacks.Callback):
         self.ckpt_dir, self.backup_dir = ckpt_dir, backup_dir
         # The dropout generators: BackupAndRestore leaves them out, so they get their own checkpoint,
         # numbered by finished epochs, and a resumed epoch draws the masks of an uninterrupted run.
-        self.rng = tf.train.Checkpoint(**random_generators(model))
+        self.rng = tf.train.Checkpoint(**dropout_state(model))
         self.rng_manager = tf.train.CheckpointManager(self.rng, str(backup_dir / "rng"), max_to_keep=2)
         self.total = phase.epochs * batches.steps
         self.start: int | None = None  # the step training (re)started at, known at the first epoch
@@ -146,7 +148,7 @@ class PhaseCallback(keras.callbacks.Callback):
             self.bar = None
 
     def _last_backup(self) -> str | None:
-        return tf.train.latest_checkpoint(str(self.backup_dir / "chief"))
+        return last_backup(self.backup_dir)
 
 
 class SynchronizeRanges(keras.callbacks.Callback):
@@ -159,6 +161,29 @@ class SynchronizeRanges(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.synchronize()
+
+
+def last_backup(backup_dir: Path) -> str | None:
+    """BackupAndRestore's backup in ``backup_dir``: a TensorFlow checkpoint under ``chief/`` (tf_keras), or
+    ``latest.weights.h5`` with the model and optimizer variables (Keras 3); None before the first epoch ends."""
+    if KERAS3:
+        path = backup_dir / "latest.weights.h5"
+        return str(path) if path.is_file() else None
+    return tf.train.latest_checkpoint(str(backup_dir / "chief"))
+
+
+def _readable(backup: str, name: str) -> bool:
+    """Whether every tensor of the backup reads back (a cut or emptied file does not); says so when not."""
+    if not KERAS3:
+        return newest_readable([backup], name) is not None
+    try:
+        with h5py.File(backup, "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for a cut file
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        print(f"[qatzoo] {name} phase: the backup {backup} is unreadable ({reason}); starting this phase afresh")
+        return False
+    return True
 
 
 def run_phase_fit(
@@ -190,8 +215,8 @@ def run_phase_fit(
         shutil.rmtree(backup_dir, ignore_errors=True)
         return {"resumed_from_step": total, "steps": total}
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    backup = tf.train.latest_checkpoint(str(backup_dir / "chief"))
-    if backup and newest_readable([backup], phase.name) is None:
+    backup = last_backup(backup_dir)
+    if backup and not _readable(backup, phase.name):
         shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
     loss_fn = loss_for(data.task)

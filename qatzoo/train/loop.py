@@ -73,7 +73,7 @@ def prints_epoch(epoch: int, epochs: int, verbose: int) -> bool:
 def loss_for(task: Task, reduction: str | None = None) -> keras.losses.Loss:
     """The training loss of a task: cross-entropy on logits, or mean squared error.
 
-    ``reduction=keras.losses.Reduction.NONE``: per example, as custom loops under a strategy need.
+    ``reduction="none"``: per example, as custom loops under a strategy need.
     """
     kwargs = {} if reduction is None else {"reduction": reduction}
     if task.classification:
@@ -278,7 +278,7 @@ def _common_checkpoint(
 
 def _distributed_train_step(model: keras.Model, optimizer, task: Task, strategy: tf.distribute.Strategy):
     """``train_step(x, y) -> global mean loss`` for one global batch, run on every replica of ``strategy``."""
-    per_example = loss_for(task, reduction=keras.losses.Reduction.NONE)
+    per_example = loss_for(task, reduction="none")
     ranges = distribute.range_variables(model)
 
     def replica_step(x, y, global_size):
@@ -320,6 +320,20 @@ def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
         if rng._generator is not None:  # noqa: SLF001
             found[layer.name] = rng._generator  # noqa: SLF001
     return found
+
+
+def dropout_state(model: keras.Model) -> dict:
+    """What a dropout mask depends on beyond the seed, for a checkpoint: the tf.random.Generator of every
+    random layer (tf_keras), or the state variable of every SeedGenerator (Keras 3; its weight files leave
+    it out)."""
+    if KERAS3:
+        # Keyed by position: a SeedGenerator's name counts those made before it in the process.
+        return {f"seed_{i:03d}": v for i, v in enumerate(model.variables) if _seed_state(v)}
+    return random_generators(model)
+
+
+def _seed_state(variable) -> bool:
+    return variable.path.split("/")[-1] == "seed_generator_state"
 
 
 def keras3_variables(model: keras.Model) -> dict:
