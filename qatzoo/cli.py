@@ -66,14 +66,20 @@ def _check(args) -> int:
 
 
 def _sensitivity(args) -> int:
-    from qatzoo.config import ConfigError
-    from qatzoo.quant import sensitivity
+    from qatzoo import engine
 
     run_dir = Path(args.run_dir)
     for needed in ("config.yaml", "model_float.keras"):
         if not (run_dir / needed).is_file():
             print(f"error: {run_dir} has no {needed}; pass the directory of a finished run", file=sys.stderr)
             return 2
+    try:
+        engine.select(engine.of_run(run_dir))  # the run's Keras, before anything imports one
+    except engine.EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from qatzoo.config import ConfigError
+    from qatzoo.quant import sensitivity
     from qatzoo.export import tensors
 
     paths = []

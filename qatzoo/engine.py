@@ -53,3 +53,21 @@ def select(name: str) -> str:
         )
     os.environ[ENV] = name
     return name
+
+
+def of_run(run_dir) -> str:
+    """The engine a run directory's model was trained on: ``engine.name`` of its config.yaml (read as data),
+    ``tfmot`` for runs from before engines existed. Raises :class:`EngineError` for a name that is not one."""
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return DEFAULT  # the command's own checks name the unreadable config
+    section = config.get("engine") if isinstance(config, dict) else None
+    name = section.get("name", DEFAULT) if isinstance(section, dict) else DEFAULT
+    if name not in ENGINES:
+        raise EngineError(f"{run_dir}/config.yaml: engine.name: expected one of {', '.join(ENGINES)}, got {name!r}")
+    return name

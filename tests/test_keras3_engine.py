@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.conformance import assert_deploys, assert_int8_conformance
+from tests.wandb_records import items, read_complete
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _run(args: list[str], engine: str, timeout: int = 900, **env) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+def _run(args: list[str], engine: str, timeout: int = 900, drop=(), **env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS" and k not in drop}
     environment.update(QATZOO_ENGINE=engine, PYTHONPATH=str(REPO), **env)
     return subprocess.run(
         [sys.executable, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout
@@ -78,31 +79,57 @@ def test_keras3_range_estimates_pass_no_gradient_only_the_straight_through_one()
 
 @pytest.mark.slow
 def test_tiny_recipe_on_keras3_passes_the_conformance_checks(data_dir, tmp_path):
+    """A recipe on Keras 3 through the fit loop, logged to W&B (offline: no key), then analysed by
+    ``qatzoo sensitivity``: the same checks and records as on tfmot."""
+    run = tmp_path / "run"
+    wandb_env = {"HOME": str(tmp_path / "home"), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")}
     done = _run(
         [
             "train.py",
             "recipe=mnist_cnn_int8",
             "data=mnist_5k",
             "engine=keras3",
+            "trainer.loop=fit",
+            "logger=wandb",
             "schedule.float_epochs=1",
             "schedule.qat_epochs=1",
             "trainer.verbose=0",
             "trainer.representative_samples=64",
             f"paths.data_dir={data_dir}",
-            f"hydra.run.dir={tmp_path}",
+            f"hydra.run.dir={run}",
         ],
         "tfmot",  # train.py sets the engine from the config, whatever the environment says
+        drop=("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"),
+        **wandb_env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert_int8_conformance(tmp_path / "model_int8.tflite", metrics, strict_parity=False)
-    assert_deploys(tmp_path / "model_int8.tflite", metrics)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert_int8_conformance(run / "model_int8.tflite", metrics, strict_parity=False)
+    assert_deploys(run / "model_int8.tflite", metrics)
     assert metrics["provenance"]["engine"]["name"] == "keras3"
     assert metrics["provenance"]["engine"]["keras"].startswith("3.")
-    assert "- QAT engine: keras3 (Keras 3." in (tmp_path / "card.md").read_text()
-    assert "engine=keras3" in metrics["command"]
+    assert "- QAT engine: keras3 (Keras 3." in (run / "card.md").read_text()
+    assert "engine=keras3" in metrics["command"] and "trainer.loop=fit" in metrics["command"]
     # The int8 file is the QAT model's, and follows it (not merely the float model).
     assert metrics["int8_model"] == "qat_int8" and metrics["int8"]["parity_reference"] == "qat"
+
+    (path,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    records = read_complete(path)
+    assert {"float/loss", "float/val_accuracy", "qat/loss", "qat/val_accuracy"} <= set(items(records, "history"))
+    summary = items(records, "summary")
+    assert json.loads(summary["test/qat_int8_accuracy"]) == metrics["results"]["qat_int8"]["accuracy"]
+    (artifact,) = [
+        r.artifact for r in records if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"
+    ]
+    assert json.loads(artifact.metadata)["provenance"]["engine"]["name"] == "keras3"
+
+    # qatzoo sensitivity loads the run's Keras 3 model in a Keras 3 process (the run's config says which).
+    analysed = _run(["-m", "qatzoo.cli", "sensitivity", str(run), "--out", str(tmp_path / "sens")], "tfmot")
+    assert analysed.returncode == 0, analysed.stderr[-3000:]
+    table = (tmp_path / "sens" / "sensitivity.md").read_text()
+    for layer in ("conv1", "conv2", "fc", "logits"):
+        assert f"| {layer} |" in table, table
+    assert (tmp_path / "sens" / "tensors.csv").read_text().count("\n") >= 8  # header and 7 tensors
 
 
 @pytest.mark.slow

@@ -114,6 +114,7 @@ def write(result: dict, out_dir: str | Path, title: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     out_dir, rows = Path(out_dir), result["rows"]
+    out_dir.mkdir(parents=True, exist_ok=True)  # --out may name a new directory
     csv_path = out_dir / "tensors.csv"
     tmp = csv_path.with_name(".tensors.csv.tmp")
     with open(tmp, "w", newline="") as f:

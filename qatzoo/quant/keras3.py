@@ -497,6 +497,17 @@ def check_model(model, spec: Spec, infos: list[LayerInfo]) -> None:
             config_for(layer, spec, by_name.get(layer.name))
 
 
+def has_quantizers(layer, spec: Spec) -> bool:
+    """Whether ``spec`` puts any quantizer on ``layer`` (Flatten, Dropout, pooling have none)."""
+    config = config_for(layer, spec)
+    return config is not None and not config.is_empty(layer)
+
+
+def quantized_layer_name(name: str) -> str:
+    """The name of float layer ``name`` in the fake-quant model: the wrapper keeps it."""
+    return name
+
+
 # --- the wrapper and the model transform --------------------------------------------------------------------
 
 

@@ -165,11 +165,12 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     from tqdm import tqdm
 
     from qatzoo.keras import keras
-    from qatzoo.quant.registry import layer_infos
+    from qatzoo.quant.spec import layer_infos
 
     run_dir = Path(run_dir)
     cfg, data, model = _load_run(run_dir, data_dir)
     quant = cfg.quant if scheme_name is None else _scheme_config(scheme_name)
+    from qatzoo.quant.schemes import engine_module
     from qatzoo.quant.schemes import scheme as make_scheme
 
     fields = {k: v for k, v in OmegaConf.to_container(quant, resolve=True).items() if k != "_target_"}
@@ -194,7 +195,7 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
         qat, score = evaluate([n for n in names if n != name])
         # SQNR of this layer's output: float model vs the model with only this layer quantized.
         probe_f = keras.Model(model.inputs, model.get_layer(name).output)
-        probe_q = keras.Model(qat.inputs, qat.get_layer(f"quant_{name}").output)
+        probe_q = keras.Model(qat.inputs, qat.get_layer(engine_module().quantized_layer_name(name)).output)
         x = data.x_val[:256]
         sqnr = _sqnr(probe_f.predict(x, verbose=0), probe_q.predict(x, verbose=0))
         harm = data.task.harm(score, none_score)
@@ -258,14 +259,9 @@ def tensors(run_dir: str | Path, tflite: str | Path | None = None, data_dir: str
 
 def _has_quantizers(layer, scheme) -> bool:
     """Whether ``scheme`` puts any quantizer on ``layer`` (Flatten, Dropout, pooling have none)."""
-    from qatzoo.quant.registry import TableQuantizeRegistry
+    from qatzoo.quant.schemes import engine_module
 
-    config = TableQuantizeRegistry(spec=scheme.spec).get_quantize_config(layer)
-    return bool(
-        config.get_weights_and_quantizers(layer)
-        or config.get_activations_and_quantizers(layer)
-        or config.get_output_quantizers(layer)
-    )
+    return engine_module().has_quantizers(layer, scheme.spec)
 
 
 def _scheme_config(name: str):
@@ -294,6 +290,7 @@ def write(result: dict, out_dir: str | Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     metric, rows = result["metric"], result["rows"]
+    out_dir.mkdir(parents=True, exist_ok=True)  # --out may name a new directory
     csv_path = out_dir / "sensitivity.csv"
     tmp = csv_path.with_name(".sensitivity.csv.tmp")
     with open(tmp, "w", newline="") as f:

@@ -10,7 +10,15 @@ from qatzoo.quant.configs import CUSTOM_OBJECTS
 from qatzoo.quant.registry import EXTRA_CUSTOM_OBJECTS, TableQuantizeRegistry, register
 from qatzoo.quant.spec import LayerInfo, Spec
 
-__all__ = ["TableQuantizeScheme", "check_model", "custom_objects", "quantize_model", "register"]
+__all__ = [
+    "TableQuantizeScheme",
+    "check_model",
+    "custom_objects",
+    "has_quantizers",
+    "quantize_model",
+    "quantized_layer_name",
+    "register",
+]
 
 
 class TableQuantizeScheme(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme):
@@ -39,3 +47,18 @@ def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo]) -> ke
     with tfmot.quantization.keras.quantize_scope(custom_objects()):
         annotated = tfmot.quantization.keras.quantize_annotate_model(model)
         return tfmot.quantization.keras.quantize_apply(annotated, TableQuantizeScheme(spec, infos))
+
+
+def has_quantizers(layer, spec: Spec) -> bool:
+    """Whether ``spec`` puts any quantizer on ``layer`` (Flatten, Dropout, pooling have none)."""
+    config = TableQuantizeRegistry(spec=spec).get_quantize_config(layer)
+    return bool(
+        config.get_weights_and_quantizers(layer)
+        or config.get_activations_and_quantizers(layer)
+        or config.get_output_quantizers(layer)
+    )
+
+
+def quantized_layer_name(name: str) -> str:
+    """The name of float layer ``name`` in the fake-quant model (tfmot's wrapper prefixes it)."""
+    return f"quant_{name}"
