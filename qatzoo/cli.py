@@ -79,8 +79,8 @@ def _sensitivity(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     from qatzoo.config import ConfigError
-    from qatzoo.quant import sensitivity
     from qatzoo.export import tensors
+    from qatzoo.quant import sensitivity
 
     paths = []
     try:
