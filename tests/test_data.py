@@ -82,3 +82,34 @@ def test_full_fashion_mnist_from_the_debian_package(data_dir):
     )
     assert data.sizes() == {"train": 55000, "val": 5000, "test": 10000}
     assert np.bincount(data.y_test).tolist() == [1000] * 10
+
+
+def test_processes_that_start_together_prepare_a_dataset_once(tmp_path):
+    """A sweep's parallel workers share one data directory: started at once on a fresh one, every process
+    gets the prepared dataset (before the lock, TFDS had them write the same files and one failed)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = (
+        "import sys; from qatzoo.data.load import image_classification as load; "
+        "d = load(name='mnist_5k', builder='mnist5k', data_dir=sys.argv[1], "
+        "splits={'train': 'train', 'val': 'validation', 'test': 'test'}); "
+        "print(len(d.x_train), int(d.y_test.sum()))"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "tfds")],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err[-2000:] for _, err in results]
+    assert len({out.strip().splitlines()[-1] for out, _ in results}) == 1
+    assert results[0][0].strip().splitlines()[-1].startswith("3500 ")
+    assert not list((tmp_path / "tfds").glob("mnist5k/*incomplete*"))

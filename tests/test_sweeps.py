@@ -163,6 +163,8 @@ def test_a_pruner_stops_trials_in_worker_processes_and_the_summary_marks_them(tm
 
 @pytest.mark.slow
 def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
+    """On engine=keras3 (the other sweep tests run the default engine): each joblib worker process
+    selects the engine from its trial's config; 4- and 8-bit kernels, offline W&B runs grouped by sweep."""
     import os
 
     from tests.wandb_records import read_complete
@@ -174,6 +176,7 @@ def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
         [
             "recipe=mnist_cnn_int8",
             "data=mnist_5k",
+            "engine=keras3",
             "quant.weight_bits=4,8",
             "schedule.qat_epochs=1",
             *TINY,
@@ -191,8 +194,12 @@ def test_grid_sweep_in_parallel_with_the_joblib_launcher(tmp_path, data_dir):
         (path,) = (sweep / n).glob("wandb/offline-run-*/run-*.wandb")
         (run,) = [r.run for r in read_complete(path) if r.WhichOneof("record_type") == "run"]
         assert run.run_group == sweep.name
-    bits = {json.loads((sweep / n / "metrics.json").read_text())["scheme"]["weight_bits"] for n in ("0", "1")}
-    assert bits == {4, 8}
+    metrics = [json.loads((sweep / n / "metrics.json").read_text()) for n in ("0", "1")]
+    assert {m["scheme"]["weight_bits"] for m in metrics} == {4, 8}
+    assert {m["provenance"]["engine"]["name"] for m in metrics} == {"keras3"}
+    four, eight = sorted(metrics, key=lambda m: m["scheme"]["weight_bits"])
+    assert four["lowbit"]["storage"] == ["int4"] and four["lowbit"]["kernels_on_grid"] == four["lowbit"]["kernels"]
+    assert four["sizes"]["int8_tflite"] < 0.6 * eight["sizes"]["int8_tflite"]  # its kernels packed in INT4
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert sorted(r["quant.weight_bits"] for r in rows) == ["4", "8"] and all(r["status"] == "ok" for r in rows)
 
@@ -205,6 +212,7 @@ def test_grid_sweep_on_a_local_ray_instance(tmp_path, data_dir):
         [
             "recipe=mnist_cnn_int8",
             "data=mnist_5k",
+            "engine=keras3",
             "quant.weight_bits=4,8",
             "schedule.qat_epochs=1",
             *TINY,

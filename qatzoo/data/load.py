@@ -3,6 +3,7 @@ return :class:`Splits`."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 import numpy as np
@@ -18,7 +19,29 @@ def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):
 
     data_dir = os.path.expanduser(data_dir)
     builder = tfds.builder(builder_name, data_dir=data_dir)
-    if not builder.is_prepared():
+    if builder.is_prepared():
+        return builder
+    # Processes that start together (a sweep's joblib or Ray workers) share the data directory: one prepares
+    # the dataset, the others wait for it (TFDS itself would have them write the same files at once).
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        lock = open(os.path.join(data_dir, f".{builder_name}.lock"), "a")  # noqa: SIM115 - held below
+    except OSError as error:
+        raise DataSourceMissing(
+            f"{builder_name}: not prepared in {data_dir}, and cannot prepare it there ({error.strerror or error})"
+        ) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _prepare(tfds.builder(builder_name, data_dir=data_dir), builder_name, data_dir, source_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(builder, builder_name: str, data_dir: str, source_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    if not builder.is_prepared():  # another process may have prepared it while this one waited
         fetch = getattr(type(builder), "default_source", None)
         source_dir = source_dir or (fetch(data_dir) if fetch else None)
         config = tfds.download.DownloadConfig(manual_dir=source_dir) if source_dir else None

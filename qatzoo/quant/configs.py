@@ -2,13 +2,11 @@
 
 Defaults follow the TFLite 8-bit scheme. Weights: symmetric, narrow range (-127..127), last-value
 ranges; per output channel for convolutions, per tensor for fully connected kernels (see
-``registry._dense_layer``). Activations: asymmetric, per tensor, moving-average min/max ranges.
+``policy.DENSE``). Activations: asymmetric, per tensor, moving-average min/max ranges.
 Every knob (bits 2-8, symmetric, narrow range, per channel, range estimator) comes from the scheme.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
@@ -17,6 +15,7 @@ from qatzoo.keras import keras
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
 from qatzoo.models.layers.norm import NONORM_POINTS
+from qatzoo.quant import policy
 from qatzoo.quant.spec import Bits
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -334,22 +333,15 @@ class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
 
     kernels = KERNELS
     points = INNER_POINTS
-    symmetric_points = ("key_act", "value_act")
-
-    def point_quantizer(self, name):
-        return softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
 
     def _quantizers(self, layer) -> dict[str, quantizers.Quantizer]:
-        if getattr(layer, "probabilities", "softmax") == "softmax":
-            quantizer = {name: self.point_quantizer(name) for name in self.points}
-        else:  # ReLU attention: probabilities get a range like any activation; no separate scores point
-            quantizer = {name: activation_quantizer(self.bits) for name in self.points if name != "scores_act"}
-        if getattr(layer, "symmetric_kv", False):
-            # Narrow range too: [-m, m] on 255 levels puts zero exactly on int8 0. On 256 levels the zero
-            # point is -0.5 before rounding, and the converter rounded it to -1 for some tensors.
-            bits = replace(self.bits, activation_symmetric=True, activation_narrow_range=True)
-            quantizer.update({name: activation_quantizer(bits) for name in self.symmetric_points})
-        return quantizer
+        points = policy.attention_points(
+            self.points, self.bits, getattr(layer, "probabilities", "softmax"), getattr(layer, "symmetric_kv", False)
+        )
+        return {
+            name: softmax_output_quantizer(bits) if kind == "softmax" else activation_quantizer(bits)
+            for name, (kind, bits) in points.items()
+        }
 
     def get_activations_and_quantizers(self, layer):
         return [(getattr(layer, name), NamedQuantizer(name, q)) for name, q in self._quantizers(layer).items()]

@@ -5,7 +5,7 @@ quantization, from the same :class:`~qatzoo.quant.spec.Spec`:
 
 * weights: last-value ranges, symmetric and narrow range by default, per output channel for
   convolutions and per tensor for fully connected kernels (the converter's rule, see
-  ``registry._dense_layer``);
+  :data:`qatzoo.quant.policy.DENSE`);
 * activations: one range per tensor with the scheme's estimator (``ema``, ``last_value``, ``fixed``,
   ``learned``), the first training batch (the trainer's calibration pass) setting it;
 * the model input: the range of every value seen (tfmot's ``AllValuesQuantizer``);
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
 
 import tensorflow as tf
 
@@ -37,6 +36,7 @@ from qatzoo.models.layers import Attention, LayerNorm, NoNorm, PositionEmbedding
 from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
 from qatzoo.models.layers.norm import NONORM_POINTS
+from qatzoo.quant import policy
 from qatzoo.quant.spec import Bits, LayerInfo, Spec, UnsupportedLayerError
 
 if not KERAS3:
@@ -361,27 +361,22 @@ class InnerPointsQuantizeConfig(QuantizeConfig):
 
 
 class AttentionQuantizeConfig(InnerPointsQuantizeConfig):
-    """:class:`qatzoo.models.layers.Attention`: the four projection kernels (per tensor), Q, K, V, the
-    scaled scores and the softmax output (on the int8 SOFTMAX grid), and the output; ReLU attention's
-    probabilities get a range like any activation and there is no scores point. With ``symmetric_kv``,
-    K and V are symmetric and narrow (int8 zero point 0, what XNNPACK's int8 BATCH_MATMUL takes)."""
+    """:class:`qatzoo.models.layers.Attention`: the four projection kernels (per tensor) and the inner points
+    as the shared policy says (:func:`qatzoo.quant.policy.attention_points`: Q, K, V, the scaled scores and the
+    softmax output on the int8 SOFTMAX grid; ReLU attention's probabilities on a range; symmetric, narrow K and
+    V with ``symmetric_kv``), and the output."""
 
     kernels = KERNELS
     points = INNER_POINTS
-    symmetric_points = ("key_act", "value_act")
 
     def activations(self, layer):
-        if getattr(layer, "probabilities", "softmax") == "softmax":
-            quantizers = {
-                name: softmax_output_quantizer(self.bits) if name == "probs_act" else activation_quantizer(self.bits)
-                for name in self.points
-            }
-        else:
-            quantizers = {name: activation_quantizer(self.bits) for name in self.points if name != "scores_act"}
-        if getattr(layer, "symmetric_kv", False):
-            bits = replace(self.bits, activation_symmetric=True, activation_narrow_range=True)
-            quantizers.update({name: activation_quantizer(bits) for name in self.symmetric_points})
-        return quantizers
+        points = policy.attention_points(
+            self.points, self.bits, getattr(layer, "probabilities", "softmax"), getattr(layer, "symmetric_kv", False)
+        )
+        return {
+            name: softmax_output_quantizer(bits) if kind == "softmax" else activation_quantizer(bits)
+            for name, (kind, bits) in points.items()
+        }
 
 
 class LayerNormQuantizeConfig(InnerPointsQuantizeConfig):
@@ -397,52 +392,12 @@ class NoNormQuantizeConfig(InnerPointsQuantizeConfig):
     points = NONORM_POINTS
 
 
-def _conv_layer(bits: Bits) -> QuantizeConfig:
-    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=True, bits=bits)
-
-
-def _dense_layer(bits: Bits) -> QuantizeConfig:
-    # Per tensor: TF 2.21's converter rejects per-axis fake-quant on FULLY_CONNECTED weights.
-    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=False, bits=bits)
-
-
-def _output_only(bits: Bits) -> QuantizeConfig:
-    return LayerQuantizeConfig(quantize_output=True, bits=bits)
-
-
-def _passthrough(bits: Bits) -> QuantizeConfig:
-    return LayerQuantizeConfig(bits=bits)  # moves or selects int8 values: keeps its input's range
-
-
-def _position_embedding(bits: Bits) -> QuantizeConfig:
-    # The table is an operand of an int8 ADD, which takes int8 operands only: 8-bit whatever weight_bits says.
-    return LayerQuantizeConfig(
-        weight_attrs=("embeddings",), quantize_output=True, per_channel=False, bits=replace(bits, weight_bits=8)
-    )
-
-
 #: A function from a layer's :class:`Bits` to its :class:`QuantizeConfig`.
 ConfigFactory = Callable[[Bits], QuantizeConfig]
 
-#: layer class -> factory of its QuantizeConfig (the same rows as the tfmot engine's table). Extend with :func:`register`.
-KERAS3_TABLE: dict[type, ConfigFactory] = {
-    L.Conv2D: _conv_layer,
-    L.Dense: _dense_layer,
-    L.Activation: _output_only,
-    L.ReLU: _output_only,
-    L.Softmax: _output_only,
-    L.Add: _output_only,
-    L.Concatenate: _output_only,
-    L.AveragePooling2D: _output_only,
-    L.GlobalAveragePooling1D: _output_only,
-    L.GlobalAveragePooling2D: _output_only,
-    L.LayerNormalization: _output_only,
-    L.MaxPooling2D: _passthrough,
-    L.Flatten: _passthrough,
-    L.Reshape: _passthrough,
-    L.Dropout: _passthrough,
-    L.Permute: _passthrough,
-}
+#: layer class -> factory of its QuantizeConfig: the shared policy's rows (:mod:`qatzoo.quant.policy`), as on
+#: the tfmot engine. Extend it with :func:`register`.
+KERAS3_TABLE: dict[type, ConfigFactory] = policy.builtin_table(L, LayerQuantizeConfig)
 
 
 def register(layer_class: type, factory: ConfigFactory) -> None:
@@ -460,7 +415,7 @@ def register(layer_class: type, factory: ConfigFactory) -> None:
 register(Attention, AttentionQuantizeConfig)
 register(LayerNorm, LayerNormQuantizeConfig)
 register(NoNorm, NoNormQuantizeConfig)
-register(PositionEmbedding, _position_embedding)
+register(PositionEmbedding, policy.position_embedding(LayerQuantizeConfig))
 
 
 def factory_for(layer, table: dict | None = None) -> ConfigFactory | None:

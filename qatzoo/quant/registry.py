@@ -7,12 +7,12 @@ QuantizeConfig), not a flag. The scheme's :class:`Spec` decides each layer's bit
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
 from qatzoo.models.layers import Attention, LayerNorm, NoNorm, PositionEmbedding
+from qatzoo.quant import policy
 from qatzoo.quant.configs import (
     AttentionQuantizeConfig,
     LayerNormQuantizeConfig,
@@ -26,60 +26,12 @@ __all__ = ["INT8_TABLE", "TableQuantizeRegistry", "UnsupportedLayerError", "laye
 L = keras.layers
 
 
-def _conv_layer(bits: Bits):
-    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=True, bits=bits)
-
-
-def _dense_layer(bits: Bits):
-    # Per-tensor: TF 2.21's converter rejects per-axis fake-quant on FULLY_CONNECTED weights
-    # ("'tfl.transpose' op has mismatched quantized axes"); tests/test_quant.py pins that.
-    return LayerQuantizeConfig(weight_attrs=("kernel",), activation_attrs=("activation",), per_channel=False, bits=bits)
-
-
-def _output_only(bits: Bits):
-    return LayerQuantizeConfig(quantize_output=True, bits=bits)
-
-
-def _passthrough(bits: Bits):
-    # Layers that only move or select int8 values keep their input's range.
-    return LayerQuantizeConfig(bits=bits)
-
-
-def _position_embedding(bits: Bits):
-    # The embedding table is an operand of an int8 ADD, not a matmul kernel: LiteRT's ADD takes int8
-    # operands only (the converter rejects an int4 one), so it stays 8-bit whatever weight_bits says.
-    return LayerQuantizeConfig(
-        weight_attrs=("embeddings",), quantize_output=True, per_channel=False, bits=replace(bits, weight_bits=8)
-    )
-
-
 #: A function from a layer's :class:`Bits` to its QuantizeConfig.
 ConfigFactory = Callable[[Bits], tfmot.quantization.keras.QuantizeConfig]
 
-#: layer class -> factory of its QuantizeConfig. Extend it with :func:`register`.
-INT8_TABLE: dict[type, ConfigFactory] = {
-    L.Conv2D: _conv_layer,
-    L.Dense: _dense_layer,
-    # An Activation layer's output gets a range (relu's folds into the previous op at conversion).
-    L.Activation: _output_only,
-    L.ReLU: _output_only,
-    L.Softmax: _output_only,
-    L.Add: _output_only,
-    L.Concatenate: _output_only,
-    L.AveragePooling2D: _output_only,
-    L.GlobalAveragePooling1D: _output_only,
-    L.GlobalAveragePooling2D: _output_only,
-    # LayerNormalization is not in tfmot's table. Its gamma/beta become int8 constants of the
-    # decomposed int8 ops (mean, squared difference, rsqrt, mul, add) at conversion; QAT
-    # fake-quantizes its output, the tensor that the next layer consumes. (qatzoo's own LayerNorm
-    # below fake-quantizes every intermediate and follows the int8 model much more closely.)
-    L.LayerNormalization: _output_only,
-    L.MaxPooling2D: _passthrough,
-    L.Flatten: _passthrough,
-    L.Reshape: _passthrough,
-    L.Dropout: _passthrough,
-    L.Permute: _passthrough,
-}
+#: layer class -> factory of its QuantizeConfig: the shared policy's rows (:mod:`qatzoo.quant.policy`).
+#: Extend it with :func:`register`.
+INT8_TABLE: dict[type, ConfigFactory] = policy.builtin_table(L, LayerQuantizeConfig)
 
 
 def register(layer_class: type, factory: ConfigFactory) -> None:
@@ -110,7 +62,7 @@ EXTRA_CUSTOM_OBJECTS: dict[str, type] = {}
 register(Attention, AttentionQuantizeConfig)
 register(LayerNorm, LayerNormQuantizeConfig)
 register(NoNorm, NoNormQuantizeConfig)
-register(PositionEmbedding, _position_embedding)
+register(PositionEmbedding, policy.position_embedding(LayerQuantizeConfig))
 
 
 class TableQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):
