@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Classical baselines cost 10-40 s a run: off by default here (for runs in subprocesses too); the recipe tests
 # and tests/test_baselines.py turn them on where they are checked.
 os.environ["QATZOO_BASELINES"] = "false"
+os.environ["QATZOO_DEPLOYMENT"] = "false"  # the deployment report: on where a test checks it
 
 
 @pytest.fixture(scope="session")

@@ -151,11 +151,12 @@ def test_recipes_resolve_to_the_values_their_models_were_trained_with(compose_cf
 
     cfg = compose_cfg("paths.data_dir=/data", *([f"recipe={recipe}"] if recipe else []))
     trainer = cfg.trainer
-    # baselines: from $QATZOO_BASELINES, which tests/conftest.py sets to false (the default without it: true)
+    # deployment, baselines: from $QATZOO_DEPLOYMENT / $QATZOO_BASELINES, which tests/conftest.py sets to false
+    # (the default without them: true)
     assert (trainer.keep_checkpoints, trainer.epoch_weights, trainer.deployment, trainer.baselines) == (
         2,
         False,
-        True,
+        False,
         False,
     )
     assert cfg.engine.name == "tfmot"  # every published model was trained on the default engine

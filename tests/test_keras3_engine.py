@@ -90,6 +90,7 @@ def test_tiny_recipe_on_keras3_passes_the_conformance_checks(data_dir, tmp_path)
             "data=mnist_5k",
             "engine=keras3",
             "trainer.loop=fit",
+            "trainer.deployment=true",
             "logger=wandb",
             "schedule.float_epochs=1",
             "schedule.qat_epochs=1",

@@ -38,6 +38,7 @@ def run(data_dir, tmp_path_factory) -> tuple[str, object]:
             "schedule.float_epochs=1",
             "schedule.qat_epochs=1",
             "trainer.representative_samples=32",
+            "trainer.deployment=true",  # the default (tests/conftest.py turns it off), and the most output
             f"paths.data_dir={data_dir}",
             f"hydra.run.dir={run_dir}",
         ],

@@ -22,9 +22,10 @@ SMALL_DATA = {"mnist": "data=mnist_5k", "fashion_mnist": "data=mnist_5k"}
 def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
     """Train ``recipe`` on ``engine``: the tfmot engine in this process (the test process's Keras), keras3 in
     ``train.py`` (a process holds one Keras). Returns (cfg, metrics)."""
-    given = [f"recipe={recipe}", *TINY, "trainer.baselines=true"]
+    given = [f"recipe={recipe}", *TINY, "trainer.baselines=true", "trainer.deployment=true"]
     if engine == "tfmot" and compose_cfg(f"recipe={recipe}").data.name in SMALL_DATA:
-        given.append("data.splits.train='train[:5000]'")  # tiny budget: 5,000 training images, the same test split
+        # Tiny budget: 5,000 training images, 2,000 validation and the first 2,000 official test images.
+        given += ["data.splits.train='train[:5000]'", "data.splits.val='train[55000:57000]'", "data.splits.test='test[:2000]'"]
     if engine == "tfmot":
         from qatzoo.train.trainer import train
 

@@ -34,7 +34,14 @@ def run_dir(tmp_path_factory, data_dir):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
-            "config", overrides=["recipe=mnist_cnn_int8", "data=mnist_5k", f"paths.data_dir={data_dir}", *TINY]
+            "config",
+            overrides=[
+                "recipe=mnist_cnn_int8",
+                "data=mnist_5k",
+                f"paths.data_dir={data_dir}",
+                "trainer.deployment=true",  # published entries compare their report with the run's
+                *TINY,
+            ],
         )
     GlobalHydra.instance().clear()
     out = tmp_path_factory.mktemp("run")
