@@ -25,7 +25,11 @@ def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
     given = [f"recipe={recipe}", *TINY, "trainer.baselines=true", "trainer.deployment=true"]
     if engine == "tfmot" and compose_cfg(f"recipe={recipe}").data.name in SMALL_DATA:
         # Tiny budget: 5,000 training images, 2,000 validation and the first 2,000 official test images.
-        given += ["data.splits.train='train[:5000]'", "data.splits.val='train[55000:57000]'", "data.splits.test='test[:2000]'"]
+        given += [
+            "data.splits.train='train[:5000]'",
+            "data.splits.val='train[55000:57000]'",
+            "data.splits.test='test[:2000]'",
+        ]
     if engine == "tfmot":
         from qatzoo.train.trainer import train
 
