@@ -5,6 +5,7 @@ LiteRT on the full test split."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -56,9 +57,9 @@ def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["provenance"]["engine"]["name"] == engine and metrics["command"] == "python train.py " + " ".join(
-        given
-    )
+    # The reproduce command: the overrides given, quoted for a shell.
+    assert metrics["provenance"]["engine"]["name"] == engine
+    assert metrics["command"] == "python train.py " + shlex.join(given)
     return compose_cfg(*given), metrics
 
 
@@ -236,8 +237,9 @@ def test_same_command_twice_gives_identical_weights_and_int8_file(tmp_path, data
 
     from tests.conftest import REPO
 
-    for run in ("a", "b"):
-        subprocess.run(
+    # Both at once: the bytes depend on the command, not on what else the machine runs.
+    processes = [
+        subprocess.Popen(
             [
                 sys.executable,
                 "train.py",
@@ -248,10 +250,15 @@ def test_same_command_twice_gives_identical_weights_and_int8_file(tmp_path, data
                 f"hydra.run.dir={tmp_path / run}",
             ],
             cwd=REPO,
-            check=True,
-            capture_output=True,
-            timeout=600,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        for run in ("a", "b")
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
     digest = {run: hashlib.sha256((tmp_path / run / "model_int8.tflite").read_bytes()).hexdigest() for run in "ab"}
     # The reproduce command holds the overrides given (not paths.* or hydra.*: where this machine keeps things).
     command = json.loads((tmp_path / "a" / "metrics.json").read_text())["command"]
