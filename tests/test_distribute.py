@@ -88,9 +88,15 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir) -> dict[str, tuple[Path, dict, str]]:
-    """One tiny QAT run each, side by side: ``none``, and ``mirrored`` on 2 logical CPUs."""
+    """One tiny QAT run each, side by side: ``none``, ``mirrored`` on 2 logical CPUs, and the same on Keras 3
+    through the fit loop."""
     _prepare_data(data_dir)
-    jobs = {"none": ([], _env()), "mirrored": (["trainer.strategy=mirrored"], {**_env(), "QATZOO_LOGICAL_CPUS": "2"})}
+    two = {**_env(), "QATZOO_LOGICAL_CPUS": "2"}
+    jobs = {
+        "none": ([], _env()),
+        "mirrored": (["trainer.strategy=mirrored"], two),
+        "keras3_fit": (["trainer.strategy=mirrored", "engine=keras3", "trainer.loop=fit"], two),
+    }
     return _run_all(jobs, tmp_path_factory.mktemp("distribute"), data_dir)
 
 
@@ -130,6 +136,20 @@ def test_mirrored_qat_on_two_logical_cpus_gives_the_single_device_kind_of_int8_m
     assert _accuracy(metrics) > 70.0
     for name in ("float", "qat"):
         assert (run / "checkpoints" / name / "checkpoint").exists(), name
+
+
+@pytest.mark.slow
+def test_mirrored_qat_on_keras3_through_the_fit_loop(runs):
+    """engine=keras3 under MirroredStrategy with Model.fit: two replicas, their quantizer ranges made those of the
+    global batch, and an int8 model of the same kind as the default engine's on one device."""
+    run, metrics, log = runs["keras3_fit"]
+    _, single, _ = runs["none"]
+    assert metrics["provenance"]["engine"]["name"] == "keras3"
+    assert metrics["distribute"]["strategy"] == "mirrored" and metrics["distribute"]["num_replicas_in_sync"] == 2
+    assert "data parallel (mirrored): 2 replicas in sync" in log and "(Model.fit)" in log
+    assert metrics["int8_model"] == "qat_int8" and metrics["checks"] == {"full_integer": True, "parity": True}
+    assert_int8_conformance(run / "model_int8.tflite", metrics, strict_parity=False)
+    assert abs(_accuracy(metrics) - _accuracy(single)) <= 3.0, (_accuracy(metrics), _accuracy(single))
 
 
 @pytest.mark.slow

@@ -13,8 +13,10 @@ optimizer state (weights, quantizer ranges, Adam slots and step count) to ``<ckp
 at the end of every epoch, and a killed run restarts at the beginning of the first unfinished epoch;
 the steps already done in that epoch are trained again (the tape loop resumes mid-epoch, at its last
 step checkpoint; ``phase.checkpoint_every_steps`` and ``phase.keep_checkpoints`` are not used here).
+(tf_keras writes a TensorFlow checkpoint under ``chief/``, Keras 3 ``latest.weights.h5``.)
 Keras keeps one backup: when it cannot be read (a cut or emptied file), the phase starts afresh, saying so.
-BackupAndRestore leaves out the dropout generators, so their state is kept beside it (``<phase>-fit/rng``,
+BackupAndRestore leaves out the dropout generators (tf_keras' tf.random.Generator, Keras 3's SeedGenerator
+state), so their state is kept beside it (``<phase>-fit/rng``,
 one per finished epoch) and the resumed run ends with the same weights as an uninterrupted one. Keras
 deletes the backup once ``fit`` returns; the last epoch's ``<phase>-NNN.h5``, written with or without
 ``epoch_weights``, then marks the phase as done, and calling this again loads those weights and returns
