@@ -33,7 +33,8 @@ def _read(run: Path) -> dict:
         "run": run,
         "recipe": metrics["name"],
         "engine": engine.get("name", "tfmot"),
-        "keras": engine.get("keras", "2 (tf_keras)"),
+        # Runs from before engines were recorded ran on tfmot, on the tf-keras their versions list.
+        "keras": engine.get("keras", metrics.get("provenance", {}).get("versions", {}).get("tf-keras", "2")),
         "metric": metrics["metric"],
         "value": metrics["results"][metrics["int8_model"]][metrics["metric"]],
         "unit": metrics.get("unit", ""),
@@ -43,6 +44,7 @@ def _read(run: Path) -> dict:
         "tflm": (metrics.get("deployment") or {}).get("tflm", {}),
         "npu": (metrics.get("deployment") or {}).get("ethos_u55", {}).get("npu_share"),
         "parity": (metrics.get("checks") or {}).get("parity"),
+        "command": metrics.get("command", ""),
     }
 
 
@@ -119,15 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     header = (
         f"Latency on {cpu_name()}: LiteRT, XNNPACK, 1 thread, batch 1, median of {args.runs_per_model} invokes per "
-        "model, every model of a recipe in one child process with their invokes interleaved.\n"
+        "model, every model of a recipe in one child process with their invokes interleaved. QAT/float train step: "
+        f"medians from {Path(args.steps).name} (`python scripts/benchmark.py --engine-steps-only`).\n"
     )
     table = header + "\n" + "\n".join(lines) + "\n"
     print(table)
     if args.out:
+        runs = "\n".join(f"- {r['recipe']} on {r['engine']}: `{r['command']}`" for r in rows)
         Path(args.out).write_text(
-            "# Recipe x QAT engine\n\n`python scripts/engine_compare.py "
-            + " ".join(str(Path(r)) for r in args.runs)
-            + "`\n\n"
+            "# Recipe x QAT engine\n\n`python scripts/engine_compare.py RUN_DIR...` on the runs of these commands:\n\n"
+            + runs
+            + "\n\n"
             + table
         )
     return 0
