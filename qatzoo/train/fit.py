@@ -51,6 +51,7 @@ from qatzoo.train.loop import (
     loss_for,
     newest_readable,
     prints_epoch,
+    unreadable_reason,
 )
 
 __all__ = ["run_phase_fit"]
@@ -182,8 +183,10 @@ def _readable(backup: str, name: str) -> bool:
         with h5py.File(backup, "r") as weights:
             weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
     except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for a cut file
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        print(f"[qatzoo] {name} phase: the backup {backup} is unreadable ({reason}); starting this phase afresh")
+        print(
+            f"[qatzoo] {name} phase: the backup {backup} is unreadable ({unreadable_reason(error)}); "
+            "starting this phase afresh"
+        )
         return False
     return True
 

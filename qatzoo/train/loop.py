@@ -223,6 +223,11 @@ def run_phase(
     return {"resumed_from_step": start, "steps": total}
 
 
+def unreadable_reason(error: BaseException) -> str:
+    """The first line of what a reader raised for a cut or emptied file (its type when it said nothing)."""
+    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+
+
 def newest_readable(checkpoints: list[str], name: str) -> str | None:
     """The newest of ``checkpoints`` (oldest first) whose every tensor reads back; None if none does.
 
@@ -236,8 +241,7 @@ def newest_readable(checkpoints: list[str], name: str) -> str | None:
             for key in reader.get_variable_to_shape_map():
                 reader.get_tensor(key)  # reads and checksums the data, not only the index
         except Exception as error:  # noqa: BLE001 - TensorFlow raises OpError, IndexError, ... for a cut file
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            print(f"[qatzoo] {name} phase: skipping the unreadable checkpoint {path} ({reason})")
+            print(f"[qatzoo] {name} phase: skipping the unreadable checkpoint {path} ({unreadable_reason(error)})")
             continue
         return path
     if checkpoints:
