@@ -20,7 +20,8 @@ import hydra
 from omegaconf import DictConfig
 
 from qatzoo import quiet
-from qatzoo.config import CONF_DIR, ConfigError, check_overrides, register_recipes, validate
+from qatzoo.config import CONF_DIR, check_overrides, validate
+from qatzoo.errors import ConfigError
 
 
 def _fail(message: str) -> None:
@@ -92,7 +93,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:]]
-    register_recipes()
     flags = [a for a in args if a.startswith("-")]
     try:
         if not flags:  # plain runs: check overrides first, one-line errors

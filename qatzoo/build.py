@@ -27,7 +27,7 @@ def load_data(cfg: DictConfig):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from qatzoo.data.splits import DataError, DataSourceMissing
+    from qatzoo.errors import DataError, DataSourceMissing
 
     try:
         return instantiate(kwargs(cfg.data, drop=("task",)))

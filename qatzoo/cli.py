@@ -78,7 +78,7 @@ def _sensitivity(args) -> int:
     except engine.EngineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from qatzoo.config import ConfigError
+    from qatzoo.errors import ConfigError
     from qatzoo.export import tensors
     from qatzoo.quant import sensitivity
 

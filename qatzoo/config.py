@@ -13,16 +13,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from qatzoo.schema import ConfigError, check
+from qatzoo.errors import ConfigError
+from qatzoo.schema import check
 
 __all__ = [
     "CONF_DIR",
     "RECIPES_DIR",
     "ConfigError",
     "check_overrides",
+    "compose",
     "group_options",
     "recipe_names",
-    "register_recipes",
     "validate",
 ]
 
@@ -58,13 +59,28 @@ def _resolved(cfg: DictConfig) -> dict:
         raise ConfigError(f"{key}: cannot resolve the interpolation{what}: {reason}") from None
 
 
+def compose(overrides=(), *, hydra: bool = False) -> DictConfig:
+    """The project's config (``conf/`` and ``recipes/``) composed with Hydra for ``overrides``: the one
+    composition every caller uses (train.py's check, sweeps, sensitivity, scripts and tests).
+
+    ``hydra=True`` keeps the ``hydra`` node (a sweep preset's sweeper settings). Hydra's own exceptions
+    pass through; callers turn them into their one-line errors.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def recipe_names() -> list[str]:
     """The recipes shipped in ``recipes/``: every ``*.yaml`` file, by stem."""
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-def register_recipes() -> None:
-    """Nothing to do: recipes are an ordinary config group (conf/recipe links to recipes/). Kept for callers."""
 
 
 def group_options(group: str) -> list[str]:
@@ -82,8 +98,6 @@ def check_overrides(overrides: list[str]) -> DictConfig:
     reaches the schema, whose message lists the fields allowed there, instead of failing composition with
     Hydra's multi-line report.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
     composed = []
@@ -100,14 +114,10 @@ def check_overrides(overrides: list[str]) -> DictConfig:
         elif not key.startswith(("+", "~")) and not any(c in key for c in "/@"):
             override = f"++{override}"
         composed.append(override)
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=composed)
+        cfg = compose(composed)
     except HydraException as error:
         raise ConfigError(_first_line(error)) from error
-    finally:
-        GlobalHydra.instance().clear()
     validate(cfg)
     run_dir = next((o.partition("=")[2] for o in overrides if o.startswith("hydra.run.dir=")), None)
     _check_writable("hydra.run.dir" if run_dir else "paths.runs_dir", run_dir or cfg.paths.runs_dir)

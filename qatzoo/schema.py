@@ -17,14 +17,8 @@ from typing import Annotated, Literal, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from qatzoo.errors import ConfigError
 from qatzoo.quant.spec import MAX_BITS, MIN_BITS, RANGES, Spec, check_pattern
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; ``str()`` is the one line shown to the user.
-
-    Raised inside a validator below, its text is the whole line (it names the field itself).
-    """
 
 
 def _existing_file(path: str | None) -> str | None:

@@ -70,18 +70,9 @@ OUT = REPO / "scripts" / "benchmark"
 
 
 def _cfg(recipe: str, data_dir: str | None):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from qatzoo.config import compose
 
-    from qatzoo.config import CONF_DIR, register_recipes
-
-    register_recipes()
-    GlobalHydra.instance().clear()
-    overrides = [f"recipe={recipe}"] + ([f"paths.data_dir={data_dir}"] if data_dir else [])
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose([f"recipe={recipe}"] + ([f"paths.data_dir={data_dir}"] if data_dir else []))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -25,16 +25,9 @@ def data_dir(tmp_path_factory) -> str:
 @pytest.fixture
 def compose_cfg(data_dir):
     """Compose the real Hydra config (conf/ + recipes/) with overrides, as train.py would."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from qatzoo.config import CONF_DIR, register_recipes
+    from qatzoo.config import compose
 
     def _compose(*overrides: str):
-        register_recipes()
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=[f"paths.data_dir={data_dir}", *overrides])
+        return compose([f"paths.data_dir={data_dir}", *overrides])
 
-    yield _compose
-    GlobalHydra.instance().clear()
+    return _compose

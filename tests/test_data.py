@@ -10,7 +10,7 @@ import pytest
 
 from qatzoo.data.builders import FASHION_MNIST_DIR, read_idx
 from qatzoo.data.load import co2_forecast, image_classification
-from qatzoo.data.splits import DataSourceMissing
+from qatzoo.errors import DataSourceMissing
 
 MNIST_5K = {"train": "train", "val": "validation", "test": "test"}
 

@@ -19,7 +19,7 @@ import pytest
 
 from qatzoo.data import sources
 from qatzoo.data.load import image_classification
-from qatzoo.data.splits import DataSourceMissing
+from qatzoo.errors import DataSourceMissing
 
 SPLITS = {"train": "train[:55000]", "val": "train[55000:]", "test": "test"}
 

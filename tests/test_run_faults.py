@@ -84,17 +84,10 @@ def _digest(path: Path) -> str:
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory, data_dir):
     """One uninterrupted tiny run: its files, and its metrics as returned."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from qatzoo.config import CONF_DIR, register_recipes
+    from qatzoo.config import compose
     from qatzoo.train.trainer import train
 
-    register_recipes()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.data_dir={data_dir}", *TINY])
-    GlobalHydra.instance().clear()
+    cfg = compose([f"paths.data_dir={data_dir}", *TINY])
     run = tmp_path_factory.mktemp("clean")
     return cfg, run, train(cfg, run)
 
@@ -211,7 +204,7 @@ def test_a_non_finite_metric_refuses_the_run_naming_it(compose_cfg, co2_loader, 
 
 @pytest.mark.parametrize("split", ["x_train", "y_val", "x_test"])
 def test_non_finite_data_is_found_at_load(split):
-    from qatzoo.data.splits import DataError
+    from qatzoo.errors import DataError
 
     with pytest.raises(DataError, match=rf"^data toy: 3 non-finite values in {split}$"):
         synthetic(name="toy", nan_in=split)

@@ -24,26 +24,18 @@ TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
     """One finished tiny run to publish."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from qatzoo.config import CONF_DIR, register_recipes
+    from qatzoo.config import compose
     from qatzoo.train.trainer import train
 
-    register_recipes()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[
-                "recipe=mnist_cnn_int8",
-                "data=mnist_5k",
-                f"paths.data_dir={data_dir}",
-                "trainer.deployment=true",  # published entries compare their report with the run's
-                *TINY,
-            ],
-        )
-    GlobalHydra.instance().clear()
+    cfg = compose(
+        [
+            "recipe=mnist_cnn_int8",
+            "data=mnist_5k",
+            f"paths.data_dir={data_dir}",
+            "trainer.deployment=true",  # published entries compare their report with the run's
+            *TINY,
+        ]
+    )
     out = tmp_path_factory.mktemp("run")
     train(cfg, out)
     return out

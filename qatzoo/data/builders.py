@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from qatzoo.data import sources
-from qatzoo.data.splits import DataSourceMissing
+from qatzoo.errors import DataSourceMissing
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_LABELS = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]

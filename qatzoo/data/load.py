@@ -9,7 +9,8 @@ import os
 import numpy as np
 
 from qatzoo import contract
-from qatzoo.data.splits import DataSourceMissing, Splits
+from qatzoo.data.splits import Splits
+from qatzoo.errors import DataSourceMissing
 
 
 def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qatzoo.data.splits import DataSourceMissing
+from qatzoo.errors import DataSourceMissing
 from qatzoo.files import sha256_file
 
 # The official MNIST's label counts, 0..9 (LeCun et al.'s train-labels and t10k-labels files).

@@ -6,16 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qatzoo.errors import DataError
 from qatzoo.task import Task
-
-
-class DataSourceMissing(RuntimeError):
-    """A local data source is not installed; the message says how to get it."""
-
-
-class DataError(ValueError):
-    """Data that cannot be trained or measured on (e.g. NaN in a split); ``str()`` is one line."""
-
 
 PARTS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qatzoo.config import ConfigError
+from qatzoo.errors import ConfigError
 from qatzoo.keras import ENGINE, keras
 from qatzoo.quant.spec import Bits, Spec, layer_infos
 

@@ -36,7 +36,7 @@ def _load_run(run_dir: Path, data_dir: str | None):
     """The run's config, its float model and its data; ConfigError (one line) for anything unreadable or unsafe."""
     from omegaconf import OmegaConf
 
-    from qatzoo.config import ConfigError
+    from qatzoo.errors import ConfigError
 
     model = load_float_model(run_dir / "model_float.keras")  # first: cheap, and no data is loaded for a bad file
     try:
@@ -49,7 +49,7 @@ def _load_run(run_dir: Path, data_dir: str | None):
         raise ConfigError(f"{run_dir / 'config.yaml'}: not a run's config ({_first_line(error)})") from error
     _check_target(data_cfg, "data")
     from qatzoo.data.catalog import CatalogError, build
-    from qatzoo.data.splits import DataError, DataSourceMissing
+    from qatzoo.errors import DataError, DataSourceMissing
 
     try:  # the project's own table of datasets, by name, with only its declared parameters
         data = build(
@@ -110,7 +110,7 @@ def load_float_model(path: Path):
     import json
     import zipfile
 
-    from qatzoo.config import ConfigError
+    from qatzoo.errors import ConfigError
     from qatzoo.keras import keras
     from qatzoo.quant.schemes import custom_objects
 
@@ -235,7 +235,7 @@ def tensors(run_dir: str | Path, tflite: str | Path | None = None, data_dir: str
     """Per-tensor SNR and cosine of an int8 file (default: the run's model_int8.tflite, else its
     model_ptq_int8.tflite) against the run's float model, on validation examples (qatzoo.export.tensors).
     Returns the comparison and a title naming the file."""
-    from qatzoo.config import ConfigError
+    from qatzoo.errors import ConfigError
     from qatzoo.export import tensors as per_tensor
     from qatzoo.export.tflite import to_float_tflite
 
@@ -267,17 +267,12 @@ def _has_quantizers(layer, scheme) -> bool:
 def _scheme_config(name: str):
     from omegaconf import OmegaConf
 
-    from qatzoo.config import CONF_DIR, ConfigError, group_options
+    from qatzoo.config import compose, group_options
+    from qatzoo.errors import ConfigError
 
     if name not in group_options("quant"):
         raise ConfigError(f"--scheme {name}: no such option; quant is one of: {', '.join(group_options('quant'))}")
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"quant={name}"])
-    GlobalHydra.instance().clear()
+    cfg = compose([f"quant={name}"])
     return OmegaConf.create(OmegaConf.to_container(cfg.quant, resolve=True))
 
 

@@ -13,7 +13,8 @@ import copy
 
 from omegaconf import OmegaConf
 
-from qatzoo.config import ConfigError, check_overrides, validate
+from qatzoo.config import check_overrides, compose, validate
+from qatzoo.errors import ConfigError
 
 
 def _is_hydra(override: str) -> bool:
@@ -136,11 +137,6 @@ def _check_optuna(sweeper) -> None:
 
 def _hydra_config(overrides: list[str]):
     """The composed config including ``hydra.*`` (for a preset's sweeper settings)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from qatzoo.config import CONF_DIR
-
     keep = []
     for o in overrides:
         if "=" not in o:
@@ -148,14 +144,10 @@ def _hydra_config(overrides: list[str]):
         key = o.partition("=")[0]
         if _is_hydra(o) or key.lstrip("+~") in ("sweep", "recipe") or "," not in o and "(" not in o:
             keep.append(o)
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=keep, return_hydra_config=True)
+        return compose(keep, hydra=True)
     except Exception as error:
         message = str(error).strip().splitlines()[0]
         if error.__cause__ is not None and str(error.__cause__).strip():  # "Error merging override x=y": why
             message = f"{message.rstrip('.')}: {str(error.__cause__).strip().splitlines()[0]}"
         raise ConfigError(message) from error
-    finally:
-        GlobalHydra.instance().clear()

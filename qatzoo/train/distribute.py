@@ -25,7 +25,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from qatzoo.config import ConfigError
+from qatzoo.errors import ConfigError
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
 #: Split the (first) CPU into this many logical devices before TensorFlow initialises (mirrored on a CPU).

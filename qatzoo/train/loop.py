@@ -24,16 +24,13 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
+from qatzoo.errors import TrainingError
 from qatzoo.keras import KERAS3, keras
 from qatzoo.quiet import LOUD
 from qatzoo.task import Task
 from qatzoo.train import distribute
 
 EPOCH_LINES = 10  # below trainer.verbose=3, about this many epoch lines per phase at most (all are logged)
-
-
-class TrainingError(RuntimeError):
-    """Training could not go on (e.g. the loss became NaN); the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ TOLERANCE = {"accuracy": 0.2, "mae": 0.01}  # points of accuracy; relative MAE
 def load_test_data(dataset: str, params: dict, data_dir: str | None = None):
     """The splits of a catalogued dataset; a dataset that cannot be built is one ZooError line."""
     from qatzoo.data.catalog import CatalogError, build
-    from qatzoo.data.splits import DataSourceMissing
+    from qatzoo.errors import DataSourceMissing
 
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     try:
