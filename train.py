@@ -42,32 +42,33 @@ def _drop_empty(run_dir: Path, cfg: DictConfig) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if sweep and OmegaConf.select(cfg, "logger.group", default="absent") in (None, ""):
+        with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
+            cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
     try:
-        validate(cfg)
+        run_config = validate(cfg)  # the typed config the run uses from here on
     except ConfigError as error:
         _drop_empty(run_dir, cfg)
         _fail(str(error))
-    quiet.configure(cfg.trainer.verbose)  # before TensorFlow is first imported; trainer.verbose=3 shows its logs
+    quiet.configure(run_config.trainer.verbose)  # before TensorFlow is first imported; verbose=3 shows its logs
     from qatzoo import engine
 
-    engine.select(cfg.engine.name)  # before any Keras import: engine=keras3 never loads tf_keras or tfmot
-    from hydra.types import RunMode
-    from omegaconf import open_dict
-
-    if HydraConfig.get().mode == RunMode.MULTIRUN and "group" in cfg.logger and not cfg.logger.group:
-        with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
-            cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
-    from qatzoo.train.trainer import DataError, DataSourceMissing, TrainingError, train
+    engine.select(run_config.engine.name)  # before any Keras import: engine=keras3 never loads tf_keras or tfmot
+    from qatzoo.errors import DataError, DataSourceMissing, TrainingError
+    from qatzoo.train.trainer import train
 
     trial = None
-    if HydraConfig.get().mode == RunMode.MULTIRUN:  # an Optuna trial under a pruner reports every epoch
+    if sweep:  # an Optuna trial under a pruner reports every epoch
         from qatzoo.sweep.prune import trial_reporter
 
-        trial = trial_reporter(cfg)
+        trial = trial_reporter(run_config)
     try:
-        metrics = train(cfg, run_dir, trial=trial)
+        metrics = train(run_config, run_dir, trial=trial)
     except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
         _drop_empty(run_dir, cfg)
         _fail(str(error))

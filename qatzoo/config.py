@@ -14,12 +14,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.errors import ConfigError
-from qatzoo.schema import check
+from qatzoo.schema import RunConfig, check
 
 __all__ = [
     "CONF_DIR",
     "RECIPES_DIR",
     "ConfigError",
+    "RunConfig",
     "check_overrides",
     "compose",
     "group_options",
@@ -33,9 +34,10 @@ CONF_DIR = REPO / "conf"
 RECIPES_DIR = REPO / "recipes"
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first field of ``cfg`` that cannot work. Imports nothing heavy."""
-    check(_resolved(cfg))
+def validate(cfg: DictConfig) -> RunConfig:
+    """The typed :class:`RunConfig` of a composed config; :class:`ConfigError` for the first field that cannot
+    work. Imports nothing heavy."""
+    return check(_resolved(cfg))
 
 
 def _resolved(cfg: DictConfig) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import platform
 import subprocess
@@ -57,9 +58,10 @@ def git_state(repo: Path = REPO) -> dict:
         return {"commit": None, "dirty": None}
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """sha256 of the resolved config without the keys that do not change results (paths, logging, resuming)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+def config_hash(cfg: DictConfig | dict) -> str:
+    """sha256 of the resolved config (a DictConfig, or plain data: ``RunConfig.plain``) without the keys that do
+    not change results (paths, logging, resuming)."""
+    plain = copy.deepcopy(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
     if plain.get("engine", {}).get("name", "tfmot") == "tfmot":
         plain.pop("engine", None)  # the default engine hashes as before engines existed: earlier runs resume
     for key in NOT_HASHED:
@@ -99,14 +101,15 @@ def engine_of(prov: dict) -> dict:
     return prov.get("engine") or {"name": "tfmot", "keras": prov.get("versions", {}).get("tf-keras", "?")}
 
 
-def provenance(cfg: DictConfig, splits) -> dict:
+def provenance(cfg, splits) -> dict:
+    """Where the run of the :class:`~qatzoo.schema.RunConfig` ``cfg`` on ``splits`` came from."""
     from qatzoo.keras import ENGINE, KERAS_VERSION
 
     return {
         # The QAT engine and the Keras it ran on (tf_keras 2.x for tfmot, Keras 3 for keras3).
         "engine": {"name": ENGINE, "keras": KERAS_VERSION},
         "git": git_state(),
-        "config_sha256": config_hash(cfg),
+        "config_sha256": config_hash(cfg.plain),
         "versions": versions(),
         "platform": platform.platform(),
         # Same config, same code, another CPU: the weights may differ in the last bits (oneDNN/XNNPACK pick

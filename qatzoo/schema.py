@@ -1,24 +1,28 @@
 """The run config's schema: every field's type, bounds and choices, and the rules across fields, in one place.
 
-One pydantic model per group option, told apart by the builder it names (``_target_``; for ``quant``, by
-``qat``), so ``arch.num_heads=4`` with ``arch=mnist_cnn`` is refused by name. The YAML files in ``conf/``
+One pydantic model per group option (for ``quant`` told apart by ``qat``, for ``logger`` by ``_target_``); an
+``arch`` or ``data`` option is checked against the signature of the function it names, so ``arch.num_heads=4``
+with ``arch=mnist_cnn`` is refused by name. The YAML files in ``conf/``
 hold the values; these models say what a value may be. :func:`check` validates a resolved config (plain
 data) and turns pydantic's report into one line. Imports only pydantic and plain Python: no TensorFlow.
 
-Adding an architecture or dataset: one model here, added to the group's union in :class:`Config`.
+An architecture or a dataset is not declared here: its fields are its function's keyword arguments
+(:mod:`qatzoo.signature`), so adding one is its module and its YAML file.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
-from typing import Annotated, Literal, get_args, get_origin
+from typing import Annotated, ClassVar, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 from qatzoo.errors import ConfigError
 from qatzoo.quant.spec import MAX_BITS, MIN_BITS, RANGES, Spec, check_pattern
+from qatzoo.signature import arguments_model
 
 
 def _existing_file(path: str | None) -> str | None:
@@ -33,12 +37,6 @@ def _resume(value: str) -> str:
     return value
 
 
-def _directory(path: str | None) -> str | None:
-    if path is not None and not Path(os.path.expanduser(path)).is_dir():
-        raise ConfigError(f"data.source_dir: {path} is not a directory; it must hold the dataset's files")
-    return path
-
-
 def _low_high(low_high: list[float]) -> list[float]:
     if not (len(low_high) == 2 and low_high[0] <= 0.0 <= low_high[1] and low_high[0] < low_high[1]):
         raise ValueError
@@ -46,7 +44,6 @@ def _low_high(low_high: list[float]) -> list[float]:
 
 
 Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
-Fraction = Annotated[float, Field(gt=0, lt=0.5)]
 
 
 class Group(BaseModel):
@@ -55,82 +52,68 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-# --- arch: one model per architecture (the factory's keyword arguments) ---------------------------------
+# --- arch and data: a function and its keyword arguments, checked against its signature --------------------
+
+TASKS = ("classification", "forecast")
 
 
-class MnistCnn(Group):
-    target: Literal["qatzoo.models.mnist_cnn.mnist_cnn"] = Field(alias="_target_")
+class _Component(Group):
+    """An ``arch`` or ``data`` option: the function it names (``_target_``), its name and task, and the
+    keyword arguments it passes, checked against that function's signature (:mod:`qatzoo.signature`)."""
+
+    #: The group's name, and the arguments the builder supplies itself.
+    GROUP: ClassVar[str] = ""
+    INJECTED: ClassVar[tuple[str, ...]] = ()
+
+    target: str = Field(alias="_target_")
     name: str
-    task: Literal["classification"]
-    filters: int = Field(ge=1)
-    dense_units: int = Field(ge=1)
-    dropout: float = Field(ge=0, lt=1)
+    task: Literal[TASKS]
+    arguments: dict
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_arguments(cls, value):
+        if not isinstance(value, dict) or not isinstance(value.get("_target_"), str) or "arguments" in value:
+            return value  # not a mapping, or no target: the fields' own checks name it
+        target = value["_target_"]
+        try:
+            model = arguments_model(target, cls.INJECTED)
+        except ConfigError as error:
+            raise ConfigError(f"{cls.GROUP}._target_: {error}") from None
+        # ``name`` and ``task`` describe the option; a loader also takes its name (the dataset's).
+        given = {k: v for k, v in value.items() if k not in ("_target_", "task", *({"name"} - set(model.model_fields)))}
+        try:
+            checked = model.model_validate(given)
+        except ValidationError as error:
+            raise ConfigError(_argument_line(cls, target, model, error.errors()[0])) from None
+        kept = {k: value[k] for k in ("name", "task") if k in value}
+        return {"_target_": target, **kept, "arguments": checked.model_dump(exclude_unset=True)}
 
 
-class _Attention(Group):
-    dim: int = Field(ge=1)
-    depth: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
-    mlp_dim: int = Field(ge=1)
-    ffn_activation: Literal["gelu", "relu"] = "gelu"
-    symmetric_kv: bool = False
-    attention: Literal["softmax", "relu"] = "softmax"
+class Arch(_Component):
+    """``arch``: an architecture factory ``f(*, input_shape, num_outputs, **arguments)`` (qatzoo/models/)."""
 
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> _Attention:
-        if self.dim % self.num_heads:
-            raise ConfigError(f"arch.num_heads: must divide arch.dim={self.dim}, got {self.num_heads}")
-        return self
+    GROUP: ClassVar[str] = "arch"
+    INJECTED: ClassVar[tuple[str, ...]] = ("input_shape", "num_outputs")
 
 
-class SmallTransformer(_Attention):
-    target: Literal["qatzoo.models.small_transformer.small_transformer"] = Field(alias="_target_")
-    name: str
-    task: Literal["classification"]
-    patch_size: int = Field(ge=1)
-    patchify: Literal["conv", "dense"] = "conv"
-    norm: Literal["layer", "nonorm", "none"] = "layer"
+class Data(_Component):
+    """``data``: a loader ``f(*, name, **arguments)`` returning Splits (qatzoo/data/load.py)."""
+
+    GROUP: ClassVar[str] = "data"
 
 
-class TsAttention(_Attention):
-    target: Literal["qatzoo.models.ts_attention.ts_attention"] = Field(alias="_target_")
-    name: str
-    task: Literal["forecast"]
-    norm: Literal["layer", "nonorm", "none"] | bool = "none"
-    skip: Literal["none", "linear"] = "none"
-    patch: int = Field(ge=1, default=1)
-
-
-# --- data: one model per loader ---------------------------------------------------------------------------
-
-
-class Splits(Group):
-    """TFDS split names for the three parts."""
-
-    train: str
-    val: str
-    test: str
-
-
-class ImageClassification(Group):
-    target: Literal["qatzoo.data.load.image_classification"] = Field(alias="_target_")
-    name: str
-    task: Literal["classification"]
-    builder: str
-    data_dir: str
-    splits: Splits
-    source_dir: Annotated[str | None, AfterValidator(_directory)] = None
-
-
-class Co2Forecast(Group):
-    target: Literal["qatzoo.data.load.co2_forecast"] = Field(alias="_target_")
-    name: str
-    task: Literal["forecast"]
-    data_dir: str
-    window: int = Field(ge=2)
-    horizon: int = Field(ge=1)
-    val_fraction: Fraction
-    test_fraction: Fraction
+def _argument_line(component: type[_Component], target: str, model: type[BaseModel], error: dict) -> str:
+    """pydantic's report on a function's arguments as one line, named ``arch.<field>`` / ``data.<field>``."""
+    group, loc = component.GROUP, error["loc"]
+    if len(loc) == 1 and error["type"] == "extra_forbidden":
+        fields = sorted({*model.model_fields, "name", "task"})
+        return f"{group}.{loc[0]}: unknown field; {group} fields are: {', '.join(fields)}"
+    if len(loc) == 1 and error["type"] == "missing":
+        return (
+            f"{group}.{loc[0]}: missing; {target} takes it without a default ({_describe(model.model_fields[loc[0]])})"
+        )
+    return _line(error, root=model, prefix=group)
 
 
 # --- quant: float or PTQ (no knobs) and QAT (the knobs of conf/quant_knobs.yaml) ----------------------------
@@ -265,13 +248,17 @@ class Paths(Group):
     runs_dir: str
 
 
-class Config(Group):
-    """A composed run config: one option per group, and the rules across groups."""
+class RunConfig(Group):
+    """A composed, validated run config: one option per group, and the rules across groups.
+
+    The object the code uses (attributes, not string keys). :attr:`plain` is the resolved config it was
+    validated from, as plain data, in the order of the YAML: what config.yaml holds and the config hash covers.
+    """
 
     name: str
     paths: Paths
-    arch: Annotated[MnistCnn | SmallTransformer | TsAttention, Field(discriminator="target")]
-    data: Annotated[ImageClassification | Co2Forecast, Field(discriminator="target")]
+    arch: Arch
+    data: Data
     quant: Annotated[NoQat | Qat, Field(discriminator="qat")]
     schedule: Schedule
     trainer: Trainer
@@ -280,15 +267,18 @@ class Config(Group):
     engine: Engine = Engine(name="tfmot")
 
     @model_validator(mode="after")
-    def _groups_fit(self) -> Config:
+    def _groups_fit(self) -> RunConfig:
         arch, data = self.arch, self.data
         if arch.task != data.task:
             raise ConfigError(
                 f"arch={arch.name} is a {arch.task} model but data={data.name} is a {data.task} dataset; "
                 f"pick a {arch.task} dataset"
             )
-        patch, window = getattr(arch, "patch", 1), getattr(data, "window", None)
-        if window is not None and window % patch:
+        heads, dim = arch.arguments.get("num_heads"), arch.arguments.get("dim")
+        if isinstance(heads, int) and isinstance(dim, int) and heads and dim % heads:
+            raise ConfigError(f"arch.num_heads: must divide arch.dim={dim}, got {heads}")
+        patch, window = arch.arguments.get("patch", 1), data.arguments.get("window")
+        if isinstance(window, int) and isinstance(patch, int) and window % patch:
             raise ConfigError(f"arch.patch: must divide data.window={window}, got {patch}")
         if self.quant.qat and self.schedule.qat_epochs < 1:
             raise ConfigError(
@@ -297,23 +287,35 @@ class Config(Group):
             )
         return self
 
+    _plain: dict = PrivateAttr(default_factory=dict)
 
-def check(plain: dict) -> None:
-    """Raise :class:`ConfigError` naming the first field of the resolved config ``plain`` that cannot work."""
+    @property
+    def plain(self) -> dict:
+        """The resolved config as plain data (a copy)."""
+        return copy.deepcopy(self._plain)
+
+
+def check(plain: dict) -> RunConfig:
+    """The :class:`RunConfig` of the resolved config ``plain``; :class:`ConfigError` naming the first field
+    that cannot work."""
     try:
-        Config.model_validate(plain)
+        config = RunConfig.model_validate(plain)
     except ValidationError as error:
         raise ConfigError(_line(error.errors()[0])) from None
+    config._plain = copy.deepcopy(plain)
+    return config
 
 
 # --- pydantic's report as one line ------------------------------------------------------------------------
 
 
-def _line(error: dict) -> str:
+def _line(error: dict, root: type[BaseModel] | None = None, prefix: str = "") -> str:
+    """One pydantic error on ``root`` (the run config, or a function's arguments named under ``prefix``)."""
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return str(cause)
-    name, holder, field = _walk(error["loc"])
+    name, holder, field = _walk(error["loc"], root or RunConfig)
+    name = f"{prefix}.{name}" if prefix else name
     kind = error["type"]
     if kind == "extra_forbidden":
         parent = name.rpartition(".")[0] or "top-level"
@@ -326,7 +328,7 @@ def _line(error: dict) -> str:
         got = f"got {error['ctx']['tag']!r}" if kind == "union_tag_invalid" else "got none"
         return f"{name}.{alias}: expected one of {', '.join(tags)}, {got}"
     if kind == "missing":
-        if holder is Config and name in Config.model_fields:
+        if holder is RunConfig and name in RunConfig.model_fields:
             return f"{name}: missing config group; pick one with {name}=OPTION"
         return f"{name}: missing; expected {_describe(field)}"
     if kind == "finite_number":
@@ -334,10 +336,10 @@ def _line(error: dict) -> str:
     return f"{name}: expected {_describe(field)}, got {error['input']!r}"
 
 
-def _walk(loc: tuple) -> tuple[str, type[BaseModel], FieldInfo | None]:
+def _walk(loc: tuple, root: type[BaseModel]) -> tuple[str, type[BaseModel], FieldInfo | None]:
     """Follow an error location through the schema: its dotted name (union tags left out), the model that
     holds its last key, and the field there (None for a key the model does not have)."""
-    name, holder, model, field = "", Config, Config, None
+    name, holder, model, field = "", root, root, None
     parts = list(loc)
     while parts:
         part = parts.pop(0)

@@ -70,9 +70,9 @@ OUT = REPO / "scripts" / "benchmark"
 
 
 def _cfg(recipe: str, data_dir: str | None):
-    from qatzoo.config import compose
+    from qatzoo.config import compose, validate
 
-    return compose([f"recipe={recipe}"] + ([f"paths.data_dir={data_dir}"] if data_dir else []))
+    return validate(compose([f"recipe={recipe}"] + ([f"paths.data_dir={data_dir}"] if data_dir else [])))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,8 +136,8 @@ def step_worker(recipe: str, data_dir: str | None, batch_steps: int) -> int:
 
     cfg = _cfg(recipe, data_dir)
     keras.utils.set_random_seed(0)
-    data = load_data(cfg)
-    model = build_model(cfg, data)
+    data = load_data(cfg.data)
+    model = build_model(cfg.arch, data)
     qat = scheme("int8", qat=True, int8=True).quantize(model, data.representative(256, 0))
     batch, loss_fn, n = cfg.schedule.batch_size, loss_for(data.task), len(data.x_train)
     batches = [
@@ -277,8 +277,8 @@ def bench(recipe: str, args) -> dict:
 
     cfg = _cfg(recipe, args.data_dir)
     keras.utils.set_random_seed(0)
-    data = load_data(cfg)
-    model = build_model(cfg, data)
+    data = load_data(cfg.data)
+    model = build_model(cfg.arch, data)
     sample = data.representative(256, 0)
     qat = scheme("int8", qat=True, int8=True).quantize(model, sample)
     batch = cfg.schedule.batch_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qatzoo.config import validate
 from qatzoo.data.splits import Splits
 from qatzoo.provenance import config_hash, data_fingerprint, git_state, versions
 
@@ -27,7 +28,7 @@ def test_provenance_names_the_cpu_the_bytes_are_promised_for(compose_cfg):
     rng = np.random.default_rng(0)
     arrays = {f"{k}_{p}": rng.normal(size=(4, 3)).astype(np.float32) for k in "xy" for p in ("train", "val", "test")}
     origin = provenance(
-        compose_cfg("recipe=mnist_cnn_int8"), Splits(name="t", task="forecast", num_outputs=3, **arrays)
+        validate(compose_cfg("recipe=mnist_cnn_int8")), Splits(name="t", task="forecast", num_outputs=3, **arrays)
     )
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")

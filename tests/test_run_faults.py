@@ -247,7 +247,7 @@ def test_init_checkpoint_that_is_not_weights_is_one_config_error(compose_cfg, co
 def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    from qatzoo.config import ConfigError
+    from qatzoo.config import ConfigError, validate
     from qatzoo.files import write_text
     from qatzoo.train.trainer import resume_dir
 
@@ -263,7 +263,7 @@ def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, 
         (runs / name / "config.yaml").write_bytes(text.encode("latin-1"))
     (runs / "good" / "checkpoints").mkdir(parents=True)
     write_text(runs / "good" / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    assert resume_dir(cfg, runs / "new") == runs / "good"
+    assert resume_dir(validate(cfg), runs / "new") == runs / "good"
     warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 4, warnings
     for name, line in zip("abcd", sorted(warnings), strict=True):
@@ -271,4 +271,4 @@ def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, 
 
     # Named explicitly (or as the run directory itself), an unreadable run is an error, not a warning.
     with pytest.raises(ConfigError, match=r"config.yaml: is not a mapping \(ListConfig\); pick another"):
-        resume_dir(cfg, runs / "b")
+        resume_dir(validate(cfg), runs / "b")

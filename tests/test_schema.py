@@ -43,14 +43,48 @@ def test_fields_are_per_architecture(compose_cfg):
     )
 
 
-def test_an_architecture_keeps_its_task(compose_cfg):
-    _refused(compose_cfg("arch.task=forecast"), "arch.task: expected one of classification, got 'forecast'")
+def test_an_architecture_and_its_data_share_a_task(compose_cfg):
+    _refused(
+        compose_cfg("arch.task=forecast"),
+        "arch=mnist_cnn is a forecast model but data=mnist_5k is a classification dataset; pick a forecast dataset",
+    )
 
 
-def test_a_builder_no_model_knows_is_refused_with_the_known_ones(compose_cfg):
-    cfg = compose_cfg("arch._target_=my.models.resnet")
-    with pytest.raises(ConfigError, match=r"^arch._target_: expected one of qatzoo.models.mnist_cnn.mnist_cnn, "):
-        validate(cfg)
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("my.models.resnet", "arch._target_: cannot import my.models: no module named 'my'"),
+        ("qatzoo.models.mnist_cnn.resnet", "arch._target_: module qatzoo.models.mnist_cnn defines no function 'resnet'"),
+        ("resnet", "arch._target_: expected an importable package.module.function, got 'resnet'"),
+    ],
+)
+def test_a_factory_that_cannot_be_found_is_one_line(compose_cfg, target, message):
+    _refused(compose_cfg(f"arch._target_={target}"), message)
+
+
+def test_a_users_factory_is_checked_against_its_signature_without_importing_it(compose_cfg, tmp_path, monkeypatch):
+    """A factory in the user's own module: its keyword arguments are the arch fields, read from the source
+    (the module would fail if it were imported)."""
+    import sys
+
+    (tmp_path / "user_models.py").write_text(
+        "raise RuntimeError('imported')\n"
+        "def tiny(*, input_shape, num_outputs, width: int, depth: int = 2, act: Literal['relu', 'tanh'] = 'relu'):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base = ("arch._target_=user_models.tiny", "~arch.filters", "~arch.dense_units", "~arch.dropout")
+    assert validate(compose_cfg(*base, "++arch.width=8")).arch.arguments == {"width": 8}
+    assert "user_models" not in sys.modules
+    _refused(
+        compose_cfg(*base),
+        "arch.width: missing; user_models.tiny takes it without a default (an integer)",
+    )
+    _refused(
+        compose_cfg(*base, "++arch.width=8", "++arch.widht=8"),
+        "arch.widht: unknown field; arch fields are: act, depth, name, task, width",
+    )
+    _refused(compose_cfg(*base, "++arch.width=8", "++arch.act=gelu"), "arch.act: expected one of relu, tanh, got 'gelu'")
 
 
 def test_nested_fields_are_named_with_their_path(compose_cfg):

@@ -4,7 +4,9 @@
 of the dataset comes from outside (a zoo index, a run directory's config.yaml), so it is never
 instantiated: the loader is looked up here by the dataset's name, and only the parameters declared
 here are taken, each checked for type and range. Everything else (TFDS builder, splits, where the
-files live) is fixed by this table.
+files live) is fixed by this table. The parameters and their bounds are not declared here: they are the
+loader's numeric arguments, read from its signature (:mod:`qatzoo.signature`), the same declaration the
+config schema checks a run against, so a run the schema accepts is one publish and verify can rebuild.
 """
 
 from __future__ import annotations
@@ -42,13 +44,30 @@ class Param:
         return value
 
 
+def _numbers(loader: str, fixed: dict) -> dict[str, Param]:
+    """The loader's int and float arguments that ``fixed`` does not set, with the bounds of its signature."""
+    from qatzoo.signature import arguments_model
+
+    params = {}
+    for key, info in arguments_model(f"qatzoo.data.load.{loader}").model_fields.items():
+        if info.annotation not in (int, float) or key in fixed:
+            continue
+        low = next((getattr(m, k) for m in info.metadata for k in ("ge", "gt") if hasattr(m, k)), -math.inf)
+        high = next((getattr(m, k) for m in info.metadata for k in ("le", "lt") if hasattr(m, k)), math.inf)
+        params[key] = Param(info.annotation, low, high)
+    return params
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A loader of :mod:`qatzoo.data.load`, its fixed arguments and the parameters it takes from outside."""
 
     loader: str
     fixed: dict = field(default_factory=dict)
-    params: dict[str, Param] = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return _numbers(self.loader, self.fixed)
 
     def build(self, name: str, params: dict, data_dir: str) -> Splits:
         from qatzoo.data import load
@@ -63,15 +82,7 @@ class Dataset:
 _SPLITS_55K = {"train": "train[:55000]", "val": "train[55000:]", "test": "test"}
 
 DATASETS: dict[str, Dataset] = {
-    "co2_weekly": Dataset(
-        "co2_forecast",
-        params={
-            "window": Param(int, 2, 1000),
-            "horizon": Param(int, 1, 104),
-            "val_fraction": Param(float, 0.01, 0.49),
-            "test_fraction": Param(float, 0.01, 0.49),
-        },
-    ),
+    "co2_weekly": Dataset("co2_forecast"),
     "mnist_5k": Dataset(
         "image_classification",
         fixed={"builder": "mnist5k", "splits": {"train": "train", "val": "validation", "test": "test"}},

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from qatzoo import contract
 from qatzoo.data.splits import Splits
 from qatzoo.errors import DataSourceMissing
+from qatzoo.signature import Fraction, SourceDir, SplitNames
 
 
 def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):
@@ -66,7 +69,7 @@ def _as_arrays(builder, split: str) -> dict[str, np.ndarray]:
 
 
 def image_classification(
-    *, name: str, builder: str, data_dir: str, splits: dict[str, str], source_dir: str | None = None
+    *, name: str, builder: str, data_dir: str, splits: SplitNames, source_dir: SourceDir = None
 ) -> Splits:
     """28x28 grey images scaled to [0, 1] (the contract's steps), integer labels; ``splits`` maps train/val/test
     to TFDS splits."""
@@ -95,10 +98,10 @@ def co2_forecast(
     *,
     name: str,
     data_dir: str,
-    window: int,
-    horizon: int,
-    val_fraction: float,
-    test_fraction: float,
+    window: Annotated[int, Field(ge=2, le=1000)],
+    horizon: Annotated[int, Field(ge=1, le=104)],
+    val_fraction: Fraction,
+    test_fraction: Fraction,
 ) -> Splits:
     """Windows of the weekly CO2 series, each expressed relative to its last observed value.
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from qatzoo.keras import keras
+from qatzoo.signature import Count, Rate
 
 
 def mnist_cnn(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
-    filters: int = 16,
-    dense_units: int = 64,
-    dropout: float = 0.25,
+    filters: Count = 16,
+    dense_units: Count = 64,
+    dropout: Rate = 0.25,
 ) -> keras.Model:
     """Two conv/pool stages, a dense layer and a linear classifier (logits)."""
     inputs = keras.Input(tuple(input_shape), name="image")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from qatzoo.keras import keras
 from qatzoo.models.blocks import encoder_block, normalization
 from qatzoo.models.layers import PositionEmbedding
+from qatzoo.signature import Count
 
 #: ``arch.patchify`` values: a strided Conv2D, or patches cut by RESHAPE/TRANSPOSE and a Dense (XNNPACK's int8
 #: conv with one input channel is several times slower than its float one).
@@ -15,16 +18,16 @@ def small_transformer(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
-    patch_size: int = 7,
-    patchify: str = "conv",
-    dim: int = 96,
-    depth: int = 2,
-    num_heads: int = 4,
-    mlp_dim: int = 192,
-    norm: bool | str = "layer",
-    ffn_activation: str = "gelu",
+    patch_size: Count = 7,
+    patchify: Literal["conv", "dense"] = "conv",
+    dim: Count = 96,
+    depth: Count = 2,
+    num_heads: Count = 4,
+    mlp_dim: Count = 192,
+    norm: Literal["layer", "nonorm", "none"] = "layer",
+    ffn_activation: Literal["gelu", "relu"] = "gelu",
     symmetric_kv: bool = False,
-    attention: str = "softmax",
+    attention: Literal["softmax", "relu"] = "softmax",
 ) -> keras.Model:
     """Patchify (a strided conv or a Dense over pixel patches), add positions, run ``depth`` pre-norm blocks, mean-pool, classify.
 

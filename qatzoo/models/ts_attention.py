@@ -7,9 +7,12 @@ Output: the next ``num_outputs`` values, on the same relative scale.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from qatzoo.keras import keras
 from qatzoo.models.blocks import encoder_block
 from qatzoo.models.layers import PositionEmbedding
+from qatzoo.signature import Count
 
 #: ``arch.skip`` values: none, or a linear path from the flattened window to the forecast.
 SKIPS = ("none", "linear")
@@ -19,16 +22,16 @@ def ts_attention(
     *,
     input_shape: tuple[int, ...],
     num_outputs: int,
-    dim: int = 64,
-    depth: int = 1,
-    num_heads: int = 4,
-    mlp_dim: int = 128,
-    norm: bool | str = False,
-    ffn_activation: str = "gelu",
+    dim: Count = 64,
+    depth: Count = 1,
+    num_heads: Count = 4,
+    mlp_dim: Count = 128,
+    norm: Literal["layer", "nonorm", "none"] | bool = False,
+    ffn_activation: Literal["gelu", "relu"] = "gelu",
     symmetric_kv: bool = False,
-    attention: str = "softmax",
-    skip: str = "none",
-    patch: int = 1,
+    attention: Literal["softmax", "relu"] = "softmax",
+    skip: Literal["none", "linear"] = "none",
+    patch: Count = 1,
 ) -> keras.Model:
     """Embed each step, add positions, ``depth`` attention blocks, flatten, linear forecast head.
 

@@ -21,45 +21,48 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.build import build_model, build_scheme, load_data
-from qatzoo.config import ConfigError, validate
-from qatzoo.data.splits import DataError, DataSourceMissing
+from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
+from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingError
 from qatzoo.export.card import render as render_card
 from qatzoo.keras import KERAS3, keras
 from qatzoo.provenance import config_hash, provenance
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
-from qatzoo.train.loop import Phase, TrainingError, run_phase
+from qatzoo.train.loop import Phase, run_phase
 from qatzoo.train.results import assemble
 
 __all__ = ["DataError", "DataSourceMissing", "TrainingError", "train"]
 
 
-def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = None, trial=None) -> dict:
+def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str] | None = None, trial=None) -> dict:
     """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``).
+
+    ``cfg``: the validated :class:`RunConfig` (train.py passes it), or a composed DictConfig, validated here.
 
     ``overrides``: the command line's overrides, for the card's reproduce command (default: Hydra's).
     ``trial``: a sweep trial's :class:`~qatzoo.sweep.prune.TrialReporter`; it gets every epoch's validation
     metric and may stop the run (``Pruned``; the run directory then holds ``pruned.json`` and no results).
     """
-    validate(cfg)
+    if not isinstance(cfg, RunConfig):
+        cfg = validate(cfg)
     _check_engine(cfg)
     run = RunDir(resume_dir(cfg, Path(run_dir)))
     _seed(cfg.trainer, cfg.trainer.seed)
     # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
-    strategy_name = cfg.trainer.get("strategy", "none")
-    strategy = distribute.make_strategy(strategy_name, cfg.trainer.get("loop", "tape"))
+    strategy_name = cfg.trainer.strategy
+    strategy = distribute.make_strategy(strategy_name, cfg.trainer.loop)
     clock = Stopwatch()
     with clock("data_s"):
-        data = load_data(cfg)
-    model, scheme = build_model(cfg, data, strategy), build_scheme(cfg.quant)
+        data = load_data(cfg.data)
+    model, scheme = build_model(cfg.arch, data, strategy), build_scheme(cfg.quant)
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
     if cfg.trainer.init_checkpoint:  # before the run directory is written: a bad file leaves nothing
         _load_init_checkpoint(model, cfg.trainer.init_checkpoint)
     run.path.mkdir(parents=True, exist_ok=True)
     if not run.config.exists():
-        run.write(run.config, OmegaConf.to_yaml(cfg, resolve=True))
+        run.write(run.config, OmegaConf.to_yaml(OmegaConf.create(cfg.plain)))
     origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
     logger = _logger(cfg, run.path, strategy)
     if trial is not None:
@@ -68,7 +71,7 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
         logger = Tee(logger, trial)
     parallel = distribute.describe(strategy, strategy_name)
     _announce(cfg, model, data, formats, parallel, strategy_name)
-    run_phase = _loop(cfg.trainer.get("loop", "tape"))
+    run_phase = _loop(cfg.trainer.loop)
 
     try:
         with clock("float_train_s"):
@@ -112,12 +115,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
             distribute=parallel,
             command=reproduce_command(cfg, overrides),
         )
-    if cfg.trainer.get("baselines", True):
+    if cfg.trainer.baselines:
         from qatzoo.baselines import baselines
 
         with clock("baselines_s"):  # classical models on the same split: what the int8 model has to beat
             report.baselines = baselines(data)
-    if scheme.int8_model and cfg.trainer.get("deployment", True):
+    if scheme.int8_model and cfg.trainer.deployment:
         with clock("deployment_s"):  # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 (Vela)
             report.deployment = deploy_report.build(
                 files[scheme.int8_model], files["float"], data.x_test, lambda y: data.task.score(data.y_test, y)
@@ -144,12 +147,12 @@ def train(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | None = No
     return metrics
 
 
-def _check_engine(cfg: DictConfig) -> None:
+def _check_engine(cfg: RunConfig) -> None:
     """The config's engine must be the one this process loaded (qatzoo.engine: one Keras per process)."""
     from qatzoo.engine import EngineError, select
 
     try:
-        select(cfg.get("engine", {}).get("name", "tfmot"))
+        select(cfg.engine.name)
     except EngineError as error:
         raise ConfigError(str(error)) from None
 
@@ -220,7 +223,7 @@ class Stopwatch:
         return {k: round(v, 2) for k, v in {**self.parts, "total_s": time.perf_counter() - self.start}.items()}
 
 
-def reproduce_command(cfg: DictConfig, overrides: list[str] | None = None) -> str:
+def reproduce_command(cfg: RunConfig, overrides: list[str] | None = None) -> str:
     """``python train.py`` with the overrides actually given (Hydra's, when it runs), so the card's
     command rebuilds this run; ``hydra.*`` and ``paths.*`` (where this machine keeps things) left out."""
     if overrides is None:
@@ -233,7 +236,7 @@ def reproduce_command(cfg: DictConfig, overrides: list[str] | None = None) -> st
     return " ".join(["python train.py", *(shlex.quote(o) for o in kept)])
 
 
-def _announce(cfg: DictConfig, model, data, formats: dict, parallel: dict, strategy_name: str) -> None:
+def _announce(cfg: RunConfig, model, data, formats: dict, parallel: dict, strategy_name: str) -> None:
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
     kept = [name for name, bits in formats.items() if bits is None]
     if kept:
@@ -280,25 +283,26 @@ def _loop(name: str):
     return run_phase
 
 
-def _logger(cfg: DictConfig, run_dir: Path, strategy):
+def _logger(cfg: RunConfig, run_dir: Path, strategy):
     """The configured logger, and always the run's own history.csv (per-epoch metrics of both phases: the
     card's training plot; a resumed run appends to it); with several workers only the chief logs."""
     from qatzoo.track import CsvLogger, Logger, Tee
 
     if not distribute.is_chief(strategy):
         return Logger()
+    plain = cfg.plain
     chosen = instantiate(
-        cfg.logger,
+        plain["logger"],
         _convert_="all",
         _recursive_=False,  # run_config holds other groups' _target_ keys: data, not things to build
         run_dir=str(run_dir),
-        run_config=OmegaConf.to_container(cfg, resolve=True),
+        run_config=plain,
         tags=[cfg.name, cfg.arch.name, cfg.quant.name],
     )
     return chosen if isinstance(chosen, CsvLogger) else Tee(chosen, CsvLogger(str(run_dir)))
 
 
-def _phase(cfg: DictConfig, name: str) -> Phase:
+def _phase(cfg: RunConfig, name: str) -> Phase:
     return Phase(
         name=name,
         epochs=cfg.schedule.float_epochs if name == "float" else cfg.schedule.qat_epochs,
@@ -307,12 +311,12 @@ def _phase(cfg: DictConfig, name: str) -> Phase:
         seed=cfg.trainer.seed,
         checkpoint_every_steps=cfg.trainer.checkpoint_every_steps,
         verbose=cfg.trainer.verbose,
-        keep_checkpoints=cfg.trainer.get("keep_checkpoints", 2),
-        epoch_weights=cfg.trainer.get("epoch_weights", False),
+        keep_checkpoints=cfg.trainer.keep_checkpoints,
+        epoch_weights=cfg.trainer.epoch_weights,
     )
 
 
-def _seed(trainer: DictConfig, seed: int) -> None:
+def _seed(trainer, seed: int) -> None:
     """Seed Python, NumPy and TensorFlow; dropout draws from tf.random.Generator state that checkpoints hold."""
     if trainer.threads and not tf.config.threading.get_intra_op_parallelism_threads():
         tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
@@ -324,7 +328,7 @@ def _seed(trainer: DictConfig, seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
+def resume_dir(cfg: RunConfig, run_dir: Path) -> Path:
     """The directory this run works in: ``run_dir``, or an unfinished run of the same config to resume.
 
     ``trainer.resume``: ``auto`` resumes the newest unfinished run of the same config (same config
@@ -332,7 +336,7 @@ def resume_dir(cfg: DictConfig, run_dir: Path) -> Path:
     A directory that holds a run of another config is refused, and so is one whose config.yaml cannot
     be read; an unreadable sibling is only skipped, with a warning (it must not stop every later run).
     """
-    wanted = config_hash(cfg)
+    wanted = config_hash(cfg.plain)
     mode = cfg.trainer.resume
 
     def same_config(path: Path) -> bool:
