@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument("run_dir")
     pub.add_argument("--name", help="model name (default: the recipe's name)")
     pub.add_argument("--zoo", help="zoo directory (default: this repository's zoo/ or $QATZOO_ZOO_DIR)")
-    pub.add_argument("--data-dir", help="TFDS data directory for re-measuring the int8 model (default: the run's)")
+    pub.add_argument(
+        "--data-dir", help="TFDS data directory for re-measuring the int8 model (default: $TFDS_DATA_DIR or the run's)"
+    )
     pub.set_defaults(func=_publish)
     for name, func, about in (
         ("list", _list, "list the published models"),

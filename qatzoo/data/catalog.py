@@ -101,6 +101,14 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+def data_dir(explicit: str | None = None, recorded: str | None = None) -> str:
+    """Where a command rebuilds a dataset (publish, verify, sensitivity alike): ``--data-dir``, else
+    ``$TFDS_DATA_DIR``, else the directory the run recorded (``recorded``, when there is a run), else TFDS's
+    default."""
+    chosen = explicit or os.environ.get("TFDS_DATA_DIR") or (recorded if isinstance(recorded, str) else None)
+    return chosen or "~/tensorflow_datasets"
+
+
 def dataset(name: str) -> Dataset:
     if not isinstance(name, str) or name not in DATASETS:
         raise CatalogError(f"unknown dataset {name!r}; this version of qatzoo knows: {', '.join(sorted(DATASETS))}")

@@ -48,14 +48,12 @@ def _load_run(run_dir: Path, data_dir: str | None):
     except Exception as error:  # unparsable YAML, no data/quant section
         raise ConfigError(f"{run_dir / 'config.yaml'}: not a run's config ({_first_line(error)})") from error
     _check_target(data_cfg, "data")
-    from qatzoo.data.catalog import CatalogError, build
+    from qatzoo.data import catalog
     from qatzoo.errors import DataError, DataSourceMissing
 
     try:  # the project's own table of datasets, by name, with only its declared parameters
-        data = build(
-            data_cfg.get("name"), data_cfg, data_dir or os.environ.get("TFDS_DATA_DIR", data_cfg.get("data_dir"))
-        )
-    except (CatalogError, DataError, DataSourceMissing) as error:
+        data = catalog.build(data_cfg.get("name"), data_cfg, catalog.data_dir(data_dir, data_cfg.get("data_dir")))
+    except (catalog.CatalogError, DataError, DataSourceMissing) as error:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {error}") from None
     return cfg, data, model
 

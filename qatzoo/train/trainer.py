@@ -50,8 +50,7 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
     run = RunDir(resume_dir(cfg, Path(run_dir)))
     _seed(cfg.trainer, cfg.trainer.seed)
     # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
-    strategy_name = cfg.trainer.strategy
-    strategy = distribute.make_strategy(strategy_name, cfg.trainer.loop)
+    strategy = distribute.make_strategy(cfg.trainer.strategy, cfg.trainer.loop)
     clock = Stopwatch()
     with clock("data_s"):
         data = load_data(cfg.data)
@@ -64,22 +63,45 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
     if not run.config.exists():
         run.write(run.config, OmegaConf.to_yaml(OmegaConf.create(cfg.plain)))
     origin = provenance(cfg, data)  # now: the code that runs is the code checked out at the start
-    logger = _logger(cfg, run.path, strategy)
-    if trial is not None:
-        from qatzoo.track import Tee
+    logger = _logger(cfg, run.path, strategy, trial)
+    parallel = distribute.describe(strategy, cfg.trainer.strategy)
+    _announce(cfg, model, data, formats, parallel)
+    keras_models, files, representative = _train(cfg, run, data, model, scheme, strategy, logger, clock, trial, origin)
+    with clock("export_s"):
+        files |= scheme.export_qat(keras_models.get("qat"), representative)
+    # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
+    with clock("evaluate_s"):
+        report = assemble(
+            cfg=cfg,
+            data=data,
+            scheme=scheme,
+            formats=formats,
+            keras_models=keras_models,
+            files=files,
+            provenance=origin,
+            distribute=parallel,
+            command=reproduce_command(cfg, overrides),
+        )
+    _measure_beside(cfg, report, data, scheme, files, clock)
+    metrics = _write_results(cfg, run, report, data, scheme, files, clock, logger)
+    logger.summary(report)
+    logger.finish()
+    _print_summary(run.path, report)
+    return metrics
 
-        logger = Tee(logger, trial)
-    parallel = distribute.describe(strategy, strategy_name)
-    _announce(cfg, model, data, formats, parallel, strategy_name)
+
+def _train(cfg: RunConfig, run: RunDir, data, model, scheme, strategy, logger, clock, trial, origin: dict):
+    """The float phase (unless ``trainer.init_checkpoint`` gave the weights), its exports, the QAT clone and
+    the QAT phase. Returns the Keras models by name, the exported files and the representative sample. A
+    sweep trial the pruner stops leaves ``pruned.json`` and re-raises ``Pruned``."""
     run_phase = _loop(cfg.trainer.loop)
-
     try:
         with clock("float_train_s"):
             if not cfg.trainer.init_checkpoint:
                 run_phase(model, data, _phase(cfg, "float"), run.checkpoints, logger, strategy=strategy)
         _save_keras(model, run.float_keras)
         representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
-        keras_models, qat_model = {"float": model}, None
+        keras_models = {"float": model}
         with clock("export_s"):
             files = scheme.export_float(model, representative)
         if made := scheme.ptq_provenance():
@@ -99,32 +121,26 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
         run.write(run.path / "pruned.json", {"reason": str(error), **(trial.last or {}), "timing": clock.total()})
         print(f"[qatzoo] {error}")
         raise
-    with clock("export_s"):
-        files |= scheme.export_qat(qat_model, representative)
+    return keras_models, files, representative
 
-    # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
-    with clock("evaluate_s"):
-        report = assemble(
-            cfg=cfg,
-            data=data,
-            scheme=scheme,
-            formats=formats,
-            keras_models=keras_models,
-            files=files,
-            provenance=origin,
-            distribute=parallel,
-            command=reproduce_command(cfg, overrides),
-        )
+
+def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict, clock) -> None:
+    """What the int8 model is compared with and where it runs: classical baselines on the same split, and the
+    deployment report (LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 through Vela)."""
     if cfg.trainer.baselines:
         from qatzoo.baselines import baselines
 
         with clock("baselines_s"):  # classical models on the same split: what the int8 model has to beat
             report.baselines = baselines(data)
     if scheme.int8_model and cfg.trainer.deployment:
-        with clock("deployment_s"):  # LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 (Vela)
+        with clock("deployment_s"):
             report.deployment = deploy_report.build(
                 files[scheme.int8_model], files["float"], data.x_test, lambda y: data.task.score(data.y_test, y)
             )
+
+
+def _write_results(cfg: RunConfig, run: RunDir, report: RunReport, data, scheme, files: dict, clock, logger) -> dict:
+    """The model files, contract, figures, card and (last: it marks a complete run) metrics.json."""
     _check_finite(report.to_dict())  # before any model file: a broken model leaves no files that look like results
     for kind, name in (("float", "float"), ("ptq_int8", "ptq_int8"), ("int8", scheme.int8_model)):
         if name in files and not (kind == "ptq_int8" and name == scheme.int8_model):
@@ -140,10 +156,7 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
         blob = (run.path / name).read_bytes()
         report.files[name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
     run.write(run.card, render_card(report, cfg, figures))
-    run.write(run.metrics, metrics)  # last: its presence marks a complete run
-    logger.summary(report)
-    logger.finish()
-    _print_summary(run.path, report)
+    run.write(run.metrics, metrics)
     return metrics
 
 
@@ -236,7 +249,8 @@ def reproduce_command(cfg: RunConfig, overrides: list[str] | None = None) -> str
     return " ".join(["python train.py", *(shlex.quote(o) for o in kept)])
 
 
-def _announce(cfg: RunConfig, model, data, formats: dict, parallel: dict, strategy_name: str) -> None:
+def _announce(cfg: RunConfig, model, data, formats: dict, parallel: dict) -> None:
+    strategy_name = cfg.trainer.strategy
     print(f"[qatzoo] {cfg.name}: {model.name} ({model.count_params():,} parameters) on {data.name} {data.sizes()}")
     kept = [name for name, bits in formats.items() if bits is None]
     if kept:
@@ -283,11 +297,14 @@ def _loop(name: str):
     return run_phase
 
 
-def _logger(cfg: RunConfig, run_dir: Path, strategy):
+def _logger(cfg: RunConfig, run_dir: Path, strategy, trial=None):
     """The configured logger, and always the run's own history.csv (per-epoch metrics of both phases: the
-    card's training plot; a resumed run appends to it); with several workers only the chief logs."""
+    card's training plot; a resumed run appends to it); with several workers only the chief logs. A sweep
+    trial gets every epoch too."""
     from qatzoo.track import CsvLogger, Logger, Tee
 
+    if trial is not None:
+        return Tee(_logger(cfg, run_dir, strategy), trial)
     if not distribute.is_chief(strategy):
         return Logger()
     plain = cfg.plain

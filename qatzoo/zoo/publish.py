@@ -116,7 +116,7 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
         )
     config = _config(run_dir)
     dataset, test_size = report.data, report.dataset.get("sizes", {}).get("test")
-    data = load_test_data(dataset, config["data"], data_dir or config["data"].get("data_dir"))
+    data = load_test_data(dataset, config["data"], data_dir, recorded=config["data"].get("data_dir"))
     if len(data.x_test) != test_size:
         raise ZooError(
             f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had {test_size}; "

@@ -6,7 +6,6 @@ dataset name, with only the plain parameters that table declares: nothing in an 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from qatzoo.zoo.download import Clock, Limits, fetch_entry, read_index
@@ -17,14 +16,15 @@ from qatzoo.zoo.index import ZooError, find
 TOLERANCE = {"accuracy": 0.2, "mae": 0.01}  # points of accuracy; relative MAE
 
 
-def load_test_data(dataset: str, params: dict, data_dir: str | None = None):
-    """The splits of a catalogued dataset; a dataset that cannot be built is one ZooError line."""
+def load_test_data(dataset: str, params: dict, data_dir: str | None = None, recorded: str | None = None):
+    """The splits of a catalogued dataset (in ``data_dir``, else as :func:`qatzoo.data.catalog.data_dir` says,
+    ``recorded`` being the run's own directory); a dataset that cannot be built is one ZooError line."""
+    from qatzoo.data import catalog
     from qatzoo.data.catalog import CatalogError, build
     from qatzoo.errors import DataSourceMissing
 
-    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
     try:
-        return build(dataset, params, data_dir)
+        return build(dataset, params, catalog.data_dir(data_dir, recorded))
     except (CatalogError, DataSourceMissing) as error:
         raise ZooError(str(error)) from None
 
