@@ -143,8 +143,11 @@ def own_layer() -> dict:
     register(Scale, ScaleQuantizeConfig)
     qat = int8.quantize(model, x)
     wrapped = qat.get_layer("scale")
+    from qatzoo.quant.schemes import custom_objects
+
     return {
         "refused": refused,
+        "custom_objects": sorted(custom_objects()),
         "wrapped": isinstance(wrapped, QuantizeWrapper),
         "ranges": sorted(w.path.split("/")[-1] for w in wrapped.weights if w.path.endswith(("_min", "_max"))),
         **_steps(to_int8_tflite(qat, lambda: x), qat, x),

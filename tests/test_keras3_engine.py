@@ -63,6 +63,8 @@ def test_keras3_own_layer_needs_a_registered_config_then_quantizes_and_exports()
     result = _check("own_layer")
     assert "has no QuantizeConfig" in result["refused"] and "qatzoo.quant.register(Scale" in result["refused"]
     assert result["wrapped"]
+    # A registered layer and its config are among the objects Keras may rebuild, as on the tfmot engine (one rule).
+    assert {"Scale", "ScaleQuantizeConfig", "Attention", "AttentionQuantizeConfig"} <= set(result["custom_objects"])
     assert result["ranges"] == ["output_max", "output_min", "product_act_max", "product_act_min", "w_max", "w_min"]
     assert result["full_integer"] and result["max_steps"] <= 1.01
 

@@ -16,6 +16,7 @@ from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
 from qatzoo.models.layers.norm import NONORM_POINTS
 from qatzoo.quant import policy
+from qatzoo.quant.common import SOFTMAX_OUTPUT_RANGE, HoldsZero, bits_of
 from qatzoo.quant.spec import Bits
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -134,19 +135,6 @@ class RangeQuantizer(quantizers.Quantizer):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
 
-class HoldsZero(keras.constraints.Constraint):
-    """Keeps a learned range bound on its side of zero (``min <= 0 <= max``) after optimizer updates."""
-
-    def __init__(self, side: str):
-        self.side = side
-
-    def __call__(self, value):
-        return tf.minimum(value, 0.0) if self.side == "min" else tf.maximum(value, 0.0)
-
-    def get_config(self):
-        return {"side": self.side}
-
-
 def EmaRangeQuantizer(num_bits: int = 8, ema_decay: float = 0.999, narrow_range: bool = False) -> RangeQuantizer:  # noqa: N802
     """The default activation quantizer: asymmetric, moving-average range set by the first batch."""
     return RangeQuantizer(num_bits=num_bits, range="ema", ema_decay=ema_decay, narrow_range=narrow_range)
@@ -162,10 +150,6 @@ def activation_quantizer(bits: Bits) -> quantizers.Quantizer:
         narrow_range=bits.activation_narrow_range,
         fixed_range=bits.fixed_range,
     )
-
-
-#: The int8 runtime's fixed output grid of SOFTMAX: scale 1/256, zero point -128, i.e. [0, 255/256].
-SOFTMAX_OUTPUT_RANGE = (0.0, 255.0 / 256.0)
 
 
 def softmax_output_quantizer(bits: Bits | None = None) -> quantizers.Quantizer:
@@ -216,12 +200,6 @@ class NamedQuantizer(quantizers.Quantizer):
         return cls(config["prefix"], quantizer)
 
 
-def _bits(value: Bits | dict | None) -> Bits:
-    if value is None:
-        return Bits()
-    return value if isinstance(value, Bits) else Bits.from_dict(value)
-
-
 class LayerQuantizeConfig(QuantizeConfig):
     """Quantize the named weight and activation attributes of a layer, and optionally its output.
 
@@ -242,7 +220,7 @@ class LayerQuantizeConfig(QuantizeConfig):
         self.activation_attrs = tuple(activation_attrs)
         self.quantize_output = bool(quantize_output)
         self.per_channel = bool(per_channel)
-        self.bits = _bits(bits)
+        self.bits = bits_of(bits)
 
     def get_weights_and_quantizers(self, layer):
         per_channel = self.per_channel and self.bits.per_channel
@@ -288,7 +266,7 @@ class InnerPointsQuantizeConfig(QuantizeConfig):
     points: tuple[str, ...] = ()
 
     def __init__(self, bits: Bits | dict | None = None):
-        self.bits = _bits(bits)
+        self.bits = bits_of(bits)
 
     def point_quantizer(self, name: str) -> quantizers.Quantizer:
         return activation_quantizer(self.bits)

@@ -37,14 +37,14 @@ from qatzoo.models.layers.attention import INNER_POINTS, KERNELS
 from qatzoo.models.layers.norm import INNER_POINTS as NORM_POINTS
 from qatzoo.models.layers.norm import NONORM_POINTS
 from qatzoo.quant import policy
-from qatzoo.quant.spec import Bits, LayerInfo, Spec, UnsupportedLayerError
+from qatzoo.quant.common import SOFTMAX_OUTPUT_RANGE, HoldsZero, Registered, bits_of, no_config
+from qatzoo.quant.spec import Bits, LayerInfo, Spec
 
 if not KERAS3:
     raise ImportError("qatzoo.quant.keras3 needs engine=keras3 (QATZOO_ENGINE=keras3 before qatzoo.keras is imported)")
 
 L = keras.layers
 #: The int8 runtime's fixed output grid of SOFTMAX: scale 1/256, zero point -128, i.e. [0, 255/256].
-SOFTMAX_OUTPUT_RANGE = (0.0, 255.0 / 256.0)
 
 
 def fake_quant(x, low, high, num_bits: int, narrow_range: bool, per_channel: bool = False):
@@ -119,19 +119,6 @@ class WeightQuantizer(Quantizer):
         else:
             low, high = state["min"], state["max"]
         return fake_quant(w, low, high, self.num_bits, self.narrow_range, self.per_channel)
-
-
-class HoldsZero(keras.constraints.Constraint):
-    """Keeps a learned range bound on its side of zero (``min <= 0 <= max``) after optimizer updates."""
-
-    def __init__(self, side: str):
-        self.side = side
-
-    def __call__(self, value):
-        return tf.minimum(value, 0.0) if self.side == "min" else tf.maximum(value, 0.0)
-
-    def get_config(self):
-        return {"side": self.side}
 
 
 class RangeQuantizer(Quantizer):
@@ -273,7 +260,7 @@ class QuantizeConfig:
     """
 
     def __init__(self, bits: Bits | dict | None = None):
-        self.bits = _bits(bits)
+        self.bits = bits_of(bits)
 
     def weights(self, layer) -> dict[str, Quantizer]:
         return {}
@@ -289,12 +276,6 @@ class QuantizeConfig:
 
     def get_config(self) -> dict:
         return {"bits": self.bits.as_dict()}
-
-
-def _bits(value: Bits | dict | None) -> Bits:
-    if value is None:
-        return Bits()
-    return value if isinstance(value, Bits) else Bits.from_dict(value)
 
 
 class LayerQuantizeConfig(QuantizeConfig):
@@ -398,6 +379,8 @@ ConfigFactory = Callable[[Bits], QuantizeConfig]
 #: layer class -> factory of its QuantizeConfig: the shared policy's rows (:mod:`qatzoo.quant.policy`), as on
 #: the tfmot engine. Extend it with :func:`register`.
 KERAS3_TABLE: dict[type, ConfigFactory] = policy.builtin_table(L, LayerQuantizeConfig)
+#: The classes given to :func:`register` (the project's layers and a user's), for Keras when it loads a model.
+REGISTERED = Registered()
 
 
 def register(layer_class: type, factory: ConfigFactory) -> None:
@@ -406,8 +389,7 @@ def register(layer_class: type, factory: ConfigFactory) -> None:
     A subclass of :class:`InnerPointsQuantizeConfig` or :class:`LayerQuantizeConfig` takes ``bits`` as its
     argument, so the class itself is a factory: ``register(MyLayer, MyLayerQuantizeConfig)``.
     """
-    if not isinstance(layer_class, type):
-        raise TypeError(f"register() needs a layer class, got {layer_class!r}")
+    REGISTERED.add(layer_class, factory)
     KERAS3_TABLE[layer_class] = factory
 
 
@@ -435,12 +417,7 @@ def config_for(layer, spec: Spec, info: LayerInfo | None = None, table: dict | N
         return None
     factory = factory_for(layer, table)
     if factory is None:
-        name = type(layer).__name__
-        raise UnsupportedLayerError(
-            f"layer {layer.name!r} ({name}) has no QuantizeConfig: register one with "
-            f"qatzoo.quant.register({name}, factory) (README, 'Quantize your own layer'), or keep it "
-            f"float with quant.keep_float=[{name}]"
-        )
+        raise no_config(layer)
     return factory(bits)
 
 
@@ -569,5 +546,5 @@ def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo], table
 
 
 def custom_objects() -> dict:
-    """What Keras needs to rebuild a model of this project: the project's layers (registered by name)."""
-    return {cls.__name__: cls for cls in KERAS3_TABLE if cls.__module__.startswith("qatzoo.")}
+    """What Keras needs to rebuild a model of this project: every registered layer and config class."""
+    return dict(REGISTERED.objects)

@@ -13,6 +13,7 @@ import tensorflow_model_optimization as tfmot
 from qatzoo.keras import keras
 from qatzoo.models.layers import Attention, LayerNorm, NoNorm, PositionEmbedding
 from qatzoo.quant import policy
+from qatzoo.quant.common import Registered, no_config
 from qatzoo.quant.configs import (
     AttentionQuantizeConfig,
     LayerNormQuantizeConfig,
@@ -45,18 +46,14 @@ def register(layer_class: type, factory: ConfigFactory) -> None:
     serializable (``get_config``) and be passed to :func:`qatzoo.quant.schemes.custom_objects` via
     ``extra_custom_objects`` if it is not importable by name.
     """
-    if not isinstance(layer_class, type):
-        raise TypeError(f"register() needs a layer class, got {layer_class!r}")
+    REGISTERED.add(layer_class, factory)
     INT8_TABLE[layer_class] = factory
-    EXTRA_CUSTOM_OBJECTS[layer_class.__name__] = layer_class
-    config_class = factory if isinstance(factory, type) else None
-    if config_class is not None:
-        EXTRA_CUSTOM_OBJECTS[config_class.__name__] = config_class
 
 
 #: Classes registered with :func:`register` (layers and config classes), given to Keras and tfmot
 #: when they clone or load a model.
-EXTRA_CUSTOM_OBJECTS: dict[str, type] = {}
+REGISTERED = Registered()
+EXTRA_CUSTOM_OBJECTS: dict[str, type] = REGISTERED.objects
 
 # The project's own layers, registered like anyone's.
 register(Attention, AttentionQuantizeConfig)
@@ -101,12 +98,7 @@ class TableQuantizeRegistry(tfmot.quantization.keras.QuantizeRegistry):
             return LayerQuantizeConfig(bits=self.spec.bits)  # kept float: no quantizer at all
         factory = self._factory(layer)
         if factory is None:
-            name = type(layer).__name__
-            raise UnsupportedLayerError(
-                f"layer {layer.name!r} ({name}) has no QuantizeConfig: register one with "
-                f"qatzoo.quant.register({name}, factory) (README, 'Quantize your own layer'), or keep it "
-                f"float with quant.keep_float=[{name}]"
-            )
+            raise no_config(layer)
         return factory(bits)
 
     def check_model(self, model) -> None:
