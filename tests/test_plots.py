@@ -150,7 +150,7 @@ def test_use_it_snippet_runs_for_mnist(zoo_env):
     contract = json.loads(CONTRACTS[name].read_text())
     digit = np.zeros((56, 56), np.uint8)  # any size: the snippet resizes to the contract's shape
     digit[12:44, 26:31] = 255  # a bar: a one
-    Image.fromarray(digit).save(zoo_env / "digit.png")
+    Image.fromarray(digit).save(zoo_env / "image.png")
     scope: dict = {}
     exec("\n".join(python_lines(card.use_it(name, contract))), scope)
     assert scope["label"] in contract["output"]["classes"] and scope["label"] == "1"
@@ -163,7 +163,7 @@ def test_use_it_snippet_runs_for_a_forecaster(zoo_env):
     contract = json.loads(CONTRACTS[name].read_text())
     weeks = np.arange(contract["input"]["raw"]["min_length"] + 30)
     co2 = 420 + 0.05 * weeks + 3 * np.sin(2 * np.pi * weeks / 52)
-    np.savetxt(zoo_env / "co2.csv", np.stack([weeks, co2], axis=1), delimiter=",", fmt="%.3f")
+    np.savetxt(zoo_env / "series.csv", np.stack([weeks, co2], axis=1), delimiter=",", fmt="%.3f")
     scope: dict = {}
     exec("\n".join(python_lines(card.use_it(name, contract))), scope)
     forecast = scope["forecast"]

@@ -84,10 +84,10 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
             f"- ops: {', '.join(q['ops'])}",
         ]
         if q["full_integer"]:
-            lines.append("- full integer: yes, every tensor an op computes is int8 or int32")
+            lines.append("- full integer: yes, every tensor an op computes is an integer (no float op)")
         else:
             names = ", ".join(f"{t['name']} ({t['dtype']})" for t in q["non_integer_tensors"][:10])
-            lines.append(f"- full integer: NO, tensors not int8/int32: {names}")
+            lines.append(f"- full integer: NO, tensors that are not integers: {names}")
         if "agreement" in parity:
             lines.append(
                 f"- parity with the {q['parity_reference']} Keras model: {parity['agreement']:.2%} of test predictions "
@@ -195,7 +195,7 @@ def use_it(name: str, contract: dict) -> list[str]:
         low, high = raw.get("range", [0, 255])
         classes = output["classes"]
         shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
-        picture = "digit.png" if all(c.isdigit() for c in classes) else "image.png"
+        picture = "image.png"
         code = [
             "from PIL import Image",
             "from qatzoo.zoo import load",
@@ -219,11 +219,11 @@ def use_it(name: str, contract: dict) -> list[str]:
             "import numpy as np",
             "from qatzoo.zoo import load",
             f'model = load("{name}")',
-            f'series = np.loadtxt("co2.csv", delimiter=",", ndmin=2)[-{need}:, -1]  '
+            f'series = np.loadtxt("series.csv", delimiter=",", ndmin=2)[-{need}:, -1]  '
             f"# last column: the last {need} {frequency} values, {unit}, oldest first",
             f"forecast = model.predict(series)  # {horizon} values in {output['unit']}, from {output['starts']}",
         ]
-        cli = f"qatzoo predict {name} co2.csv"
+        cli = f"qatzoo predict {name} series.csv"
         contract_words = (
             f"Contract: a {frequency} series in {unit}, at least {need} values; preprocessing: {steps}; {io}; "
             f"the output is {horizon} {frequency} values in {output['unit']} starting {output['starts']} "
