@@ -78,9 +78,6 @@ class Scheme:
         self.layer_formats(model)
         engine_module().check_model(model, self.spec, layer_infos(model))
 
-    def kept_float(self, model: keras.Model) -> list[str]:
-        return [name for name, bits in self.layer_formats(model).items() if bits is None]
-
     def quantize(self, model: keras.Model, calibration: np.ndarray) -> keras.Model:
         """Return the fake-quant (QAT) version of a float functional model, ranges calibrated.
 
