@@ -59,7 +59,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from qatzoo.bench.cpu import cpu_name, deny_amx, has_amx  # noqa: E402

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from qatzoo.config import recipe_names  # noqa: E402
 from qatzoo.report import RunReport  # noqa: E402
