@@ -40,22 +40,22 @@ def _load_run(run_dir: Path, data_dir: str | None):
 
     model = load_float_model(run_dir / "model_float.keras")  # first: cheap, and no data is loaded for a bad file
     try:
-        cfg = OmegaConf.load(run_dir / "config.yaml")
-        data_cfg = {k: v for k, v in OmegaConf.to_container(cfg.data).items() if k != "task"}
-        _check_target(cfg.quant, "quant")
+        saved = OmegaConf.load(run_dir / "config.yaml")
+        saved_data = {k: v for k, v in OmegaConf.to_container(saved.data).items() if k != "task"}
+        _check_target(saved.quant, "quant")
     except ConfigError:
         raise
     except Exception as error:  # unparsable YAML, no data/quant section
         raise ConfigError(f"{run_dir / 'config.yaml'}: not a run's config ({_first_line(error)})") from error
-    _check_target(data_cfg, "data")
+    _check_target(saved_data, "data")
     from qatzoo.data import catalog
     from qatzoo.errors import DataError, DataSourceMissing
 
     try:  # the project's own table of datasets, by name, with only its declared parameters
-        data = catalog.build(data_cfg.get("name"), data_cfg, catalog.data_dir(data_dir, data_cfg.get("data_dir")))
+        data = catalog.build(saved_data.get("name"), saved_data, catalog.data_dir(data_dir, saved_data.get("data_dir")))
     except (catalog.CatalogError, DataError, DataSourceMissing) as error:
         raise ConfigError(f"{run_dir / 'config.yaml'}: {error}") from None
-    return cfg, data, model
+    return saved, data, model
 
 
 def _first_line(error: BaseException) -> str:
@@ -166,8 +166,8 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     from qatzoo.quant.spec import layer_infos
 
     run_dir = Path(run_dir)
-    cfg, data, model = _load_run(run_dir, data_dir)
-    quant = cfg.quant if scheme_name is None else _scheme_config(scheme_name)
+    saved, data, model = _load_run(run_dir, data_dir)
+    quant = saved.quant if scheme_name is None else _scheme_config(scheme_name)
     from qatzoo.quant.schemes import engine_module
     from qatzoo.quant.schemes import scheme as make_scheme
 
@@ -175,7 +175,7 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     base = make_scheme(**fields)
     if not base.qat:
         base = make_scheme(name="int8", qat=True, int8=True)
-    calibration = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
+    calibration = data.representative(saved.trainer.representative_samples, saved.trainer.seed)
     names = [info.name for info in layer_infos(model)]
     formats = base.layer_formats(model)
     metric = data.task.metric
@@ -212,7 +212,7 @@ def analyse(run_dir: str | Path, scheme_name: str | None = None, data_dir: str |
     suggested = [r["layer"] for r in rows if r["harm"] >= threshold]
     return {
         "run_dir": str(run_dir),
-        "name": cfg.get("name", run_dir.name),
+        "name": saved.get("name", run_dir.name),
         "scheme": OmegaConf.to_container(quant).get("name"),
         "metric": metric,
         "split": "val",
@@ -244,7 +244,7 @@ def tensors(run_dir: str | Path, tflite: str | Path | None = None, data_dir: str
             raise ConfigError(f"{run_dir} has no model_int8.tflite or model_ptq_int8.tflite; pass --tflite FILE")
         tflite = found[0]
     tflite = Path(tflite)
-    cfg, data, model = _load_run(run_dir, data_dir)
+    saved, data, model = _load_run(run_dir, data_dir)
     blob = tflite.read_bytes() if tflite.is_file() else None
     if blob is None:
         raise ConfigError(f"--tflite {tflite}: no such file")
@@ -252,7 +252,7 @@ def tensors(run_dir: str | Path, tflite: str | Path | None = None, data_dir: str
         result = per_tensor.compare(blob, to_float_tflite(model), data.x_val[:TENSOR_EXAMPLES])
     except (ValueError, KeyError, IndexError, RuntimeError) as error:
         raise ConfigError(f"{tflite}: cannot be compared with {run_dir}'s float model ({_first_line(error)})") from None
-    return result, f"{cfg.get('name', run_dir.name)}, {tflite.name}"
+    return result, f"{saved.get('name', run_dir.name)}, {tflite.name}"
 
 
 def _has_quantizers(layer, scheme) -> bool:
