@@ -207,8 +207,7 @@ def test_registered_custom_layer_is_quantized_and_exports_full_integer(monkeypat
     from qatzoo.export.litert import predict
 
     monkeypatch.setattr(registry, "INT8_TABLE", dict(registry.INT8_TABLE))
-    monkeypatch.setattr(registry, "EXTRA_CUSTOM_OBJECTS", dict(registry.EXTRA_CUSTOM_OBJECTS))
-    monkeypatch.setattr("qatzoo.quant.tfmot_engine.EXTRA_CUSTOM_OBJECTS", registry.EXTRA_CUSTOM_OBJECTS)
+    monkeypatch.setattr(registry.REGISTERED, "objects", dict(registry.REGISTERED.objects))
     registry.register(Gated, GatedQuantizeConfig)
     x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
     qat = scheme("t", qat=True, int8=True).quantize(_gated_model(), x)

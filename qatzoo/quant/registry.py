@@ -53,7 +53,6 @@ def register(layer_class: type, factory: ConfigFactory) -> None:
 #: Classes registered with :func:`register` (layers and config classes), given to Keras and tfmot
 #: when they clone or load a model.
 REGISTERED = Registered()
-EXTRA_CUSTOM_OBJECTS: dict[str, type] = REGISTERED.objects
 
 # The project's own layers, registered like anyone's.
 register(Attention, AttentionQuantizeConfig)

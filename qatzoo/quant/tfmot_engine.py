@@ -7,7 +7,7 @@ import tensorflow_model_optimization as tfmot
 
 from qatzoo.keras import keras
 from qatzoo.quant.configs import CUSTOM_OBJECTS
-from qatzoo.quant.registry import EXTRA_CUSTOM_OBJECTS, TableQuantizeRegistry, register
+from qatzoo.quant.registry import REGISTERED, TableQuantizeRegistry, register
 from qatzoo.quant.spec import LayerInfo, Spec
 
 __all__ = [
@@ -34,7 +34,7 @@ class TableQuantizeScheme(tfmot.quantization.keras.default_8bit.Default8BitQuant
 
 def custom_objects() -> dict:
     """The quantizers and configs, and every registered layer (the project's own are registered like anyone's)."""
-    return {**CUSTOM_OBJECTS, **EXTRA_CUSTOM_OBJECTS}
+    return {**CUSTOM_OBJECTS, **REGISTERED.objects}
 
 
 def check_model(model: keras.Model, spec: Spec, infos: list[LayerInfo]) -> None:
