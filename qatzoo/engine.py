@@ -1,8 +1,9 @@
 """Which quantization engine (and so which Keras) this process runs: chosen once, before any Keras import.
 
-* ``tfmot`` (default): Keras 2 (``tf_keras``) and tensorflow-model-optimization's ``quantize_apply``.
-* ``keras3``: Keras 3 (the ``keras`` TensorFlow installs) and this project's own fake-quant wrappers
+* ``keras3`` (default): Keras 3 (the ``keras`` TensorFlow installs) and this project's own fake-quant wrappers
   (:mod:`qatzoo.quant.keras3`); neither tf_keras nor tensorflow-model-optimization is imported.
+* ``tfmot``: Keras 2 (``tf_keras``) and tensorflow-model-optimization's ``quantize_apply``, for models and code
+  written for ``tfmot.quantization.keras``; also the engine of every run written before engines existed.
 
 The choice is the config group ``engine`` (``python train.py engine=keras3``), handed to the process
 through the environment variable ``QATZOO_ENGINE`` before :mod:`qatzoo.keras` is first imported. A
@@ -16,7 +17,9 @@ import os
 import sys
 
 ENGINES = ("tfmot", "keras3")
-DEFAULT = "tfmot"
+DEFAULT = "keras3"
+#: The engine of a config that names none: such configs were written before engines existed, on tfmot.
+LEGACY = "tfmot"
 ENV = "QATZOO_ENGINE"
 
 
@@ -57,7 +60,7 @@ def select(name: str) -> str:
 
 def of_run(run_dir) -> str:
     """The engine a run directory's model was trained on: ``engine.name`` of its config.yaml (read as data),
-    ``tfmot`` for runs from before engines existed. Raises :class:`EngineError` for a name that is not one."""
+    :data:`LEGACY` for runs from before engines existed. Raises :class:`EngineError` for a name that is not one."""
     from pathlib import Path
 
     import yaml
@@ -67,7 +70,7 @@ def of_run(run_dir) -> str:
     except (OSError, yaml.YAMLError):
         return DEFAULT  # the command's own checks name the unreadable config
     section = config.get("engine") if isinstance(config, dict) else None
-    name = section.get("name", DEFAULT) if isinstance(section, dict) else DEFAULT
+    name = section.get("name", LEGACY) if isinstance(section, dict) else LEGACY
     if name not in ENGINES:
         raise EngineError(f"{run_dir}/config.yaml: engine.name: expected one of {', '.join(ENGINES)}, got {name!r}")
     return name

@@ -13,6 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from qatzoo.bench.cpu import cpu_name
+from qatzoo.engine import LEGACY as LEGACY_ENGINE
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = (
@@ -62,8 +63,8 @@ def config_hash(cfg: DictConfig | dict) -> str:
     """sha256 of the resolved config (a DictConfig, or plain data: ``RunConfig.plain``) without the keys that do
     not change results (paths, logging, resuming)."""
     plain = copy.deepcopy(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
-    if plain.get("engine", {}).get("name", "tfmot") == "tfmot":
-        plain.pop("engine", None)  # the default engine hashes as before engines existed: earlier runs resume
+    if plain.get("engine", {}).get("name", LEGACY_ENGINE) == LEGACY_ENGINE:
+        plain.pop("engine", None)  # tfmot hashes as before engines existed: earlier runs resume, old entries match
     for key in NOT_HASHED:
         node, *rest = key.split(".")
         if rest:
@@ -98,7 +99,7 @@ def data_fingerprint(splits) -> str:
 def engine_of(prov: dict) -> dict:
     """``{"name", "keras"}``: the QAT engine a run's provenance records; runs from before engines existed
     ran on tfmot, with the tf-keras of their ``versions``."""
-    return prov.get("engine") or {"name": "tfmot", "keras": prov.get("versions", {}).get("tf-keras", "?")}
+    return prov.get("engine") or {"name": LEGACY_ENGINE, "keras": prov.get("versions", {}).get("tf-keras", "?")}
 
 
 def provenance(cfg, splits) -> dict:

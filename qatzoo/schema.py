@@ -20,6 +20,7 @@ from typing import Annotated, ClassVar, Literal, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from qatzoo.engine import LEGACY as LEGACY_ENGINE
 from qatzoo.errors import ConfigError
 from qatzoo.quant.spec import MAX_BITS, MIN_BITS, RANGES, Spec, check_pattern
 from qatzoo.signature import arguments_model
@@ -240,7 +241,7 @@ class WandbLogger(Group):
 class Engine(Group):
     """``engine``: which Keras and which QAT implementation the run uses (qatzoo/engine.py)."""
 
-    name: Literal["tfmot", "keras3"]
+    name: Literal["keras3", "tfmot"]
 
 
 class Paths(Group):
@@ -263,8 +264,8 @@ class RunConfig(Group):
     schedule: Schedule
     trainer: Trainer
     logger: Annotated[NoLogger | CsvLogger | WandbLogger, Field(discriminator="target")]
-    # Configs written before engines existed have none: they ran on tfmot.
-    engine: Engine = Engine(name="tfmot")
+    # Configs written before engines existed have none: they ran on tfmot (engine.LEGACY).
+    engine: Engine = Engine(name=LEGACY_ENGINE)
 
     @model_validator(mode="after")
     def _groups_fit(self) -> RunConfig:

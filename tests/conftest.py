@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from qatzoo.engine import DEFAULT as DEFAULT_ENGINE
+
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+#: The engine this test process runs: the default (Keras 3), or tfmot where tests/test_tfmot_engine.py runs
+#: tests/engine_tfmot/ (and the engine-neutral tests it names) in a child process with QATZOO_ENGINE=tfmot.
+ENGINE = os.environ.get("QATZOO_ENGINE") or DEFAULT_ENGINE
+if ENGINE != "tfmot":
+    os.environ.pop("TF_USE_LEGACY_KERAS", None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests of the tfmot engine's own classes import tf_keras and tfmot: collected only in a tfmot process.
+collect_ignore = [] if ENGINE == "tfmot" else ["engine_tfmot"]
 # Classical baselines cost 10-40 s a run: off by default here (for runs in subprocesses too); the recipe tests
 # and tests/test_baselines.py turn them on where they are checked.
 os.environ["QATZOO_BASELINES"] = "false"
@@ -28,6 +36,6 @@ def compose_cfg(data_dir):
     from qatzoo.config import compose
 
     def _compose(*overrides: str):
-        return compose([f"paths.data_dir={data_dir}", *overrides])
+        return compose([f"paths.data_dir={data_dir}", f"engine={ENGINE}", *overrides])
 
     return _compose

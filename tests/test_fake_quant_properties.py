@@ -4,6 +4,9 @@
 2. This project's quantizers (``RangeQuantizer``, ``weight_quantizer``) against TensorFlow's ops.
 3. Learned ranges: their straight-through gradients, and that they train.
 
+Sections 2 and 3 test the quantizers of this process's engine: Keras 3's (qatzoo/quant/keras3.py) here, and
+tfmot's (qatzoo/quant/configs.py) where tests/test_tfmot_engine.py runs this file with QATZOO_ENGINE=tfmot.
+
 The reference follows ``tensorflow/core/kernels/fake_quant_ops_functor.h`` as built into TF 2.21, in
 float32, operation by operation, so the comparisons are exact (``assert_array_equal``), not within a
 tolerance. Two details of the TF 2.21 kernels matter for bit-exactness and differ from the textbook
@@ -29,9 +32,8 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qatzoo.keras import keras
-from qatzoo.quant.configs import RangeQuantizer, weight_quantizer
-from qatzoo.quant.schemes import scheme
+from qatzoo.keras import KERAS3, keras
+from qatzoo.quant.schemes import engine_module, scheme
 from qatzoo.quant.spec import Bits
 
 f32 = np.float32
@@ -219,11 +221,32 @@ def test_zero_point_ties_round_half_away_from_zero(num_bits, narrow_range):
 
 # --- 2. Our quantizers against TensorFlow's ops --------------------------------------------------
 
+ENGINE = engine_module()
+
+
+class Built:
+    """A quantizer of this process's engine with its variables on a bare layer, named as the tests read them
+    (``min_var``, ``max_var``, ``seen``); calling it runs the quantizer on its own state."""
+
+    def __init__(self, quantizer, shape, name):
+        self.quantizer, self.layer = quantizer, keras.layers.Layer()
+        if KERAS3:
+            self.state = quantizer.build(self.layer, name, shape)
+            self.vars = {"min_var": self.state["min"], "max_var": self.state["max"]}
+            self.vars.update({"seen": self.state["seen"]} if "seen" in self.state else {})
+        else:
+            self.state = self.vars = quantizer.build(shape, name, self.layer)
+
+    def __getitem__(self, key):
+        return self.vars[key]
+
+    def __call__(self, x, training):
+        return self.quantizer(x, training, self.state)
+
 
 def _range_quantizer(**kwargs):
-    quantizer = RangeQuantizer(**kwargs)
-    layer = keras.layers.Layer()
-    return quantizer, quantizer.build(None, "t", layer), layer
+    built = Built(ENGINE.RangeQuantizer(**kwargs), None, "t")
+    return built, built, built.layer
 
 
 def _current_range(weights, symmetric):
@@ -270,14 +293,14 @@ def test_range_quantizer_is_tf_fake_quant_with_its_range(estimator, symmetric, n
 
     # First training batch: sets the range (the batch's, widened to hold 0), except for "fixed".
     x1 = batch()
-    y1 = quantizer(tf.constant(x1), True, weights)
+    y1 = quantizer(tf.constant(x1), True)
     first = start if estimator == "fixed" else _batch_range(x1)
     assert (weights["min_var"].numpy(), weights["max_var"].numpy()) == first
     _assert_is_tf_fake_quant(y1, x1, weights, symmetric, num_bits, narrow_range)
 
     # Second training batch: moving average, last value, or left alone (fixed; learned moves by gradients only).
     x2 = batch()
-    y2 = quantizer(tf.constant(x2), True, weights)
+    y2 = quantizer(tf.constant(x2), True)
     b_low, b_high = _batch_range(x2)
     d = f32(decay)
     second = {
@@ -292,7 +315,7 @@ def test_range_quantizer_is_tf_fake_quant_with_its_range(estimator, symmetric, n
     # Inference: the stored range, unchanged by a batch far outside it.
     before = (weights["min_var"].numpy(), weights["max_var"].numpy())
     x3 = 3.0 * batch()
-    y3 = quantizer(tf.constant(x3), False, weights)
+    y3 = quantizer(tf.constant(x3), False)
     assert (weights["min_var"].numpy(), weights["max_var"].numpy()) == before
     _assert_is_tf_fake_quant(y3, x3, weights, symmetric, num_bits, narrow_range)
     # "fixed" never reads the data, so it never marks a batch as seen.
@@ -324,9 +347,7 @@ def test_weight_quantizer_is_tf_fake_quant_on_the_last_value_range(
     bits = Bits(
         weight_bits=num_bits, per_channel=per_channel, weight_symmetric=symmetric, weight_narrow_range=narrow_range
     )
-    quantizer = weight_quantizer(bits)
-    layer = keras.layers.Layer()
-    weights = quantizer.build(shape, "kernel", layer)
+    quantizer = weights = Built(ENGINE.weight_quantizer(bits), shape, "kernel")
 
     def kernel():
         k = (rng.normal(size=shape) * rng.uniform(0.05, 2.0, size=shape[-1]) + rng.normal(size=shape[-1])).astype(f32)
@@ -334,7 +355,7 @@ def test_weight_quantizer_is_tf_fake_quant_on_the_last_value_range(
         return k
 
     k1 = kernel()
-    y1 = quantizer(tf.constant(k1), True, weights).numpy()
+    y1 = quantizer(tf.constant(k1), True).numpy()
     low, high = tfmot_last_value_range(k1, num_bits, per_channel, symmetric, narrow_range)
     np.testing.assert_array_equal(weights["min_var"].numpy(), low)
     np.testing.assert_array_equal(weights["max_var"].numpy(), high)
@@ -369,7 +390,7 @@ def test_weight_quantizer_is_tf_fake_quant_on_the_last_value_range(
     check(y1, k1)
     # Inference reads the stored range; a new kernel does not move it.
     k2 = 1.5 * kernel()
-    y2 = quantizer(tf.constant(k2), False, weights).numpy()
+    y2 = quantizer(tf.constant(k2), False).numpy()
     np.testing.assert_array_equal(weights["min_var"].numpy(), low)
     check(y2, k2)
 
@@ -420,7 +441,7 @@ def test_learned_range_gradients_are_the_straight_through_clip_gradients(symmetr
     )
     assert weights["min_var"].trainable and weights["max_var"].trainable and not weights["seen"].trainable
     # The first training batch sets the clip values; the later ones leave them to the optimizer.
-    quantizer(tf.constant(rng.normal(size=(32,)).astype(f32)), True, weights)
+    quantizer(tf.constant(rng.normal(size=(32,)).astype(f32)), True)
     assert float(weights["seen"].numpy()) == 1.0
 
     low, high = _on_grid_range(rng, num_bits, narrow_range)
@@ -442,7 +463,7 @@ def test_learned_range_gradients_are_the_straight_through_clip_gradients(symmetr
     w = rng.normal(size=x.shape).astype(f32)
     x_var = tf.Variable(x)
     with tf.GradientTape() as tape:
-        y = quantizer(x_var, True, weights)
+        y = quantizer(x_var, True)
         loss = tf.reduce_sum(w * y)
     g_min, g_max, g_x = tape.gradient(loss, [weights["min_var"], weights["max_var"], x_var])
     # The range did not move (no optimizer step), and the output is TF's fake quantization.
@@ -504,15 +525,21 @@ def _tiny_model():
 
 
 def _range_variables(model):
-    return {
-        v.name.split(":")[0]: v
-        for v in model.weights
-        if v.name.split(":")[0].endswith(("post_activation_min", "post_activation_max"))
-    }
+    """``{"hidden/activation_min": variable, ...}``: the output ranges of the fake-quant layers (tfmot names
+    them ``post_activation_min``, Keras 3's wrapper ``activation_min``)."""
+    ranges = {}
+    for layer in ("hidden", "out"):
+        for v in model.get_layer(ENGINE.quantized_layer_name(layer)).weights:
+            name = v.name.split(":")[0].split("/")[-1]
+            for end in ("min", "max"):
+                if name in (f"post_activation_{end}", f"activation_{end}"):
+                    ranges[f"{layer}/activation_{end}"] = v
+    return ranges
 
 
 def _refs(variables):
-    return {v.ref() for v in variables}
+    """Variables as a set (by identity: Keras 3's variables have no ``ref()``)."""
+    return {id(v) for v in variables}
 
 
 def test_learned_ranges_are_trainable_and_move_during_training():
@@ -520,17 +547,15 @@ def test_learned_ranges_are_trainable_and_move_during_training():
     calibration = rng.normal(size=(64, 4)).astype(f32)
     qat = scheme("t", qat=True, int8=True, range="learned").quantize(_tiny_model(), calibration)
     ranges = _range_variables(qat)
-    assert set(ranges) == {
-        f"quant_{layer}/post_activation_{end}" for layer in ("hidden", "out") for end in ("min", "max")
-    }
+    assert set(ranges) == {f"{layer}/activation_{end}" for layer in ("hidden", "out") for end in ("min", "max")}
     trainable = _refs(qat.trainable_variables)
-    assert all(v.ref() in trainable for v in ranges.values())
-    # The "seen" flags and tfmot's weight ranges are not trained.
-    assert not any(v.ref() in trainable for v in qat.weights if v.name.split(":")[0].endswith(("_seen", "kernel_min")))
+    assert all(id(v) in trainable for v in ranges.values())
+    # The "seen" flags and the weight ranges are not trained.
+    assert not any(id(v) in trainable for v in qat.weights if v.name.split(":")[0].endswith(("_seen", "kernel_min")))
     calibrated = {name: float(v.numpy()) for name, v in ranges.items()}
     # Calibration set the ranges from the data (not the [-6, 6] start); relu's output range starts at 0.
-    assert calibrated["quant_hidden/post_activation_min"] == 0.0
-    out_low, out_high = calibrated["quant_out/post_activation_min"], calibrated["quant_out/post_activation_max"]
+    assert calibrated["hidden/activation_min"] == 0.0
+    out_low, out_high = calibrated["out/activation_min"], calibrated["out/activation_max"]
     assert -6.0 < out_low < 0.0 < out_high < 6.0
 
     # A target far outside the calibrated output range: the output clip values must widen.
@@ -544,16 +569,16 @@ def test_learned_ranges_are_trainable_and_move_during_training():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(qat(x[batch], training=True) - target[batch]))
         grads = tape.gradient(loss, qat.trainable_variables)
-        by_ref = {v.ref(): g for v, g in zip(qat.trainable_variables, grads, strict=True)}
-        out_max_grads.append(float(by_ref[ranges["quant_out/post_activation_max"].ref()]))
+        by_ref = {id(v): g for v, g in zip(qat.trainable_variables, grads, strict=True)}
+        out_max_grads.append(float(by_ref[id(ranges["out/activation_max"])]))
         optimizer.apply_gradients(zip(grads, qat.trainable_variables, strict=True))
 
     # Outputs clipped at max under a larger target: the loss falls as max rises (negative gradient).
     assert min(out_max_grads) < 0.0, out_max_grads
     trained = {name: float(v.numpy()) for name, v in ranges.items()}
-    assert trained["quant_out/post_activation_max"] > out_high + 0.5, (calibrated, trained)
-    assert trained["quant_out/post_activation_min"] != out_low, (calibrated, trained)
-    assert trained["quant_hidden/post_activation_max"] != calibrated["quant_hidden/post_activation_max"]
+    assert trained["out/activation_max"] > out_high + 0.5, (calibrated, trained)
+    assert trained["out/activation_min"] != out_low, (calibrated, trained)
+    assert trained["hidden/activation_max"] != calibrated["hidden/activation_max"]
 
 
 def test_ema_ranges_are_not_trainable():
@@ -562,23 +587,23 @@ def test_ema_ranges_are_not_trainable():
     ranges = _range_variables(qat)
     assert len(ranges) == 4
     trainable, frozen = _refs(qat.trainable_variables), _refs(qat.non_trainable_variables)
-    assert not any(v.ref() in trainable for v in ranges.values())
-    assert all(v.ref() in frozen for v in ranges.values())
+    assert not any(id(v) in trainable for v in ranges.values())
+    assert all(id(v) in frozen for v in ranges.values())
 
 
 def test_learned_range_still_holds_zero_after_training():
     """Found by this file: min used to train past 0, and TF's nudge then clipped to [0, max - min]."""
     quantizer, weights, _ = _range_quantizer(num_bits=8, range="learned")
-    quantizer(tf.constant([-0.05, 2.0]), True, weights)  # calibration: [-0.05, 2.0]
+    quantizer(tf.constant([-0.05, 2.0]), True)  # calibration: [-0.05, 2.0]
     x, target = tf.constant([-0.05, 0.5, 1.0, 1.9]), tf.constant([0.5, 0.5, 1.0, 1.9])
     optimizer = keras.optimizers.Adam(0.05)
     variables = [weights["min_var"], weights["max_var"]]
     for _ in range(10):  # the first input wants to be larger: its gradient pushes min up
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.square(quantizer(x, True, weights) - target))
+            loss = tf.reduce_sum(tf.square(quantizer(x, True) - target))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
     low, high = float(weights["min_var"].numpy()), float(weights["max_var"].numpy())
     # The documented invariant, and an input inside [min, max] coming back within half a step.
     assert low <= 0.0 <= high, (low, high)
     inside = np.float32(1.9)
-    assert abs(float(quantizer(tf.constant([inside]), False, weights)[0]) - inside) <= (high - low) / 255 / 2
+    assert abs(float(quantizer(tf.constant([inside]), False)[0]) - inside) <= (high - low) / 255 / 2

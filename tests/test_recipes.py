@@ -13,25 +13,27 @@ import pytest
 from qatzoo.config import recipe_names
 from qatzoo.engine import ENGINES
 from tests.conformance import assert_deploys, assert_int8_conformance
+from tests.conftest import ENGINE
 
 TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
-#: The image recipes' data on engine=keras3: the 5,000 digits, to keep the suite short (the engine quantizes the
-#: same architecture and scheme whatever the images; the tfmot variant runs the recipe's own data).
+#: The image recipes' data on the other engine (tfmot, in train.py): the 5,000 digits, to keep the suite short (the
+#: engine quantizes the same architecture and scheme whatever the images; this process's engine runs the recipe's
+#: own data).
 SMALL_DATA = {"mnist": "data=mnist_5k", "fashion_mnist": "data=mnist_5k"}
 
 
 def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
-    """Train ``recipe`` on ``engine``: the tfmot engine in this process (the test process's Keras), keras3 in
+    """Train ``recipe`` on ``engine``: this process's engine (the default, Keras 3) in this process, the other in
     ``train.py`` (a process holds one Keras). Returns (cfg, metrics)."""
     given = [f"recipe={recipe}", *TINY, "trainer.baselines=true", "trainer.deployment=true"]
-    if engine == "tfmot" and compose_cfg(f"recipe={recipe}").data.name in SMALL_DATA:
+    if engine == ENGINE and compose_cfg(f"recipe={recipe}").data.name in SMALL_DATA:
         # Tiny budget: 5,000 training images, 2,000 validation and the first 2,000 official test images.
         given += [
             "data.splits.train='train[:5000]'",
             "data.splits.val='train[55000:57000]'",
             "data.splits.test='test[:2000]'",
         ]
-    if engine == "tfmot":
+    if engine == ENGINE:
         from qatzoo.train.trainer import train
 
         cfg = compose_cfg(*given)

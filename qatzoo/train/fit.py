@@ -33,25 +33,22 @@ import shutil
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
-from qatzoo.keras import KERAS3, keras
+from qatzoo.keras import keras
+from qatzoo.quant.schemes import engine_module
 from qatzoo.train import distribute
 from qatzoo.train.loop import (
     Phase,
     TrainingError,
     _save_weights,
     batch_indices,
-    dropout_state,
     epoch_line,
     loss_for,
-    newest_readable,
     prints_epoch,
-    unreadable_reason,
 )
 
 __all__ = ["run_phase_fit"]
@@ -85,7 +82,7 @@ class PhaseCallback(keras.callbacks.Callback):
         self.ckpt_dir, self.backup_dir = ckpt_dir, backup_dir
         # The dropout generators: BackupAndRestore leaves them out, so they get their own checkpoint,
         # numbered by finished epochs, and a resumed epoch draws the masks of an uninterrupted run.
-        self.rng = tf.train.Checkpoint(**dropout_state(model))
+        self.rng = tf.train.Checkpoint(**engine_module().dropout_state(model))
         self.rng_manager = tf.train.CheckpointManager(self.rng, str(backup_dir / "rng"), max_to_keep=2)
         self.total = phase.epochs * batches.steps
         self.start: int | None = None  # the step training (re)started at, known at the first epoch
@@ -151,7 +148,7 @@ class PhaseCallback(keras.callbacks.Callback):
             self.bar = None
 
     def _last_backup(self) -> str | None:
-        return last_backup(self.backup_dir)
+        return engine_module().last_backup(self.backup_dir)
 
 
 class SynchronizeRanges(keras.callbacks.Callback):
@@ -164,31 +161,6 @@ class SynchronizeRanges(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.synchronize()
-
-
-def last_backup(backup_dir: Path) -> str | None:
-    """BackupAndRestore's backup in ``backup_dir``: a TensorFlow checkpoint under ``chief/`` (tf_keras), or
-    ``latest.weights.h5`` with the model and optimizer variables (Keras 3); None before the first epoch ends."""
-    if KERAS3:
-        path = backup_dir / "latest.weights.h5"
-        return str(path) if path.is_file() else None
-    return tf.train.latest_checkpoint(str(backup_dir / "chief"))
-
-
-def _readable(backup: str, name: str) -> bool:
-    """Whether every tensor of the backup reads back (a cut or emptied file does not); says so when not."""
-    if not KERAS3:
-        return newest_readable([backup], name) is not None
-    try:
-        with h5py.File(backup, "r") as weights:
-            weights.visititems(lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None)
-    except Exception as error:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for a cut file
-        print(
-            f"[qatzoo] {name} phase: the backup {backup} is unreadable ({unreadable_reason(error)}); "
-            "starting this phase afresh"
-        )
-        return False
-    return True
 
 
 def run_phase_fit(
@@ -211,7 +183,7 @@ def run_phase_fit(
     batches = EpochBatches(data.x_train, data.y_train, phase.batch_size, phase.seed)
     total = phase.epochs * batches.steps
     backup_dir = ckpt_dir / f"{phase.name}-fit"
-    final = ckpt_dir / f"{phase.name}-{phase.epochs:03d}.h5"
+    final = engine_module().weights_file(ckpt_dir / f"{phase.name}-{phase.epochs:03d}.h5")
     if total == 0:
         return {"resumed_from_step": 0, "steps": 0}
     if final.is_file():
@@ -220,8 +192,8 @@ def run_phase_fit(
         shutil.rmtree(backup_dir, ignore_errors=True)
         return {"resumed_from_step": total, "steps": total}
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    backup = last_backup(backup_dir)
-    if backup and not _readable(backup, phase.name):
+    backup = engine_module().last_backup(backup_dir)
+    if backup and not engine_module().backup_readable(backup, phase.name):
         shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
     loss_fn = loss_for(data.task)

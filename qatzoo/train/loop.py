@@ -2,9 +2,9 @@
 
 Why not ``Model.fit``: Keras' BackupAndRestore cannot resume mid-epoch bit-exactly. Here the whole
 training state lives in one ``tf.train.Checkpoint`` - weights, optimizer slots and step count,
-quantizer ranges (they are model variables) and the dropout generators (tf_keras layers use
-``tf.random.Generator`` state, see ``_seed`` in the trainer; on Keras 3 :func:`keras3_variables` lists
-the ranges and the SeedGenerator states, which the checkpoint would not reach) - and the data position is a pure
+quantizer ranges and the dropout state (the engine's ``checkpoint_state``: on Keras 3 every model variable,
+ranges and SeedGenerator states included, which the checkpoint would not reach; on tf_keras the layers'
+``tf.random.Generator`` state, see ``_seed`` in the trainer) - and the data position is a pure
 function of the step: epoch ``e`` visits the training set in the order
 ``numpy.random.default_rng([seed, e]).permutation(n)``. Restoring step ``s`` and running on gives the
 same weights, to the bit, as never having stopped.
@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from qatzoo.data.splits import Splits
 from qatzoo.errors import TrainingError
-from qatzoo.keras import KERAS3, keras
+from qatzoo.keras import keras
+from qatzoo.quant.schemes import engine_module
 from qatzoo.quiet import LOUD
 from qatzoo.task import Task
 from qatzoo.train import distribute
@@ -151,7 +152,7 @@ def run_phase(
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
-        state = {"variables": keras3_variables(model)} if KERAS3 else {"rng": random_generators(model)}
+        state = engine_module().checkpoint_state(model)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **state)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=phase.keep_checkpoints)
     latest = newest_readable(manager.checkpoints, phase.name)
@@ -306,50 +307,8 @@ def _distributed_train_step(model: keras.Model, optimizer, task: Task, strategy:
     return train_step
 
 
-def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
-    """The tf.random.Generator of every random layer (dropout), created now if still lazy.
-
-    Keras keeps them out of checkpoints on purpose; a bit-exact resume needs their state.
-    """
-    found = {}
-    for layer in model.layers:
-        inner = getattr(layer, "layer", layer)  # QuantizeWrapper holds the real layer
-        rng = getattr(inner, "_random_generator", None)
-        if rng is None:
-            continue
-        rng._maybe_init()  # noqa: SLF001 - the generator is created lazily on first use
-        if rng._generator is not None:  # noqa: SLF001
-            found[layer.name] = rng._generator  # noqa: SLF001
-    return found
-
-
-def dropout_state(model: keras.Model) -> dict:
-    """What a dropout mask depends on beyond the seed, for a checkpoint: the tf.random.Generator of every
-    random layer (tf_keras), or the state variable of every SeedGenerator (Keras 3; its weight files leave
-    it out)."""
-    if KERAS3:
-        # Keyed by position: a SeedGenerator's name counts those made before it in the process.
-        return {f"seed_{i:03d}": v for i, v in enumerate(model.variables) if _seed_state(v)}
-    return random_generators(model)
-
-
-def _seed_state(variable) -> bool:
-    return variable.path.split("/")[-1] == "seed_generator_state"
-
-
-def keras3_variables(model: keras.Model) -> dict:
-    """Every variable of a Keras 3 ``model`` by its position and path (``007_conv2d_kernel_min``).
-
-    ``tf.train.Checkpoint(model=...)`` reaches a Keras 3 model's trainable weights only (and those through
-    the optimizer): the quantizer ranges the wrappers keep in dicts, and the state of each dropout layer's
-    SeedGenerator, stay outside it. ``model.variables`` lists them all, in an order fixed by the model.
-    """
-    return {f"{i:03d}_{v.path.replace('/', '_')}": v for i, v in enumerate(model.variables)}
-
-
 def _save_weights(model: keras.Model, path: Path) -> None:
-    if KERAS3:  # Keras 3 writes weights only to *.weights.h5
-        path = path.with_name(f"{path.stem}.weights.h5")
+    path = engine_module().weights_file(path)
     tmp = path.with_name(f".{path.stem}.tmp{''.join(path.suffixes)}")
     model.save_weights(str(tmp))
     os.replace(tmp, path)

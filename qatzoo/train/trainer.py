@@ -25,8 +25,9 @@ from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
 from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingError
 from qatzoo.export.card import render as render_card
-from qatzoo.keras import KERAS3, keras
+from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
+from qatzoo.quant.schemes import engine_module
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, run_phase
@@ -54,6 +55,9 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
     clock = Stopwatch()
     with clock("data_s"):
         data = load_data(cfg.data)
+    # Seeded again: preparing a dataset (a machine's first run of it) draws from the random generators, and a
+    # model built after that would differ from a later run's, which finds the data prepared.
+    _seed(cfg.trainer, cfg.trainer.seed)
     model, scheme = build_model(cfg.arch, data, strategy), build_scheme(cfg.quant)
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
@@ -338,8 +342,7 @@ def _seed(trainer, seed: int) -> None:
     if trainer.threads and not tf.config.threading.get_intra_op_parallelism_threads():
         tf.config.threading.set_intra_op_parallelism_threads(trainer.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    if not KERAS3:  # Keras 3's dropout draws from SeedGenerator state variables already
-        keras.backend.experimental.enable_tf_random_generator()
+    engine_module().prepare_seeding()
     keras.utils.set_random_seed(seed)
     if trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
