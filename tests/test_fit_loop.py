@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 
+from qatzoo.quant.schemes import engine_module
+
 MNIST_5K = {"train": "train", "val": "validation", "test": "test"}
 
 
@@ -39,7 +41,7 @@ def _model(data, seed=0, qat=False):
     from qatzoo.models.mnist_cnn import mnist_cnn
 
     tf.config.experimental.enable_op_determinism()
-    keras.backend.experimental.enable_tf_random_generator()
+    engine_module().prepare_seeding()
     keras.utils.set_random_seed(seed)
     model = mnist_cnn(input_shape=data.input_shape, num_outputs=data.num_outputs)
     if qat:
@@ -48,6 +50,15 @@ def _model(data, seed=0, qat=False):
         keras.utils.set_random_seed(seed + 1)
         model = scheme("int8", qat=True, int8=True).quantize(model, data.representative(64, seed))
     return model
+
+
+def _weights(stem: str) -> str:
+    """The file name ``save_weights`` gives ``<stem>.h5`` on this process's engine (Keras 3: ``.weights.h5``)."""
+    from pathlib import Path
+
+    from qatzoo.quant.schemes import engine_module
+
+    return engine_module().weights_file(Path(f"{stem}.h5")).name
 
 
 def _phase(name="float", epochs=2, lr=1e-3, **kept):
@@ -78,7 +89,10 @@ def test_fit_trains_like_the_tape_loop(data, tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=0.02)  # fit: batch-size-weighted epoch mean
     assert fit_log.rows[1][2]["loss"] < fit_log.rows[0][2]["loss"]
     assert fit_log.rows[-1][2]["val_accuracy"] > 80.0
-    assert [p.name for p in sorted((tmp_path / "fit").iterdir())] == ["float-001.h5", "float-002.h5"]  # backup gone
+    assert [p.name for p in sorted((tmp_path / "fit").iterdir())] == [
+        _weights("float-001"),
+        _weights("float-002"),
+    ]  # backup gone
 
     # A finished phase is not trained again: its last weights are loaded.
     again_model, again_log = _model(data, seed=5), RecordingLogger()
@@ -100,7 +114,7 @@ def test_fit_resumes_a_killed_qat_phase_at_the_epoch_boundary(data, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_phase_fit(_model(data, qat=True), data, phase, tmp_path / "killed", RecordingLogger(die_at=2))
-    assert (tmp_path / "killed" / "qat-fit" / "chief" / "ckpt-1.index").is_file()  # epoch 1 backed up
+    assert engine_module().last_backup(tmp_path / "killed" / "qat-fit")  # epoch 1 backed up
 
     resumed, log = _model(data, qat=True), RecordingLogger()
     result = run_phase_fit(resumed, data, phase, tmp_path / "killed", log)
@@ -151,4 +165,4 @@ def test_only_the_newest_checkpoints_and_the_weights_asked_for_stay_on_disk(data
 
     # The fit loop keeps its last epoch's weights whatever epoch_weights says: they mark the phase as done.
     run_phase_fit(_model(data), data, phase, tmp_path / "fit", RecordingLogger())
-    assert [p.name for p in (tmp_path / "fit").iterdir()] == ["float-002.h5"]
+    assert [p.name for p in (tmp_path / "fit").iterdir()] == [_weights("float-002")]

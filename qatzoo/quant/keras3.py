@@ -558,10 +558,12 @@ def custom_objects() -> dict:
 
 def checkpoint_state(model: keras.Model) -> dict:
     """What a step checkpoint holds beside ``model`` and its optimizer: every variable of the model by position
-    and path (``007_conv2d_kernel_min``). ``tf.train.Checkpoint(model=...)`` reaches a Keras 3 model's trainable
+    and name (``007_kernel_min``). ``tf.train.Checkpoint(model=...)`` reaches a Keras 3 model's trainable
     weights only: the quantizer ranges the wrappers keep in dicts, and the state of each dropout layer's
-    SeedGenerator, stay outside it. ``model.variables`` lists them all, in an order fixed by the model."""
-    return {"variables": {f"{i:03d}_{v.path.replace('/', '_')}": v for i, v in enumerate(model.variables)}}
+    SeedGenerator, stay outside it. ``model.variables`` lists them all, in an order fixed by the model. Not by
+    path: a path names layers and SeedGenerators by how many the process made before (``seed_generator_3``), so
+    a model built again in the same process would not find its state."""
+    return {"variables": {f"{i:03d}_{v.name}": v for i, v in enumerate(model.variables)}}
 
 
 def dropout_state(model: keras.Model) -> dict:
