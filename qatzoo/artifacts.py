@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, PlainValidator, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 #: Integers beyond this are not exact in a float64 (and ``math.isfinite`` overflows on far larger ones).
@@ -43,15 +43,15 @@ def finite(value) -> bool:
     return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
 
 
-def rule(test, what: str) -> BeforeValidator:
-    """A field check: ``value`` passes ``test`` or the field "is not {what}"."""
+def rule(test, what: str) -> PlainValidator:
+    """A field check: ``value`` passes ``test`` (it is kept as it is) or the field "is not {what}"."""
 
     def check(value):
         if not test(value):
             raise PydanticCustomError("qatzoo", f"is not {what}")
         return value
 
-    return BeforeValidator(check)
+    return PlainValidator(check)
 
 
 def integer(low: int = 0, high: int = MAX_INT, what: str | None = None):
