@@ -98,14 +98,14 @@ def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dic
         else:
             name = report.int8_model or "float"
             row.update(
-                status="ok" if all((report.checks or {}).values()) else "checks failed",
+                status="ok" if report.checks is None or report.passed else "checks failed",
                 val_int8=report.value(name, split="val"),
                 int8=report.value(name),
                 int8_model=name,
                 float=report.value("float"),
                 ptq_int8=report.value("ptq_int8"),
                 qat=report.value("qat"),
-                int8_over_float=report.sizes.get("int8_over_float"),
+                int8_over_float=report.sizes.int8_over_float,
                 seconds=report.timing["total_s"],
             )
         row["run_dir"] = str(t["dir"])
