@@ -81,6 +81,9 @@ Word = matching(re.compile(r"."), "a non-empty string")
 Task = one_of("classification", "forecast")
 Metric = one_of("accuracy", "mae")
 Dtype = one_of("int8", "uint8", "int16", "float32")
+#: The default of a field that may be absent (read as None) but is valid when present: pydantic does not
+#: validate defaults, so ``x: FiniteFloat = ABSENT`` refuses an explicit null (``x: FiniteFloat | None`` would not).
+ABSENT = None
 
 
 class Record(BaseModel):
@@ -122,14 +125,8 @@ class Record(BaseModel):
     def __iter__(self):
         yield from list(self._data)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
     def keys(self):
         return self.plain.keys()
-
-    def values(self):
-        return self.plain.values()
 
     def items(self):
         return self.plain.items()

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WrapValidator, model_validator
 
-from qatzoo.artifacts import Count, FiniteFloat, NonNegative, Quantization, Record, Sha256, one_line, parse_json
+from qatzoo.artifacts import ABSENT, Count, FiniteFloat, NonNegative, Quantization, Record, Sha256, one_line, parse_json
 from qatzoo.artifacts import read_bounded as _read_bounded
 from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
@@ -50,8 +50,8 @@ AsIs = WrapValidator(_as_is)
 
 
 class Scores(Record):
-    accuracy: FiniteFloat | None = None
-    mae: FiniteFloat | None = None
+    accuracy: FiniteFloat = ABSENT
+    mae: FiniteFloat = ABSENT
 
 
 class Results(Record):
@@ -68,18 +68,18 @@ class Results(Record):
 class Scheme(Record):
     """What the quantization scheme was (:class:`qatzoo.quant.spec.Spec` fields for a QAT scheme)."""
 
-    qat: bool | None = None
-    int8: bool | None = None
-    runtime: str | None = None
+    qat: bool = ABSENT
+    int8: bool = ABSENT
+    runtime: str = ABSENT
     kept_float: list[str] = []
     layers: dict[str, str] = {}
-    weight_bits: Count | None = None
-    activation_bits: Count | None = None
-    weight_symmetric: bool | None = None
-    weight_narrow_range: bool | None = None
-    activation_symmetric: bool | None = None
-    per_channel: bool | None = None
-    range: str | None = None
+    weight_bits: Count = ABSENT
+    activation_bits: Count = ABSENT
+    weight_symmetric: bool = ABSENT
+    weight_narrow_range: bool = ABSENT
+    activation_symmetric: bool = ABSENT
+    per_channel: bool = ABSENT
+    range: str = ABSENT
 
 
 class SplitSizes(Record):
@@ -95,11 +95,11 @@ class Dataset(Record):
 
 
 class FileSizes(Record):
-    float_tflite: Count | None = None
-    int8_tflite: Count | None = None
-    int8_over_float: NonNegative | None = None
-    int8_packed: Count | None = None
-    packed_over_float: NonNegative | None = None
+    float_tflite: Count = ABSENT
+    int8_tflite: Count = ABSENT
+    int8_over_float: NonNegative = ABSENT
+    int8_packed: Count = ABSENT
+    packed_over_float: NonNegative = ABSENT
 
 
 class FileRecord(Record):
@@ -111,10 +111,10 @@ class Parity(Record):
     """The int8 model against its Keras model: agreement (classification) or MAE gap (forecast)."""
 
     passed: bool = Field(alias="pass")
-    threshold: FiniteFloat | None = None
-    agreement: FiniteFloat | None = None
-    mae_gap: FiniteFloat | None = None
-    mean_abs_diff: FiniteFloat | None = None
+    threshold: FiniteFloat = ABSENT
+    agreement: FiniteFloat = ABSENT
+    mae_gap: FiniteFloat = ABSENT
+    mean_abs_diff: FiniteFloat = ABSENT
 
 
 class Int8(Record):
@@ -148,10 +148,10 @@ class Lowbit(Record):
 class Baseline(Record):
     """A classical model on the same split (:mod:`qatzoo.baselines`): test and validation metric, what it is."""
 
-    accuracy: FiniteFloat | None = None
-    mae: FiniteFloat | None = None
-    val_accuracy: FiniteFloat | None = None
-    val_mae: FiniteFloat | None = None
+    accuracy: FiniteFloat = ABSENT
+    mae: FiniteFloat = ABSENT
+    val_accuracy: FiniteFloat = ABSENT
+    val_mae: FiniteFloat = ABSENT
     about: str = ""
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from qatzoo.artifacts import Count, Dtype, NonNegative, Record, one_line, one_of
+from qatzoo.artifacts import ABSENT, Count, Dtype, NonNegative, Record, one_line, one_of
 
 #: Version of the report's layout.
 SCHEMA_VERSION = 1
@@ -140,10 +140,10 @@ def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs
 
 class LitertCpu(Record):
     cpu: str
-    threads: Count | None = None
+    threads: Count = ABSENT
     int8_us: NonNegative
-    float_us: NonNegative | None = None
-    int8_over_float: NonNegative | None = None
+    float_us: NonNegative = ABSENT
+    int8_over_float: NonNegative = ABSENT
 
 
 class Tflm(Record):
@@ -152,10 +152,10 @@ class Tflm(Record):
     error: str | None = None
     arena_bytes: Count | None = None
     flash_bytes: Count
-    examples: NonNegative | None = None
-    equal_share: NonNegative | None = None
-    max_step_diff: NonNegative | None = None
-    metric: NonNegative | None = None
+    examples: NonNegative = ABSENT
+    equal_share: NonNegative = ABSENT
+    max_step_diff: NonNegative = ABSENT
+    metric: NonNegative = ABSENT
 
     @model_validator(mode="after")
     def _arena(self):
@@ -191,7 +191,7 @@ class Deployment(Record):
     """A deployment report read back (metrics.json, an index entry)."""
 
     version: one_of(SCHEMA_VERSION) = Field(alias="schema")
-    activations: Dtype | None = None
+    activations: Dtype = ABSENT
     litert_cpu: LitertCpu
     tflm: Tflm
     ethos_u55: EthosU55

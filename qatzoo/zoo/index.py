@@ -21,6 +21,7 @@ from pydantic import ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from qatzoo.artifacts import (
+    ABSENT,
     CODE_KEY,
     MAX_DEPTH,
     FiniteFloat,
@@ -140,11 +141,11 @@ class IndexEntry(Record):
     provenance: dict
     date: Word
     command: Word
-    # Absent from entries published before them. A default is not validated, so an explicit null is refused.
-    engine: Engine = None
-    baselines: Baselines = None
-    contract: Contract = None
-    deployment: Deployment = None
+    # Absent from entries published before them (an explicit null is refused).
+    engine: Engine = ABSENT
+    baselines: Baselines = ABSENT
+    contract: Contract = ABSENT
+    deployment: Deployment = ABSENT
 
     @model_validator(mode="after")
     def _consistent(self):
