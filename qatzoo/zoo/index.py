@@ -288,9 +288,23 @@ def checkout_zoo() -> Path | None:
 
 
 def plain_config(config: dict) -> dict:
-    """A resolved run config as plain data: Hydra's ``_target_``-style keys dropped at every level."""
-    if isinstance(config, dict):
-        return {k: plain_config(v) for k, v in config.items() if not (isinstance(k, str) and CODE_KEY.match(k))}
-    if isinstance(config, list):
-        return [plain_config(v) for v in config]
-    return config
+    """A resolved run config as plain data: Hydra's ``_target_``-style keys dropped at every level.
+
+    It comes from a run's config.yaml: a node met twice (a YAML alias, which copying would multiply) or
+    nesting deeper than :data:`~qatzoo.artifacts.MAX_DEPTH` levels is refused with one line."""
+    seen: set[int] = set()
+
+    def plain(node, depth: int):
+        if isinstance(node, (dict, list)):
+            if id(node) in seen or depth > MAX_DEPTH:
+                raise ZooError(
+                    f"the run's config is not plain data (a YAML alias, or nested deeper than {MAX_DEPTH} levels)"
+                )
+            seen.add(id(node))
+        if isinstance(node, dict):
+            return {k: plain(v, depth + 1) for k, v in node.items() if not (isinstance(k, str) and CODE_KEY.match(k))}
+        if isinstance(node, list):
+            return [plain(v, depth + 1) for v in node]
+        return node
+
+    return plain(config, 0)
