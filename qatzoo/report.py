@@ -9,15 +9,25 @@ metrics.json keeps the shape it always had (``results[model][metric]``, ``int8.p
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WrapValidator, model_validator
 
-from qatzoo.artifacts import ABSENT, Count, FiniteFloat, NonNegative, Quantization, Record, Sha256, one_line, parse_json
-from qatzoo.artifacts import read_bounded as _read_bounded
+from qatzoo.artifacts import (
+    ABSENT,
+    Count,
+    FiniteFloat,
+    NonNegative,
+    Quantization,
+    Record,
+    Sha256,
+    finite,
+    one_line,
+    parse_json,
+    read_bounded,
+)
 from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
 from qatzoo.errors import TrainingError
@@ -217,7 +227,7 @@ class RunReport(BaseModel):
         except ValidationError as error:
             first = error.errors()[0]
             value = first.get("input")
-            if (info.context or {}).get("reading") or not (isinstance(value, float) and not math.isfinite(value)):
+            if (info.context or {}).get("reading") or not (isinstance(value, float) and not finite(value)):
                 raise
             where = ".".join(str(p) for p in first["loc"])
             raise TrainingError(
@@ -294,7 +304,7 @@ class RunReport(BaseModel):
         """The report of the run in ``run_dir``; ReportError (one line) if it is missing or malformed."""
         path = Path(run_dir) / "metrics.json"
         try:
-            data = parse_json(_read_bounded(path, MAX_BYTES))
+            data = parse_json(read_bounded(path, MAX_BYTES))
         except FileNotFoundError:
             raise ReportError(f"{path.parent} has no metrics.json: the run did not finish") from None
         except (OSError, ValueError, RecursionError) as error:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from qatzoo.artifacts import finite
 from qatzoo.files import write_figure, write_text
 from qatzoo.report import ReportError, RunReport
 
@@ -163,9 +163,9 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
     paths = [csv_path, md_path]
 
     scores = [(int(r["trial"]) if r["trial"].isdigit() else i, r["val_int8"]) for i, r in enumerate(table)]
-    scores = [(n, v) for n, v in scores if v is not None and math.isfinite(v)]
+    scores = [(n, v) for n, v in scores if finite(v)]
     pruned = [(int(r["trial"]) if r["trial"].isdigit() else i, r.get("pruned_val")) for i, r in enumerate(table)]
-    pruned = [(n, v) for n, v in pruned if isinstance(v, (int, float)) and math.isfinite(v)]
+    pruned = [(n, v) for n, v in pruned if finite(v)]  # from pruned.json: a 400-digit integer is not a number here
     if scores or pruned:
         import matplotlib
 
