@@ -110,14 +110,13 @@ def _sweep_summary(args) -> int:
 
 
 def _publish(args) -> int:
-    from qatzoo.zoo.index import default_zoo_dir
+    from qatzoo.zoo.index import default_zoo_dir, entry_of
     from qatzoo.zoo.publish import publish
 
-    entry = publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name, data_dir=args.data_dir)
-    metric = entry["metric"]
+    entry = entry_of(publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name, data_dir=args.data_dir))
     print(
-        f"published {entry['name']}@{entry['version']} ({entry['size']:,} bytes, sha256 {entry['sha256']}); "
-        f"{metric} measured in LiteRT on the test split: {_fmt(entry, entry['int8_model'])}"
+        f"published {entry.name}@{entry.version} ({entry.size:,} bytes, sha256 {entry.sha256}); "
+        f"{entry.metric} measured in LiteRT on the test split: {_fmt(entry, entry.int8_model)}"
     )
     return 0
 
@@ -128,21 +127,23 @@ def _limits(args):
     return Limits.resolve(stall=args.stall_timeout, deadline=args.deadline)
 
 
-def _fmt(entry: dict, key: str) -> str:
-    value = entry["metrics"].get(key)
-    return "-" if value is None else (f"{value:.2f}%" if entry["unit"] == "%" else f"{value:.4f} {entry['unit']}")
+def _fmt(entry, key: str) -> str:
+    value = entry.metrics.get(key)
+    return "-" if value is None else (f"{value:.2f}%" if entry.unit == "%" else f"{value:.4f} {entry.unit}")
 
 
 def _list(args) -> int:
     from qatzoo.zoo.download import read_index
+    from qatzoo.zoo.index import entries
 
     index, _ = read_index(args.index, limits=_limits(args))
-    if not index["models"]:
+    models = entries(index)
+    if not models:
         print("the zoo is empty")
-    for e in index["models"]:
+    for e in models:
         print(
-            f"{e['name'] + '@' + e['version']:<26} {e['dataset']['name']:<14} {e['metric']}: float {_fmt(e, 'float')}, "
-            f"PTQ int8 {_fmt(e, 'ptq_int8')}, int8 {_fmt(e, e['int8_model'])}  ({e['size']:,} B)"
+            f"{e.name + '@' + e.version:<26} {e.dataset.name:<14} {e.metric}: float {_fmt(e, 'float')}, "
+            f"PTQ int8 {_fmt(e, 'ptq_int8')}, int8 {_fmt(e, e.int8_model)}  ({e.size:,} B)"
         )
     return 0
 
@@ -217,9 +218,9 @@ def _predict(args) -> int:
     try:
         source = Path(args.model)
         model = Model.from_run(source) if source.is_dir() else load(args.model, index=args.index, progress=False)
-        kind = model.contract["input"]["raw"]["kind"]
+        kind = model.contract.input.raw.kind
         raw = _read_input(Path(args.input), kind)
-        if model.contract["task"] == "classification":
+        if model.contract.task == "classification":
             result = model.predict(raw, labels=True, probabilities=True)
             if isinstance(result["labels"], np.ndarray) and result["labels"].ndim:
                 rows = [
@@ -236,7 +237,7 @@ def _predict(args) -> int:
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0]))
         return 0
-    unit = model.contract["output"].get("unit", "")
+    unit = model.contract.output.unit or ""
     for row in rows:
         if "label" in row:
             print(f"{row['label']} ({row['probability']:.1%})")

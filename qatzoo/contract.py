@@ -12,10 +12,13 @@ a contract read from a file or a download is validated data, never code.
 
 from __future__ import annotations
 
-import math
-import numbers
+from typing import ClassVar
 
 import numpy as np
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from qatzoo.artifacts import Count, FiniteFloat, Quantization, Record, Task, data_only, integer, one_line, one_of
 
 SCHEMA_VERSION = 1
 #: Input steps (raw -> model input, float): the names and the constants each takes.
@@ -78,99 +81,164 @@ def contract(task: str, inputs: dict, outputs: dict, input_q=None, output_q=None
 # ---- applied by the loaders and by Model.predict
 
 
-def preprocess(inputs: dict, raw: np.ndarray) -> np.ndarray:
+def preprocess(inputs: dict | Inputs, raw: np.ndarray) -> np.ndarray:
     """Apply the input steps of ``inputs`` (a contract's ``input``) to a batch of raw inputs (first axis:
     examples); float32 model inputs.
 
     The arithmetic is what the loaders always did: float32 for images, float64 for series (cast at the end).
     """
-    steps = inputs["steps"]
-    x = np.asarray(raw, dtype=np.float32 if inputs["raw"]["kind"] == "image" else np.float64)
-    for step in steps:
-        op = step["op"]
-        if op == "divide":
-            x = x / step["by"]
-        elif op == "last_window":
-            x = x[:, -int(step["length"]) :]
-        elif op == "subtract_last":
+    inputs = _typed(Inputs, inputs, "contract.input")
+    x = np.asarray(raw, dtype=np.float32 if inputs.raw.kind == "image" else np.float64)
+    for step in inputs.steps:
+        if step.op == "divide":
+            x = x / step.by
+        elif step.op == "last_window":
+            x = x[:, -step.length :]
+        elif step.op == "subtract_last":
             x = x - x[:, -1:]
-        elif op == "add_axis":
+        elif step.op == "add_axis":
             x = x[..., None]
-        else:
-            raise ContractError(f"unknown input step {op!r}")
     return x.astype(np.float32)
 
 
-def targets(steps: list[dict], raw_inputs: np.ndarray, raw_targets: np.ndarray) -> np.ndarray:
+def targets(steps: list, raw_inputs: np.ndarray, raw_targets: np.ndarray) -> np.ndarray:
     """Forecast targets in the model's units: the inverse of the output steps (minus last, divided)."""
     y = np.asarray(raw_targets, dtype=np.float64)
     last = np.asarray(raw_inputs, dtype=np.float64)[:, -1:]
-    for step in reversed(steps):
-        if step["op"] == "add_last":
+    for step in reversed(_output_steps(steps)):
+        if step.op == "add_last":
             y = y - last
-        elif step["op"] == "multiply":
-            y = y / step["by"]
+        elif step.op == "multiply":
+            y = y / step.by
     return y.astype(np.float32)
 
 
-def decode(steps: list[dict], y: np.ndarray, raw_inputs: np.ndarray) -> np.ndarray:
+def decode(steps: list, y: np.ndarray, raw_inputs: np.ndarray) -> np.ndarray:
     """Apply output ``steps`` to dequantized outputs (float64): forecasts in the dataset's unit."""
     y = np.asarray(y, dtype=np.float64)
     last = np.asarray(raw_inputs, dtype=np.float64)[:, -1:]
-    for step in steps:
-        if step["op"] == "multiply":
-            y = y * step["by"]
-        elif step["op"] == "add_last":
+    for step in _output_steps(steps):
+        if step.op == "multiply":
+            y = y * step.by
+        elif step.op == "add_last":
             y = y + last
-        else:
-            raise ContractError(f"unknown output step {step['op']!r}")
     return y
+
+
+def _output_steps(steps: list) -> list[OutputStep]:
+    return [_typed(OutputStep, step, f"contract.output.steps[{i}]") for i, step in enumerate(steps)]
+
+
+def _typed(model, value, where: str):
+    """``value`` (a dict or already a record) as ``model``; ContractError naming the field otherwise."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        raise ContractError(one_line(error, where)) from None
 
 
 # ---- reading (index entries, contract.json)
 
 
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+class Step(Record):
+    """One step: a named operation of :data:`STEPS` and exactly the constants it takes."""
+
+    model_config = ConfigDict(extra="forbid")
+    STEPS: ClassVar[dict[str, tuple[str, ...]]] = INPUT_STEPS
+    op: str
+    by: FiniteFloat | None = None
+    length: integer(1, 10**6) | None = None
+
+    @model_validator(mode="after")
+    def _takes(self):
+        if self.op not in self.STEPS:
+            raise PydanticCustomError("qatzoo", f"is not one of {', '.join(self.STEPS)} (op {self.op!r:.40})")
+        needs = self.STEPS[self.op]
+        if self.model_fields_set - {"op"} != set(needs) or any(getattr(self, k) is None for k in needs):
+            raise PydanticCustomError("qatzoo", f"is not {self.op} with {', '.join(needs) or 'nothing'}")
+        if self.by == 0:
+            raise PydanticCustomError("qatzoo", f"is not a step: {self.op} by 0")
+        return self
+
+
+class InputStep(Step):
+    STEPS: ClassVar[dict[str, tuple[str, ...]]] = INPUT_STEPS
+
+
+class OutputStep(Step):
+    STEPS: ClassVar[dict[str, tuple[str, ...]]] = OUTPUT_STEPS
+
+
+class Raw(Record):
+    """The raw input: uint8 images of ``shape``, or a series of at least ``min_length`` values."""
+
+    kind: one_of("image", "series")
+    dtype: str | None = None
+    shape: list[integer(1, 10**6)] | None = None
+    range: list[FiniteFloat] | None = None
+    unit: str | None = None
+    frequency: str | None = None
+    min_length: integer(1, 10**6) | None = None
+
+    @model_validator(mode="after")
+    def _described(self):
+        needs = ("shape",) if self.kind == "image" else ("min_length", "unit", "frequency")
+        missing = [k for k in needs if getattr(self, k) is None]
+        if missing or (self.kind == "image" and len(self.shape) != 2):
+            raise PydanticCustomError("qatzoo", f"is not a {self.kind} description (it needs {', '.join(needs)})")
+        return self
+
+
+class Inputs(Record):
+    raw: Raw
+    steps: list[InputStep] = []
+    quantization: Quantization | None = None
+
+
+class Outputs(Record):
+    """Logits over ``classes`` (decoded by argmax), or ``horizon`` forecast values in ``unit``."""
+
+    kind: str | None = None
+    classes: list[str] | None = None
+    decode: str | None = None
+    horizon: Count | None = None
+    unit: str | None = None
+    starts: str | None = None
+    steps: list[OutputStep] = []
+    quantization: Quantization | None = None
+
+
+class Contract(Record):
+    """A whole contract (``contract.json``, an index entry's ``contract``)."""
+
+    _data_only = data_only("contract", "contracts")
+    version: one_of(SCHEMA_VERSION) = Field(alias="schema")
+    task: Task
+    input: Inputs
+    output: Outputs
+
+    @property
+    def schema(self) -> int:
+        return self.version
+
+    @model_validator(mode="after")
+    def _meaning(self):
+        if self.task == "classification" and not self.output.classes:
+            raise PydanticCustomError("qatzoo", "has no output.classes (a list of names) for its classification")
+        if self.task == "forecast" and not self.output.horizon:
+            raise PydanticCustomError("qatzoo", "has no output.horizon (a count >= 1) for its forecast")
+        return self
+
+
+def read(c, where: str = "contract") -> Contract:
+    """The typed contract of ``c`` (a dict read from a file); ContractError naming the field otherwise."""
+    return _typed(Contract, c, where)
 
 
 def problem(c) -> str | None:
     """What is wrong with a contract read from a file (``None``: well formed)."""
-    if (
-        not isinstance(c, dict)
-        or c.get("schema") != SCHEMA_VERSION
-        or c.get("task") not in ("classification", "forecast")
-    ):
-        return f"contract is not a schema-{SCHEMA_VERSION} contract of a classification or forecast model"
-    inputs, outputs = c.get("input"), c.get("output")
-    if not isinstance(inputs, dict) or not isinstance(outputs, dict):
-        return "contract.input and contract.output must be objects"
-    for side, allowed in (("input", INPUT_STEPS), ("output", OUTPUT_STEPS)):
-        steps = c[side].get("steps", [])
-        if not isinstance(steps, list):
-            return f"contract.{side}.steps is not a list"
-        for step in steps:
-            if not isinstance(step, dict) or step.get("op") not in allowed:
-                return f"contract.{side}.steps: {str(step)[:60]} is not one of {', '.join(allowed)}"
-            if set(step) - {"op", *allowed[step["op"]]} or not all(_number(step.get(k)) for k in allowed[step["op"]]):
-                return f"contract.{side}.steps: {step['op']} takes {', '.join(allowed[step['op']]) or 'nothing'}"
-            if step["op"] in ("divide", "multiply") and step["by"] == 0:
-                return f"contract.{side}.steps: {step['op']} by 0"
-        q = c[side].get("quantization")
-        if q is not None and not (
-            isinstance(q, dict)
-            and q.get("dtype") in ("int8", "uint8", "float32")
-            and _number(q.get("scale"))
-            and isinstance(q.get("zero_point"), int)
-        ):
-            return f"contract.{side}.quantization is not {{dtype, scale, zero_point}}"
-    raw = inputs.get("raw")
-    if not isinstance(raw, dict) or raw.get("kind") not in ("image", "series"):
-        return "contract.input.raw is not an image or series description"
-    if c["task"] == "classification":
-        classes = outputs.get("classes")
-        if not (isinstance(classes, list) and classes and all(isinstance(n, str) for n in classes)):
-            return "contract.output.classes is not a list of names"
-    elif not (isinstance(outputs.get("horizon"), int) and outputs["horizon"] >= 1):
-        return "contract.output.horizon is not a positive count"
+    try:
+        read(c)
+    except ContractError as error:
+        return str(error)
     return None

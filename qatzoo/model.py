@@ -13,25 +13,26 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from qatzoo import contract as contracts
-from qatzoo.contract import ContractError
+from qatzoo.artifacts import parse_json, read_bounded
+from qatzoo.contract import Contract, ContractError
+
+#: A contract.json larger than this is not read (one is about a kilobyte).
+MAX_CONTRACT_BYTES = 1024 * 1024
 
 
 class Model:
     """A .tflite run in LiteRT behind its contract."""
 
-    def __init__(self, model: bytes | str | Path, contract: dict):
+    def __init__(self, model: bytes | str | Path, contract: dict | Contract):
         from qatzoo.export.litert import interpreter
 
-        problem = contracts.problem(contract)
-        if problem:
-            raise ContractError(problem)
-        self.contract = contract
+        #: The typed contract (``.plain``: its JSON; ``contract["input"]`` still reads like the dict).
+        self.contract = contracts.read(contract)
         self.interpreter = interpreter(model if isinstance(model, bytes) else str(model))
         self._in = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
@@ -39,8 +40,8 @@ class Model:
     @classmethod
     def from_files(cls, model: str | Path, contract_file: str | Path) -> Model:
         try:
-            data = json.loads(Path(contract_file).read_text())
-        except (OSError, ValueError) as error:
+            data = parse_json(read_bounded(contract_file, MAX_CONTRACT_BYTES))
+        except (OSError, ValueError, RecursionError) as error:
             raise ContractError(f"{contract_file} is not a readable contract ({type(error).__name__})") from None
         return cls(model, data)
 
@@ -54,12 +55,12 @@ class Model:
 
     def _batch(self, raw) -> tuple[np.ndarray, bool]:
         """Raw input as a batch (first axis: examples) and whether one example was given."""
-        spec = self.contract["input"]["raw"]
+        spec = self.contract.input.raw
         x = np.asarray(raw)
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise ContractError(f"input must be numbers, got {x.dtype}")
-        if spec["kind"] == "image":
-            shape = tuple(spec["shape"])
+        if spec.kind == "image":
+            shape = tuple(spec.shape)
             if x.dtype != np.uint8:
                 raise ContractError(f"input must be uint8 pixels (0-255) of shape {shape}, got {x.dtype}")
             if x.shape[-1:] == (1,) and x.shape[-3:-1] == shape:
@@ -71,7 +72,7 @@ class Model:
             raise ContractError(
                 f"input must be one image {shape} or a batch (N, {shape[0]}, {shape[1]}), got {x.shape}"
             )
-        need = spec["min_length"]
+        need = spec.min_length
         if not np.all(np.isfinite(x)):
             raise ContractError("the series holds NaN or infinite values")
         if x.ndim == 1:
@@ -83,7 +84,7 @@ class Model:
             raise ContractError(f"input must be one series (length >= {need}) or a batch (N, length), got {x.shape}")
         if x.shape[1] < need:
             raise ContractError(
-                f"the series needs at least {need} values ({spec['frequency']}, {spec['unit']}), got {x.shape[1]}"
+                f"the series needs at least {need} values ({spec.frequency}, {spec.unit}), got {x.shape[1]}"
             )
         return x.astype(np.float64), single
 
@@ -112,17 +113,17 @@ class Model:
         unit, from its last ``window`` values (a longer history is fine).
         """
         batch, single = self._batch(raw)
-        y = self._run(contracts.preprocess(self.contract["input"], batch))
-        output = self.contract["output"]
-        if self.contract["task"] == "forecast":
-            result = contracts.decode(output["steps"], y, batch)
+        y = self._run(contracts.preprocess(self.contract.input, batch))
+        output = self.contract.output
+        if self.contract.task == "forecast":
+            result = contracts.decode(output.steps, y, batch)
         else:
             classes = np.argmax(y, axis=-1)
             if probabilities:
                 e = np.exp(y - y.max(axis=-1, keepdims=True))
                 probs = e / e.sum(axis=-1, keepdims=True)
             if labels:
-                names = np.asarray(output["classes"])[classes]
+                names = np.asarray(output.classes)[classes]
                 result = {"labels": names, "probabilities": probs} if probabilities else names
             else:
                 result = probs if probabilities else classes

@@ -8,66 +8,237 @@ metrics.json keeps the shape it always had (``results[model][metric]``, ``int8.p
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-import math
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WrapValidator, model_validator
+
+from qatzoo.artifacts import (
+    ABSENT,
+    Count,
+    FiniteFloat,
+    NonNegative,
+    Quantization,
+    Record,
+    Sha256,
+    finite,
+    one_line,
+    parse_json,
+    read_bounded,
+)
+from qatzoo.contract import Contract
+from qatzoo.deploy.report import Deployment
+from qatzoo.errors import TrainingError
 from qatzoo.files import write_bytes, write_json
 from qatzoo.task import Task
 
 #: Version of metrics.json's layout. 1: this layout with ``schema``, ``files`` and the typed fields below.
 SCHEMA_VERSION = 1
+#: A metrics.json larger than this is not read (one is some tens of kilobytes).
+MAX_BYTES = 64 * 1024 * 1024
 
 #: Model names in the order they are reported.
 MODELS = ("float", "float_tflite", "ptq_int8", "ptq_a16w8", "qat", "qat_int8")
+METRICS = ("accuracy", "mae")
+TASKS = ("classification", "forecast")
 
 
 class ReportError(ValueError):
     """A metrics.json that is not a complete run report; ``str()`` is one line."""
 
 
-@dataclass
-class RunReport:
-    """Everything a finished run reports. Numbers of int8 models come from LiteRT on the test split."""
+def _as_is(value, handler):
+    handler(value)  # validated: a bad value raises here, naming its field
+    return value
+
+
+#: Validated against the type it annotates, then kept as the JSON it was (for sections other code copies
+#: into files as they are: the index entry's baselines, the recorded hashes publish checks).
+AsIs = WrapValidator(_as_is)
+
+
+class Scores(Record):
+    accuracy: FiniteFloat = ABSENT
+    mae: FiniteFloat = ABSENT
+
+
+class Results(Record):
+    """One model's scores per name (``report.results.qat_int8.accuracy``); iterates over the names present."""
+
+    float: Scores | None = None
+    float_tflite: Scores | None = None
+    ptq_int8: Scores | None = None
+    ptq_a16w8: Scores | None = None
+    qat: Scores | None = None
+    qat_int8: Scores | None = None
+
+
+class Scheme(Record):
+    """What the quantization scheme was (:class:`qatzoo.quant.spec.Spec` fields for a QAT scheme)."""
+
+    qat: bool = ABSENT
+    int8: bool = ABSENT
+    runtime: str = ABSENT
+    kept_float: list[str] = []
+    layers: dict[str, str] = {}
+    weight_bits: Count = ABSENT
+    activation_bits: Count = ABSENT
+    weight_symmetric: bool = ABSENT
+    weight_narrow_range: bool = ABSENT
+    activation_symmetric: bool = ABSENT
+    per_channel: bool = ABSENT
+    range: str = ABSENT
+
+
+class SplitSizes(Record):
+    train: Count
+    val: Count
+    test: Count
+
+
+class Dataset(Record):
+    sizes: SplitSizes
+    builder: str | None = None
+    version: str | None = None
+
+
+class FileSizes(Record):
+    float_tflite: Count = ABSENT
+    int8_tflite: Count = ABSENT
+    int8_over_float: NonNegative = ABSENT
+    int8_packed: Count = ABSENT
+    packed_over_float: NonNegative = ABSENT
+
+
+class FileRecord(Record):
+    bytes: Count
+    sha256: Sha256
+
+
+class Parity(Record):
+    """The int8 model against its Keras model: agreement (classification) or MAE gap (forecast)."""
+
+    passed: bool = Field(alias="pass")
+    threshold: FiniteFloat = ABSENT
+    agreement: FiniteFloat = ABSENT
+    mae_gap: FiniteFloat = ABSENT
+    mean_abs_diff: FiniteFloat = ABSENT
+
+
+class Int8(Record):
+    input: Quantization
+    output: Quantization
+    ops: list[str] = []
+    full_integer: bool
+    non_integer_tensors: list[dict] = []
+    parity_reference: str | None = None
+    parity: Parity
+
+
+class Checks(Record):
+    full_integer: bool
+    parity: bool
+
+
+class PtqInt8(Record):
+    full_integer: bool
+
+
+class Lowbit(Record):
+    weight_bits: Count
+    kernels: Count
+    kernels_on_grid: Count
+    file_bytes: Count
+    packed_bytes: Count
+    storage: list[str] = []
+
+
+class Baseline(Record):
+    """A classical model on the same split (:mod:`qatzoo.baselines`): test and validation metric, what it is."""
+
+    accuracy: FiniteFloat = ABSENT
+    mae: FiniteFloat = ABSENT
+    val_accuracy: FiniteFloat = ABSENT
+    val_mae: FiniteFloat = ABSENT
+    about: str = ""
+
+
+#: name -> baseline, kept as plain JSON (an index entry copies it).
+Baselines = Annotated[dict[str, Baseline], AsIs]
+
+
+def unscored(baselines: dict, metric: str) -> str | None:
+    """The line saying which baseline has no test value of ``metric`` (``None``: all have one)."""
+    name = next((n for n, values in baselines.items() if values.get(metric) is None), None)
+    return None if name is None else f"baselines.{name[:40]}.{metric} is not a finite number"
+
+
+class RunReport(BaseModel):
+    """Everything a finished run reports. Numbers of int8 models come from LiteRT on the test split.
+
+    Built in the run (its fields validated as they are set: a non-finite number is the trainer's one-line
+    TrainingError naming it) or read back from metrics.json (:meth:`read`: ReportError, one line).
+    """
+
+    model_config = ConfigDict(
+        strict=True, validate_assignment=True, extra="ignore", allow_inf_nan=False, populate_by_name=True
+    )
 
     name: str
     arch: str
     data: str
     quant: str
-    scheme: dict
+    scheme: Scheme
     task: str
     metric: str
     unit: str
     higher_is_better: bool
     int8_model: str | None
-    dataset: dict
-    results: dict[str, dict[str, float]]
-    validation: dict[str, dict[str, float]]
+    dataset: Dataset
+    results: Results
+    validation: Results
     provenance: dict
     distribute: dict
-    agreement: dict[str, float]
+    agreement: dict[str, FiniteFloat]
     command: str
-    sizes: dict[str, float] = field(default_factory=dict)
-    timing: dict[str, float] = field(default_factory=dict)
-    files: dict[str, dict] = field(default_factory=dict)
-    int8: dict | None = None
-    ptq_int8: dict | None = None
-    checks: dict | None = None
-    lowbit: dict | None = None
-    baselines: dict | None = None
+    sizes: FileSizes = FileSizes()
+    timing: dict[str, FiniteFloat] = {}
+    files: Annotated[dict[str, FileRecord], AsIs] = {}
+    int8: Int8 | None = None
+    ptq_int8: PtqInt8 | None = None
+    checks: Checks | None = None
+    lowbit: Lowbit | None = None
+    baselines: Baselines | None = None
     """Classical models on the same test split (:mod:`qatzoo.baselines`): name -> {metric, val_metric, about}."""
-    contract: dict | None = None
+    contract: Contract | None = None
     """The model contract (:mod:`qatzoo.contract`): raw input, preprocessing, int8 I/O, output meaning."""
-    deployment: dict | None = None
+    deployment: Deployment | None = None
     """How the int8 file runs on LiteRT's CPU, TensorFlow Lite Micro and an Ethos-U55 (:mod:`qatzoo.deploy.report`)."""
-    schema: int = SCHEMA_VERSION
+    version: int = Field(SCHEMA_VERSION, alias="schema")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _finite_in_the_run(cls, data, handler, info: ValidationInfo):
+        """In the run (no ``reading`` context), a non-finite number stops it with the trainer's one line."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            value = first.get("input")
+            if (info.context or {}).get("reading") or not (isinstance(value, float) and not finite(value)):
+                raise
+            where = ".".join(str(p) for p in first["loc"])
+            raise TrainingError(
+                f"metric {where} is {value}: the model's outputs are not finite; no metrics.json written"
+            ) from None
 
     # ---- typed reading
+
+    @property
+    def schema(self) -> int:
+        return self.version
 
     @property
     def task_kind(self) -> Task:
@@ -75,8 +246,8 @@ class RunReport:
 
     def value(self, model: str, split: str = "test") -> float | None:
         """The metric of ``model`` (``float``, ``qat_int8``, ...) on the test or validation split."""
-        table = self.results if split == "test" else self.validation
-        return table.get(model, {}).get(self.metric) if model else None
+        scores = getattr(self.results if split == "test" else self.validation, model, None) if model else None
+        return getattr(scores, self.metric, None) if isinstance(scores, Scores) else None
 
     @property
     def int8_value(self) -> float | None:
@@ -88,132 +259,57 @@ class RunReport:
     @property
     def passed(self) -> bool:
         """The int8 model passed the full-integer and parity checks."""
-        return bool(self.checks and self.checks.get("full_integer") is True and self.checks.get("parity") is True)
+        return bool(self.checks and self.checks.full_integer and self.checks.parity)
 
     # ---- JSON
 
     def to_dict(self) -> dict:
         """metrics.json's content: optional sections that are empty are left out."""
         out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.name in (
-                "int8",
-                "ptq_int8",
-                "checks",
-                "lowbit",
-                "baselines",
-                "contract",
-                "deployment",
-            ):
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None and info.default is None:
                 continue
-            out[f.name] = value
+            out[info.alias or name] = value.plain if isinstance(value, Record) else value
         return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "metrics.json") -> RunReport:
-        """A report from parsed JSON, its required fields checked for presence and type."""
+        """A report from parsed JSON, its fields checked for presence and type."""
         if not isinstance(data, dict):
             raise ReportError(f"{where} is not a run report (not a JSON object)")
-        names = {f.name for f in dataclasses.fields(cls)}
-        required = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        ]
-        missing = [key for key in required if key not in data]
-        if missing:
-            raise ReportError(f"{where} is not a complete run report (missing {missing[0]!r})")
-        report = cls(**{k: v for k, v in data.items() if k in names})
-        problem = report._problem()
+        try:
+            report = cls.model_validate(data, context={"reading": True})
+        except ValidationError as error:
+            raise ReportError(f"{where} is not a complete run report ({one_line(error)})") from None
+        problem = report._incomplete()
         if problem:
             raise ReportError(f"{where} is not a complete run report ({problem})")
         return report
 
-    def _problem(self) -> str | None:
-        for key in ("name", "arch", "data", "quant", "task", "metric", "unit", "command"):
-            if not isinstance(getattr(self, key), str):
-                return f"{key} is not a string"
-        if self.metric not in ("accuracy", "mae") or self.task not in ("classification", "forecast"):
+    def _incomplete(self) -> str | None:
+        """What a report read back needs beyond its fields' types (a report being built may lack it yet)."""
+        if self.metric not in METRICS or self.task not in TASKS:
             return f"unknown metric {self.metric!r} or task {self.task!r}"
-        for key in ("scheme", "dataset", "results", "validation", "provenance", "distribute", "agreement"):
-            if not isinstance(getattr(self, key), dict):
-                return f"{key} is not an object"
         for table in ("results", "validation"):
-            for model, values in getattr(self, table).items():
-                value = values.get(self.metric) if isinstance(values, dict) else None
-                if not _finite(value):
+            for model in getattr(self, table):
+                if self.value(model, "test" if table == "results" else "val") is None:
                     return f"{table}.{model}.{self.metric} is not a finite number"
-        if self.int8_model is not None and (self.int8_model not in self.results or not isinstance(self.int8, dict)):
+        if self.int8_model is not None and (self.int8_model not in self.results or self.int8 is None):
             return f"int8_model {self.int8_model!r} has no results or no int8 section"
-        sizes = self.dataset.get("sizes")
-        if not isinstance(sizes, dict) or not all(isinstance(sizes.get(k), int) for k in ("train", "val", "test")):
-            return "dataset.sizes is not {train, val, test} counts"
-        for key in ("sizes", "timing", "files"):
-            if not isinstance(getattr(self, key), dict):
-                return f"{key} is not an object"
-        for name, record in self.files.items():
-            if not (
-                isinstance(record, dict)
-                and isinstance(record.get("bytes"), int)
-                and isinstance(record.get("sha256"), str)
-            ):
-                return f"files.{name} is not {{bytes, sha256}}"
-        for key in ("int8", "ptq_int8", "checks", "lowbit"):
-            if getattr(self, key) is not None and not isinstance(getattr(self, key), dict):
-                return f"{key} is not an object"
-        if self.baselines is not None:
-            trouble = baselines_problem(self.baselines, self.metric)
-            if trouble:
-                return trouble
-        if self.contract is not None:
-            from qatzoo.contract import problem as contract_problem
-
-            trouble = contract_problem(self.contract)
-            if trouble:
-                return trouble
-        if self.deployment is not None:
-            from qatzoo.deploy.report import problem
-
-            return problem(self.deployment)
-        return None
+        return unscored(self.baselines, self.metric) if self.baselines is not None else None
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunReport:
         """The report of the run in ``run_dir``; ReportError (one line) if it is missing or malformed."""
         path = Path(run_dir) / "metrics.json"
-
-        def no_constants(name):
-            raise ValueError(f"{name} is not a number")
-
         try:
-            data = json.loads(path.read_bytes(), parse_constant=no_constants)
+            data = parse_json(read_bounded(path, MAX_BYTES))
         except FileNotFoundError:
             raise ReportError(f"{path.parent} has no metrics.json: the run did not finish") from None
         except (OSError, ValueError, RecursionError) as error:
             raise ReportError(f"{path} is not a readable run report ({type(error).__name__})") from None
         return cls.from_dict(data, str(path))
-
-
-def baselines_problem(baselines, metric: str) -> str | None:
-    """What is wrong with a baselines table read from a file (``None``: well formed)."""
-    if not isinstance(baselines, dict):
-        return "baselines is not an object"
-    for name, values in baselines.items():
-        if not (isinstance(name, str) and isinstance(values, dict) and _finite(values.get(metric))):
-            return f"baselines.{str(name)[:40]}.{metric} is not a finite number"
-        if not isinstance(values.get("about", ""), str) or (
-            "val_" + metric in values and not _finite(values["val_" + metric])
-        ):
-            return f"baselines.{name[:40]} has a malformed about or val_{metric}"
-    return None
-
-
-def _finite(value) -> bool:
-    """A finite float64 number (not a bool; an integer too large for a float64 is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return False
-    return abs(value) <= 2**53 if isinstance(value, int) else math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -255,8 +351,10 @@ class RunDir:
     def finished(self) -> bool:
         return self.metrics.is_file()
 
-    def write(self, path: Path, content: bytes | str | dict) -> dict:
+    def write(self, path: Path, content: bytes | str | dict | Record) -> dict:
         """Write ``content`` atomically to ``path`` (inside this run); return its size and sha256."""
+        if isinstance(content, Record):
+            content = content.plain
         if isinstance(content, dict):
             write_json(path, content)
             blob = path.read_bytes()

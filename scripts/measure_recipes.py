@@ -53,13 +53,13 @@ def check(recipe: str, m: RunReport, seconds: float) -> list[tuple[str, bool]]:
     else:
         close = (f"int8 MAE <= {limit}x float ({qat / fl:.3f}x)", qat <= limit * fl)
     out = [
-        ("full integer", m.int8["full_integer"]),
+        ("full integer", m.int8.full_integer),
         close,
         ("QAT int8 at least as good as PTQ int8", better),
-        ("parity with the QAT Keras model", m.int8["parity"]["pass"]),
+        ("parity with the QAT Keras model", m.int8.parity.passed),
         (
-            f"int8 file <= {MAX_SIZE_RATIO}x float ({m.sizes['int8_over_float']:.3f}x)",
-            m.sizes["int8_over_float"] <= MAX_SIZE_RATIO,
+            f"int8 file <= {MAX_SIZE_RATIO}x float ({m.sizes.int8_over_float:.3f}x)",
+            m.sizes.int8_over_float <= MAX_SIZE_RATIO,
         ),
     ]
     if recipe == "attention_int8":
@@ -78,13 +78,13 @@ def main() -> int:
     rows, failed = [], False
     for recipe in args.recipes:
         report, seconds = run(recipe, runs_dir, extra)
-        parity = report.int8["parity"]
-        agree = f"{parity['agreement']:.1%} agree" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"
+        parity = report.int8.parity
+        agree = f"{parity.agreement:.1%} agree" if parity.agreement is not None else f"MAE gap {parity.mae_gap:.2%}"
         fmt = "{:.2f}" if report.unit == "%" else "{:.4f}"
         cells = " | ".join(fmt.format(report.value(name)) for name in ("float", "ptq_int8", "qat", "qat_int8"))
         rows.append(
             f"| {recipe} | {report.data} | {report.metric} ({report.unit}) | {cells} | "
-            f"{agree} | {report.sizes['int8_over_float']:.2f}x | {seconds:.0f} s |"
+            f"{agree} | {report.sizes.int8_over_float:.2f}x | {seconds:.0f} s |"
         )
         for name, ok in check(recipe, report, seconds):
             failed |= not ok

@@ -80,11 +80,11 @@ def main() -> int:
             "float": base.value("float"),
             "ptq_int8": base.value("ptq_int8"),
             "qat_w8a8": base.value("qat_int8"),
-            "w8a8_size": base.sizes["int8_over_float"],
+            "w8a8_size": base.sizes.int8_over_float,
         }
         w4, _ = run(recipe, runs_dir, ["quant=w4a8"], args.reuse)
         row["qat_w4a8"] = w4.value("qat_int8")
-        row["w4a8_size"] = w4.sizes["int8_over_float"]
+        row["w4a8_size"] = w4.sizes.int8_over_float
         selective = SELECTIVE + (SELECTIVE_NORM_GELU if base.arch in NORM_GELU_ARCHS else [])
         tried = {}
         for name in selective:
@@ -96,12 +96,16 @@ def main() -> int:
         pick = (max if base.higher_is_better else min)(valid, key=lambda n: valid[n].value("qat", split="val"))
         row["best_selective"] = pick
         row["best_selective_int8"] = tried[pick].value("qat_int8")
-        row["best_selective_size"] = tried[pick].sizes["int8_over_float"]
+        row["best_selective_size"] = tried[pick].sizes.int8_over_float
         row["all_selective"] = {
-            n: {"int8": m.value("qat_int8"), "val_qat": m.value("qat", split="val"), **(m.checks or {})}
+            n: {
+                "int8": m.value("qat_int8"),
+                "val_qat": m.value("qat", split="val"),
+                **(m.checks.plain if m.checks else {}),
+            }
             for n, m in tried.items()
         }
-        row["full_integer"] = all(m.int8["full_integer"] for m in [base, w4, *tried.values()])
+        row["full_integer"] = all(m.int8.full_integer for m in [base, w4, *tried.values()])
         rows.append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

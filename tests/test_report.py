@@ -29,7 +29,12 @@ def _report(**changes) -> dict:
         "provenance": {"config_sha256": "0" * 64},
         "distribute": {"strategy": "none"},
         "agreement": {"qat_int8 vs float": 0.01},
-        "int8": {"input": {}, "output": {}, "parity": {"pass": True}, "full_integer": True},
+        "int8": {
+            "input": {"dtype": "int8", "scale": 0.02, "zero_point": 12},
+            "output": {"dtype": "int8", "scale": 0.004, "zero_point": -3},
+            "parity": {"pass": True},
+            "full_integer": True,
+        },
         "checks": {"full_integer": True, "parity": True},
         "command": "python train.py recipe=attention_int8",
     }

@@ -252,6 +252,30 @@ def test_the_catalog_agrees_with_the_data_configs():
             entry.params[key].check(name, key, cfg[key])  # the defaults are accepted
 
 
+def test_a_run_config_with_yaml_aliases_is_refused_before_it_is_copied():
+    """A billion-laughs config.yaml loads small (aliases are shared nodes); copying it into an entry would not."""
+    import yaml
+
+    from qatzoo.zoo.index import plain_config
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(12)
+    )
+    with pytest.raises(ZooError, match="YAML alias"):
+        plain_config(yaml.safe_load(bomb))
+    deep = {"data": {}}
+    node = deep["data"]
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(ZooError, match="nested deeper"):
+        plain_config(deep)
+    assert plain_config({"arch": {"_target_": "x.y", "width": 8}, "tags": ["a"]}) == {
+        "arch": {"width": 8},
+        "tags": ["a"],
+    }
+
+
 def test_a_code_key_in_a_local_index_is_never_run(tmp_path, cache):
     """End to end: a `_target_` that would create a file; verify refuses the index and the file never appears."""
     marker = tmp_path / "pwned"

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from qatzoo.artifacts import finite
 from qatzoo.data.splits import Splits
 
 
@@ -32,11 +33,8 @@ class Param:
     high: float
 
     def check(self, dataset: str, key: str, value: Any) -> int | float:
-        number_ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if self.kind is int and not isinstance(value, int):
-            number_ok = False
-        # Bounds before isfinite: an integer of 400 digits overflows math.isfinite.
-        if not number_ok or not self.low <= value <= self.high or not math.isfinite(value):
+        integer_ok = self.kind is not int or isinstance(value, int)
+        if not finite(value) or not integer_ok or not self.low <= value <= self.high:
             kind = "an integer" if self.kind is int else "a number"
             raise CatalogError(
                 f"dataset {dataset}: {key} must be {kind} in [{self.low:g}, {self.high:g}], got {value!r}"

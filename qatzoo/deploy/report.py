@@ -16,11 +16,14 @@ A runtime that cannot take the model is part of the report (``runs: false``, ``e
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from qatzoo.artifacts import ABSENT, Count, Dtype, NonNegative, Record, one_line, one_of
 
 #: Version of the report's layout.
 SCHEMA_VERSION = 1
@@ -135,42 +138,71 @@ def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs
 # ---- reading (the run report's and the zoo index's strict readers)
 
 
-def _int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**53
+class LitertCpu(Record):
+    cpu: str
+    threads: Count = ABSENT
+    int8_us: NonNegative
+    float_us: NonNegative = ABSENT
+    int8_over_float: NonNegative = ABSENT
 
 
-def _num(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value) and value >= 0
+class Tflm(Record):
+    runs: bool
+    unsupported: list[str]
+    error: str | None = None
+    arena_bytes: Count | None = None
+    flash_bytes: Count
+    examples: NonNegative = ABSENT
+    equal_share: NonNegative = ABSENT
+    max_step_diff: NonNegative = ABSENT
+    metric: NonNegative = ABSENT
+
+    @model_validator(mode="after")
+    def _arena(self):
+        if self.runs and self.arena_bytes is None:
+            raise PydanticCustomError("qatzoo", "has no arena_bytes although it runs")
+        return self
+
+
+class EthosU55(Record):
+    """Vela's estimates, or ``error`` when it could not compile the model."""
+
+    error: str | None = None
+    npu_ops: Count | None = None
+    cpu_ops: Count | None = None
+    cycles: Count | None = None
+    sram_bytes: Count | None = None
+    flash_bytes: Count | None = None
+    npu_share: NonNegative | None = None
+    inference_ms: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _compiled(self):
+        missing = [k for k in ESTIMATES if getattr(self, k) is None]
+        if "error" not in self.model_fields_set and missing:
+            raise PydanticCustomError("qatzoo", f"has no {missing[0]} (and no error)")
+        return self
+
+
+ESTIMATES = ("npu_ops", "cpu_ops", "cycles", "sram_bytes", "flash_bytes", "npu_share", "inference_ms")
+
+
+class Deployment(Record):
+    """A deployment report read back (metrics.json, an index entry)."""
+
+    version: one_of(SCHEMA_VERSION) = Field(alias="schema")
+    activations: Dtype = ABSENT
+    litert_cpu: LitertCpu
+    tflm: Tflm
+    ethos_u55: EthosU55
 
 
 def problem(report) -> str | None:
     """What is wrong with a deployment report read from a file (``None``: a well-formed one)."""
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA_VERSION:
-        return f"deployment is not a schema-{SCHEMA_VERSION} deployment report"
-    cpu, micro, npu = report.get("litert_cpu"), report.get("tflm"), report.get("ethos_u55")
-    if not (isinstance(cpu, dict) and isinstance(cpu.get("cpu"), str) and _num(cpu.get("int8_us"))):
-        return "deployment.litert_cpu has no cpu and int8_us"
-    for key in ("float_us", "int8_over_float"):
-        if key in cpu and not _num(cpu[key]):
-            return f"deployment.litert_cpu.{key} is not a number"
-    if not (isinstance(micro, dict) and isinstance(micro.get("runs"), bool) and _int(micro.get("flash_bytes"))):
-        return "deployment.tflm has no runs and flash_bytes"
-    if not (isinstance(micro.get("unsupported"), list) and all(isinstance(o, str) for o in micro["unsupported"])):
-        return "deployment.tflm.unsupported is not a list of op names"
-    if micro["runs"] and not _int(micro.get("arena_bytes")):
-        return "deployment.tflm.arena_bytes is not a byte count"
-    for key in ("equal_share", "max_step_diff", "metric", "examples"):
-        if key in micro and not _num(micro[key]):
-            return f"deployment.tflm.{key} is not a number"
-    if not isinstance(npu, dict):
-        return "deployment.ethos_u55 is not an object"
-    if "error" not in npu:
-        for key in ("npu_ops", "cpu_ops", "cycles", "sram_bytes", "flash_bytes"):
-            if not _int(npu.get(key)):
-                return f"deployment.ethos_u55.{key} is not a count"
-        for key in ("npu_share", "inference_ms"):
-            if not _num(npu.get(key)):
-                return f"deployment.ethos_u55.{key} is not a number"
+    try:
+        Deployment.model_validate(report)
+    except ValidationError as error:
+        return one_line(error, "deployment")
     return None
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from qatzoo.report import RunReport
+from qatzoo.contract import Contract, Inputs, Outputs
+from qatzoo.report import Baseline, RunReport, Scheme
 
 LABELS = {
     "float": "float (Keras)",
@@ -29,7 +30,7 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
     names of :data:`FIGURES` written beside it."""
     metric, unit = report.metric, report.unit
     better = "higher" if report.higher_is_better else "lower"
-    sizes = report.dataset["sizes"]
+    sizes = report.dataset.sizes
     lines = [
         f"# {report.name}",
         "",
@@ -39,7 +40,7 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
         "",
         f"    {report.command}",
         "",
-        f"## Test results ({metric}, {unit}, {better} is better; test split of {sizes['test']} examples)",
+        f"## Test results ({metric}, {unit}, {better} is better; test split of {sizes.test} examples)",
         "",
         "| model | " + metric + " |",
         "|---|---|",
@@ -55,7 +56,7 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
     if report.int8_model == "ptq_a16w8":
         lines += [
             "The shipped file (model_int8.tflite) holds int16 activations and int8 weights (LiteRT's quantizer, "
-            f"post-training). What runs it: {report.scheme['runtime']}. TensorFlow Lite Micro takes int16 "
+            f"post-training). What runs it: {report.scheme.runtime}. TensorFlow Lite Micro takes int16 "
             "activations in some kernels only; the deployment section below says whether this file loads and runs "
             "there (measured, not assumed).",
             "",
@@ -64,69 +65,69 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
         lines += baseline_lines(report.baselines, metric, unit, report.int8_value, report.higher_is_better) + [""]
     for name in figures:
         lines += [f"![{FIGURES[name]}]({name})", ""]
-    if report.contract and report.int8_model:
+    if report.contract is not None and report.int8_model:
         lines += use_it(report.name, report.contract) + [""]
     if report.agreement:
         what = "share of equal predicted classes" if unit == "%" else f"mean |difference| of forecasts, {unit}"
         lines += [f"Agreement of test predictions ({what}):", ""]
         lines += [f"- {pair}: {value:.4f}" for pair, value in report.agreement.items()]
         lines.append("")
-    if report.int8:
+    if report.int8 is not None:
         q, sizes = report.int8, report.sizes
-        parity = q["parity"]
+        parity = q.parity
         lines += [
             f"## The int8 model (`model_int8.tflite`, {report.int8_model})",
             "",
-            f"- input: {q['input']['dtype']}, scale {q['input']['scale']:.8g}, zero point {q['input']['zero_point']}",
-            f"- output: {q['output']['dtype']}, scale {q['output']['scale']:.8g}, zero point {q['output']['zero_point']}",
-            f"- size: {sizes['int8_tflite']:,} bytes, {sizes['int8_over_float']:.2f}x the float .tflite "
-            f"({sizes['float_tflite']:,} bytes)",
-            f"- ops: {', '.join(q['ops'])}",
+            f"- input: {q.input.dtype}, scale {q.input.scale:.8g}, zero point {q.input.zero_point}",
+            f"- output: {q.output.dtype}, scale {q.output.scale:.8g}, zero point {q.output.zero_point}",
+            f"- size: {sizes.int8_tflite:,} bytes, {sizes.int8_over_float:.2f}x the float .tflite "
+            f"({sizes.float_tflite:,} bytes)",
+            f"- ops: {', '.join(q.ops)}",
         ]
-        if q["full_integer"]:
+        if q.full_integer:
             lines.append("- full integer: yes, every tensor an op computes is an integer (no float op)")
         else:
-            names = ", ".join(f"{t['name']} ({t['dtype']})" for t in q["non_integer_tensors"][:10])
+            names = ", ".join(f"{t['name']} ({t['dtype']})" for t in q.non_integer_tensors[:10])
             lines.append(f"- full integer: NO, tensors that are not integers: {names}")
-        if "agreement" in parity:
+        verdict = "pass" if parity.passed else "FAIL"
+        if parity.agreement is not None:
             lines.append(
-                f"- parity with the {q['parity_reference']} Keras model: {parity['agreement']:.2%} of test predictions "
-                f"agree (threshold {parity['threshold']:.0%}): {'pass' if parity['pass'] else 'FAIL'}"
+                f"- parity with the {q.parity_reference} Keras model: {parity.agreement:.2%} of test predictions "
+                f"agree (threshold {parity.threshold:.0%}): {verdict}"
             )
         else:
             lines.append(
-                f"- parity with the {q['parity_reference']} Keras model: MAE differs by {parity['mae_gap']:.2%} "
-                f"(threshold {parity['threshold']:.0%}), mean |difference| {parity['mean_abs_diff']:.4f} {unit}: "
-                f"{'pass' if parity['pass'] else 'FAIL'}"
+                f"- parity with the {q.parity_reference} Keras model: MAE differs by {parity.mae_gap:.2%} "
+                f"(threshold {parity.threshold:.0%}), mean |difference| {parity.mean_abs_diff:.4f} {unit}: {verdict}"
             )
         lines.append("")
-    if report.deployment:
+    if report.deployment is not None:
         from qatzoo.deploy.report import lines as deployment_lines
 
-        lines += ["## Where it runs", "", *deployment_lines(report.deployment, unit), ""]
+        lines += ["## Where it runs", "", *deployment_lines(report.deployment.plain, unit), ""]
     scheme = report.scheme
-    if scheme and scheme.get("qat"):
+    if scheme.qat:
         lines += [
             f"## Quantization scheme `{report.quant}`",
             "",
-            f"- weights: {scheme['weight_bits']} bits, {'symmetric' if scheme['weight_symmetric'] else 'asymmetric'}, "
-            f"{'narrow' if scheme['weight_narrow_range'] else 'full'} range, "
-            f"{'per channel (convolutions)' if scheme['per_channel'] else 'per tensor'}",
-            f"- activations: {scheme['activation_bits']} bits, {'symmetric' if scheme['activation_symmetric'] else 'asymmetric'}, "
-            f"per tensor, range estimator `{scheme['range']}`",
-            f"- layers kept float during QAT: {', '.join(scheme['kept_float']) or 'none'}",
+            f"- weights: {scheme.weight_bits} bits, {'symmetric' if scheme.weight_symmetric else 'asymmetric'}, "
+            f"{'narrow' if scheme.weight_narrow_range else 'full'} range, "
+            f"{'per channel (convolutions)' if scheme.per_channel else 'per tensor'}",
+            f"- activations: {scheme.activation_bits} bits, {'symmetric' if scheme.activation_symmetric else 'asymmetric'}, "
+            f"per tensor, range estimator `{scheme.range}`",
+            f"- layers kept float during QAT: {', '.join(scheme.kept_float) or 'none'}",
         ]
-        other = {name: f for name, f in scheme["layers"].items() if f not in ("float", _default_format(scheme))}
+        other = {name: f for name, f in scheme.layers.items() if f not in ("float", _default_format(scheme))}
         if other:
             lines.append("- layers with other bit widths: " + ", ".join(f"{n} ({f})" for n, f in other.items()))
-        lines += [f"- what runs: {scheme['runtime']}", ""]
-    if report.lowbit:
+        lines += [f"- what runs: {scheme.runtime}", ""]
+    if report.lowbit is not None:
         low = report.lowbit
         lines += [
-            f"Low-bit weights: {low['kernels_on_grid']} of {low['kernels']} kernels have at most "
-            f"{2 ** low['weight_bits']} levels per channel; kernel storage in the file: {', '.join(low['storage'])}. "
-            f"File {low['file_bytes']:,} bytes; with every kernel packed at exactly its width "
-            f"{low['packed_bytes']:,} bytes ({report.sizes['packed_over_float']:.2f}x float).",
+            f"Low-bit weights: {low.kernels_on_grid} of {low.kernels} kernels have at most "
+            f"{2**low.weight_bits} levels per channel; kernel storage in the file: {', '.join(low.storage)}. "
+            f"File {low.file_bytes:,} bytes; with every kernel packed at exactly its width "
+            f"{low.packed_bytes:,} bytes ({report.sizes.packed_over_float:.2f}x float).",
             "",
         ]
     prov = report.provenance
@@ -152,20 +153,20 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
         "## Settings",
         "",
         f"- schedule: {dict(cfg.schedule)}",
-        f"- seed: {cfg.trainer.seed}; data: {report.dataset}",
+        f"- seed: {cfg.trainer.seed}; data: {report.dataset.plain}",
         f"- time: {report.timing}",
         "",
     ]
     return "\n".join(lines)
 
 
-def _default_format(scheme: dict) -> str:
-    return f"w{scheme['weight_bits']}a{scheme['activation_bits']}"
+def _default_format(scheme: Scheme) -> str:
+    return f"w{scheme.weight_bits}a{scheme.activation_bits}"
 
 
 # ---- sections built from data the card's caller holds (the contract, the baselines)
 
-#: What each contract step does, in words (its constants filled in).
+#: What each contract step does, in words (its constants filled in); a step is a dict or a typed step.
 STEP_WORDS = {
     "divide": lambda s: f"divide by {s['by']:.6g}",
     "last_window": lambda s: f"keep the last {s['length']} values",
@@ -176,24 +177,25 @@ STEP_WORDS = {
 }
 
 
-def _quantization_words(side: dict) -> str:
-    q = side.get("quantization")
+def _quantization_words(side: Inputs | Outputs) -> str:
+    q = side.quantization
     if q is None:
         return "float32"
-    return f"{q['dtype']} (scale {q['scale']:.6g}, zero point {q['zero_point']})"
+    return f"{q.dtype} (scale {q.scale:.6g}, zero point {q.zero_point})"
 
 
-def use_it(name: str, contract: dict) -> list[str]:
+def use_it(name: str, contract: dict | Contract) -> list[str]:
     """Markdown lines of the card's "## Use it" section: five lines of Python that load the published model
     and predict from a raw input made the way the contract asks, the CLI line, and the contract in one sentence.
     Everything comes from ``contract`` (:mod:`qatzoo.contract`), so the snippet stays true for any model."""
-    raw, output = contract["input"]["raw"], contract["output"]
-    steps = ", ".join(STEP_WORDS[s["op"]](s) for s in contract["input"]["steps"]) or "none"
-    io = f"the model's input is {_quantization_words(contract['input'])}, its output {_quantization_words(output)}"
-    if raw["kind"] == "image":
-        height, width = raw["shape"]
-        low, high = raw.get("range", [0, 255])
-        classes = output["classes"]
+    contract = Contract.model_validate(contract)
+    raw, output = contract.input.raw, contract.output
+    steps = ", ".join(STEP_WORDS[s.op](s) for s in contract.input.steps) or "none"
+    io = f"the model's input is {_quantization_words(contract.input)}, its output {_quantization_words(output)}"
+    if raw.kind == "image":
+        height, width = raw.shape
+        low, high = raw.range if raw.range is not None else [0, 255]
+        classes = output.classes
         shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
         picture = "image.png"
         code = [
@@ -201,32 +203,32 @@ def use_it(name: str, contract: dict) -> list[str]:
             "from qatzoo.zoo import load",
             f'model = load("{name}")',
             f'pixels = Image.open("{picture}").convert("L").resize(({width}, {height}))  '
-            f"# {raw['dtype']} grey, ({height}, {width}), {low}-{high}",
+            f"# {raw.dtype} grey, ({height}, {width}), {low}-{high}",
             f"label = model.predict(pixels, labels=True)  # one of {len(classes)} class names; "
             "probabilities=True adds the softmax",
         ]
         cli = f"qatzoo predict {name} {picture}"
         contract_words = (
-            f"Contract: a {raw['dtype']} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; "
-            f"{io}; the output is {output.get('kind', 'logits')} over {len(classes)} classes ({shown}), "
-            f"decoded by {output.get('decode', 'argmax')}."
+            f"Contract: a {raw.dtype} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; "
+            f"{io}; the output is {output.kind or 'logits'} over {len(classes)} classes ({shown}), "
+            f"decoded by {output.decode or 'argmax'}."
         )
     else:
-        need, unit, frequency = raw["min_length"], raw["unit"], raw["frequency"]
-        horizon = output["horizon"]
-        decode = ", ".join(STEP_WORDS[s["op"]](s) for s in output.get("steps", [])) or "none"
+        need, unit, frequency = raw.min_length, raw.unit, raw.frequency
+        horizon = output.horizon
+        decode = ", ".join(STEP_WORDS[s.op](s) for s in output.steps) or "none"
         code = [
             "import numpy as np",
             "from qatzoo.zoo import load",
             f'model = load("{name}")',
             f'series = np.loadtxt("series.csv", delimiter=",", ndmin=2)[-{need}:, -1]  '
             f"# last column: the last {need} {frequency} values, {unit}, oldest first",
-            f"forecast = model.predict(series)  # {horizon} values in {output['unit']}, from {output['starts']}",
+            f"forecast = model.predict(series)  # {horizon} values in {output.unit}, from {output.starts}",
         ]
         cli = f"qatzoo predict {name} series.csv"
         contract_words = (
             f"Contract: a {frequency} series in {unit}, at least {need} values; preprocessing: {steps}; {io}; "
-            f"the output is {horizon} {frequency} values in {output['unit']} starting {output['starts']} "
+            f"the output is {horizon} {frequency} values in {output.unit} starting {output.starts} "
             f"(decoding: {decode})."
         )
     return [
@@ -237,7 +239,7 @@ def use_it(name: str, contract: dict) -> list[str]:
         "```",
         "",
         "or from the shell (the .csv's last column; a .npy works too):"
-        if raw["kind"] == "series"
+        if raw.kind == "series"
         else "or from the shell (a .npy of uint8 pixels works too):",
         "",
         "```sh",
@@ -266,7 +268,8 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
 
     int8 = "**int8 model (this run, LiteRT)**"
     rows = [(int8, int8_value, None, "model_int8.tflite (this file, run in LiteRT)")]
-    rows += [(name, b[metric], b.get(f"val_{metric}"), b.get("about", "")) for name, b in baselines.items()]
+    typed = {name: Baseline.model_validate(b) for name, b in baselines.items()}
+    rows += [(name, getattr(b, metric), getattr(b, f"val_{metric}"), b.about) for name, b in typed.items()]
     rows.sort(key=lambda row: -row[1] if higher_is_better else row[1])
     better = "higher" if higher_is_better else "lower"
     lines = [

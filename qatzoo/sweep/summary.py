@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from qatzoo.artifacts import finite
 from qatzoo.files import write_figure, write_text
 from qatzoo.report import ReportError, RunReport
 
@@ -98,14 +98,14 @@ def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dic
         else:
             name = report.int8_model or "float"
             row.update(
-                status="ok" if all((report.checks or {}).values()) else "checks failed",
+                status="ok" if report.checks is None or report.passed else "checks failed",
                 val_int8=report.value(name, split="val"),
                 int8=report.value(name),
                 int8_model=name,
                 float=report.value("float"),
                 ptq_int8=report.value("ptq_int8"),
                 qat=report.value("qat"),
-                int8_over_float=report.sizes.get("int8_over_float"),
+                int8_over_float=report.sizes.int8_over_float,
                 seconds=report.timing["total_s"],
             )
         row["run_dir"] = str(t["dir"])
@@ -163,9 +163,9 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
     paths = [csv_path, md_path]
 
     scores = [(int(r["trial"]) if r["trial"].isdigit() else i, r["val_int8"]) for i, r in enumerate(table)]
-    scores = [(n, v) for n, v in scores if v is not None and math.isfinite(v)]
+    scores = [(n, v) for n, v in scores if finite(v)]
     pruned = [(int(r["trial"]) if r["trial"].isdigit() else i, r.get("pruned_val")) for i, r in enumerate(table)]
-    pruned = [(n, v) for n, v in pruned if isinstance(v, (int, float)) and math.isfinite(v)]
+    pruned = [(n, v) for n, v in pruned if finite(v)]  # from pruned.json: a 400-digit integer is not a number here
     if scores or pruned:
         import matplotlib
 

@@ -39,9 +39,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from qatzoo.files import sha256_file, write_json
-from qatzoo.zoo.index import ZooError, check_name, check_version, checkout_zoo, find, parse_index
+from qatzoo.zoo.index import (
+    MAX_INDEX_BYTES,
+    IndexEntry,
+    ZooError,
+    check_name,
+    check_version,
+    checkout_zoo,
+    entry_of,
+    find,
+    parse_index,
+)
 
-MAX_INDEX_BYTES = 16 * 1024 * 1024
 MAX_REDIRECTS = 5
 CHUNK = 64 * 1024
 NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
@@ -262,32 +271,32 @@ def _reason(error: BaseException) -> str:
     return str(reason).splitlines()[0][:200] if str(reason) else type(error).__name__
 
 
-def model_url(entry: dict, index_url: str) -> str:
+def model_url(entry: IndexEntry, index_url: str) -> str:
     """Where the model of ``entry`` lives: an http(s) URL, or a file:// URL checked to stay in the zoo."""
-    location = entry["location"]
+    location = entry.location
     if location.startswith("https://"):
         return location
     url = urllib.parse.urljoin(index_url, location)
     base = index_url.rsplit("/", 1)[0] + "/"
     if not url.startswith(base):
-        raise ZooError(f"{entry['name']}: location {location!r} leaves the index's folder")
+        raise ZooError(f"{entry.name}: location {location!r} leaves the index's folder")
     if url.startswith("file:"):
         root = _local_path(base).resolve()
         try:
             path = _local_path(url).resolve(strict=True)
         except (OSError, RuntimeError):
-            raise ZooError(f"{entry['name']}: {location} is missing from the zoo at {root}") from None
+            raise ZooError(f"{entry.name}: {location} is missing from the zoo at {root}") from None
         if not path.is_relative_to(root):
-            raise ZooError(f"{entry['name']}: {location} resolves to {path}, outside the zoo's folder {root}")
+            raise ZooError(f"{entry.name}: {location} resolves to {path}, outside the zoo's folder {root}")
         if not stat.S_ISREG(path.stat().st_mode):
-            raise ZooError(f"{entry['name']}: {location} is not a regular file")
+            raise ZooError(f"{entry.name}: {location} is not a regular file")
         return path.as_uri()
     return url
 
 
-def _cached_path(entry: dict) -> Path:
+def _cached_path(entry: IndexEntry) -> Path:
     # Name and version are validated ([a-z0-9_-], digits): the path cannot leave the cache.
-    return cache_dir() / check_name(entry["name"]) / check_version(entry["version"]) / "model_int8.tflite"
+    return cache_dir() / check_name(entry.name) / check_version(entry.version) / "model_int8.tflite"
 
 
 def _part_size(part: Path) -> int:
@@ -390,9 +399,9 @@ class _CacheLock:
         self.file.close()
 
 
-def _valid(path: Path, entry: dict) -> bool:
+def _valid(path: Path, entry: IndexEntry) -> bool:
     try:
-        return path.is_file() and path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]
+        return path.is_file() and path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
     except OSError:
         return False
 
@@ -416,8 +425,11 @@ def fetch(
     return fetch_entry(find(index_data, spec), index_url, clock, to=to, progress=progress, retries=retries)
 
 
-def fetch_entry(entry: dict, index_url: str, clock: Clock, to=None, progress: bool = True, retries: int = 4) -> Path:
+def fetch_entry(
+    entry: dict | IndexEntry, index_url: str, clock: Clock, to=None, progress: bool = True, retries: int = 4
+) -> Path:
     """Download (or reuse) the model of an index entry already read, within ``clock``'s deadline."""
+    entry = entry_of(entry)
     target = _cached_path(entry)
     url = model_url(entry, index_url)
     try:
@@ -426,8 +438,8 @@ def fetch_entry(entry: dict, index_url: str, clock: Clock, to=None, progress: bo
             if not _valid(target, entry):
                 target.unlink(missing_ok=True)  # a cached file that no longer matches is never used
                 _fetch_to_cache(entry, url, target, progress, retries, clock)
-        if "contract" in entry:  # the validated contract of the index entry, beside the model
-            write_json(target.with_name("contract.json"), entry["contract"])
+        if entry.contract is not None:  # the validated contract of the index entry, beside the model
+            write_json(target.with_name("contract.json"), entry.contract.plain)
     except OSError as error:
         raise ZooError(
             f"cannot write to the download cache {cache_dir()}: {error.strerror or error} "
@@ -436,13 +448,13 @@ def fetch_entry(entry: dict, index_url: str, clock: Clock, to=None, progress: bo
     return _deliver(target, entry, to)
 
 
-def _fetch_to_cache(entry: dict, url: str, target: Path, progress: bool, retries: int, clock: Clock) -> None:
+def _fetch_to_cache(entry: IndexEntry, url: str, target: Path, progress: bool, retries: int, clock: Clock) -> None:
     part = target.with_name(target.name + ".part")
-    label = f"{entry['name']}@{entry['version']}"
+    label = f"{entry.name}@{entry.version}"
     attempt = 0
     while True:
         try:
-            _download(url, part, entry["size"], progress, clock)
+            _download(url, part, entry.size, progress, clock)
             break
         except ZooError:
             part.unlink(missing_ok=True)
@@ -472,21 +484,21 @@ def _fetch_to_cache(entry: dict, url: str, target: Path, progress: bool, retries
         if error is not None:
             time.sleep(max(0.0, min(0.5 * 2**attempt, 8.0, clock.left())))
     got = _part_size(part)
-    if got != entry["size"] or sha256_file(part) != entry["sha256"]:
+    if got != entry.size or sha256_file(part) != entry.sha256:
         part.unlink(missing_ok=True)
-        what = "truncated" if got < entry["size"] else "tampered"
+        what = "truncated" if got < entry.size else "tampered"
         raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
     os.chmod(part, 0o444)  # the cached file is only ever replaced, never written
     os.replace(part, target)
 
 
-def _deliver(path: Path, entry: dict, to) -> Path:
+def _deliver(path: Path, entry: IndexEntry, to) -> Path:
     if to is None:
         return path
     folder = Path(to)
     if folder.exists() and not folder.is_dir():
         raise ZooError(f"--to {folder}: not a directory")
-    out = folder / f"{entry['name']}-{entry['version']}.tflite"
+    out = folder / f"{entry.name}-{entry.version}.tflite"
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -495,8 +507,8 @@ def _deliver(path: Path, entry: dict, to) -> Path:
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
-        if "contract" in entry:
-            write_json(folder / f"{entry['name']}-{entry['version']}.contract.json", entry["contract"])
+        if entry.contract is not None:
+            write_json(folder / f"{entry.name}-{entry.version}.contract.json", entry.contract.plain)
     except OSError as error:
         raise ZooError(f"cannot write {out}: {error.strerror or error}") from None
     return out
@@ -509,9 +521,7 @@ def load(spec: str, index: str | os.PathLike | None = None, **kwargs):
 
     clock = Clock(Limits.resolve(stall=kwargs.pop("timeout", None), deadline=kwargs.pop("deadline", None)))
     index_data, index_url = read_index(index, clock=clock)
-    entry = find(index_data, spec)
-    if "contract" not in entry:
-        raise ZooError(
-            f"{entry['name']}@{entry['version']} was published without a contract; use zoo.fetch for the file"
-        )
-    return Model(fetch_entry(entry, index_url, clock, **kwargs), entry["contract"])
+    entry = entry_of(find(index_data, spec))
+    if entry.contract is None:
+        raise ZooError(f"{entry.name}@{entry.version} was published without a contract; use zoo.fetch for the file")
+    return Model(fetch_entry(entry, index_url, clock, **kwargs), entry.contract)
