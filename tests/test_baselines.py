@@ -29,6 +29,7 @@ def co2_results(co2):
     return baselines(co2)
 
 
+@pytest.mark.slow
 def test_forecast_baselines_rank_as_expected_and_persistence_is_the_last_week(co2, co2_results):
     assert set(co2_results) == {"persistence", "seasonal_naive_drift", "fourier_arima", "seasonal_arima"}
     for result in co2_results.values():
@@ -44,6 +45,7 @@ def test_forecast_baselines_rank_as_expected_and_persistence_is_the_last_week(co
     )
 
 
+@pytest.mark.slow
 def test_no_test_week_reaches_a_fit_or_a_choice(co2, co2_results):
     """Test weeks replaced by a random walk: every fitted parameter, choice and validation MAE stays the same."""
     first_test = co2.info["first_test_week"]
@@ -95,6 +97,7 @@ def test_one_filter_pass_gives_the_forecasts_of_each_cut_series(co2, spec):
         np.testing.assert_allclose(fast[row], expected, rtol=0, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_classification_baselines_on_mnist_5k(data_dir):
     results = baselines(_load("mnist_5k", data_dir))
     assert set(results) == {"logistic_regression", "rbf_svm"}

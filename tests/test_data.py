@@ -84,6 +84,7 @@ def test_full_fashion_mnist_from_the_debian_package(data_dir):
     assert np.bincount(data.y_test).tolist() == [1000] * 10
 
 
+@pytest.mark.slow
 def test_processes_that_start_together_prepare_a_dataset_once(tmp_path):
     """A sweep's parallel workers share one data directory: started at once on a fresh one, every process
     gets the prepared dataset (before the lock, TFDS had them write the same files and one failed)."""

@@ -35,6 +35,7 @@ def _check(name: str, engine: str = "keras3", **env) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_keras3_engine_imports_neither_tf_keras_nor_tfmot():
     keras3 = _check("imports")
     assert keras3["engine"] == "keras3" and keras3["keras"].startswith("3.")
@@ -69,6 +70,7 @@ def test_keras3_own_layer_needs_a_registered_config_then_quantizes_and_exports()
     assert result["full_integer"] and result["max_steps"] <= 1.01
 
 
+@pytest.mark.slow
 def test_keras3_range_estimates_pass_no_gradient_only_the_straight_through_one():
     """As in tfmot: a tensor's gradient through its fake quantization is the op's straight-through mask; none
     flows back through the min/max taken from it (that path also cost the attention recipe 0.4x a float step)."""
@@ -180,6 +182,7 @@ def test_engine_config_group_and_its_rules(compose_cfg):
         validate(compose_cfg("engine=keras3", "engine.name=keras2"))
 
 
+@pytest.mark.slow
 def test_the_readme_example_quantizes_a_users_keras3_model(tmp_path):
     """The README's "functional Keras 3 model of your own" block, run as written: a full-integer int8 file."""
     from qatzoo.export.checks import full_integer

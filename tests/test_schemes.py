@@ -80,6 +80,7 @@ def test_kept_float_layers_get_no_quantizer_and_others_do():
     assert "kernel_min" in _quant_vars(qat, "logits") and "kernel_min" in _quant_vars(qat, "conv2")
 
 
+@pytest.mark.slow
 def test_a_keep_float_pattern_that_matches_nothing_fails_before_training(tmp_path, data_dir):
     runs = tmp_path / "runs"
     result = subprocess.run(
