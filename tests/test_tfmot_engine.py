@@ -14,10 +14,11 @@ import pytest
 from tests.conftest import REPO
 
 #: Run again on the tfmot engine: its own tests, and the property tests and scheme tests that hold for both.
-#: test_schemes.py builds and converts a dozen models (a minute or two): in the whole suite, not the fast lane.
+#: The property tests (a minute: the fast lane runs them on Keras 3's quantizers) and the scheme tests (a dozen
+#: models built and converted) run on tfmot in the whole suite; tfmot's own tests in the fast lane too.
 TARGETS = [
     "tests/engine_tfmot",
-    "tests/test_fake_quant_properties.py",
+    pytest.param("tests/test_fake_quant_properties.py", marks=pytest.mark.slow),
     pytest.param("tests/test_schemes.py", marks=pytest.mark.slow),
 ]
 
