@@ -48,7 +48,7 @@ def io_quant(it: Interpreter) -> tuple[TensorQuant, TensorQuant]:
 
 def quantize(x: np.ndarray, q: TensorQuant) -> np.ndarray:
     """Float values as a tensor of ``q``'s type takes them: rounded to its steps and clipped to its range
-    (a float tensor takes them as float32)."""
+    (a float tensor takes them as they are, in its own float type)."""
     dtype = np.dtype(q.dtype)
     if not np.issubdtype(dtype, np.integer):
         return np.asarray(x).astype(dtype)
