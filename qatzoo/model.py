@@ -34,8 +34,6 @@ class Model:
         #: The typed contract (``.plain``: its JSON; ``contract["input"]`` still reads like the dict).
         self.contract = contracts.read(contract)
         self.interpreter = interpreter(model if isinstance(model, bytes) else str(model))
-        self._in = self.interpreter.get_input_details()[0]
-        self._out = self.interpreter.get_output_details()[0]
 
     @classmethod
     def from_files(cls, model: str | Path, contract_file: str | Path) -> Model:
@@ -88,23 +86,6 @@ class Model:
             )
         return x.astype(np.float64), single
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Float model inputs -> dequantized outputs, one invoke per example (the file has batch 1)."""
-        it, inp, out = self.interpreter, self._in, self._out
-        in_scale, in_zero = inp["quantization"]
-        out_scale, out_zero = out["quantization"]
-        results = []
-        for example in x:
-            value = example[None]
-            if inp["dtype"] != np.float32:
-                info = np.iinfo(inp["dtype"])
-                value = np.clip(np.round(value / in_scale + in_zero), info.min, info.max)
-            it.set_tensor(inp["index"], value.astype(inp["dtype"]))
-            it.invoke()
-            y = it.get_tensor(out["index"])[0]
-            results.append((y.astype(np.float32) - out_zero) * out_scale if out["dtype"] != np.float32 else y)
-        return np.stack(results)
-
     def predict(self, raw, *, probabilities: bool = False, labels: bool = False):
         """Decoded outputs of raw input (one example or a batch).
 
@@ -112,8 +93,10 @@ class Model:
         logits (with ``labels``, a dict of both). Forecasters: the next ``horizon`` values in the series'
         unit, from its last ``window`` values (a longer history is fine).
         """
+        from qatzoo.export.litert import predict
+
         batch, single = self._batch(raw)
-        y = self._run(contracts.preprocess(self.contract.input, batch))
+        y = predict(self.interpreter, contracts.preprocess(self.contract.input, batch))
         output = self.contract.output
         if self.contract.task == "forecast":
             result = contracts.decode(output.steps, y, batch)

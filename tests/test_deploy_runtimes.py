@@ -104,6 +104,20 @@ def test_every_published_model_runs_in_tflm_as_in_litert_or_names_the_ops_tflm_l
     assert got["equal_share"] >= (0.9 if name.startswith("mnist_cnn") else 0.3), got
 
 
+@pytest.mark.parametrize("name", ["mnist_cnn_int8@1", "attention_int8@2"])
+def test_the_tflm_comparison_takes_litert_predictions_instead_of_running_litert_again(name):
+    from qatzoo.deploy.report import tflm as tflm_report
+    from qatzoo.export import litert
+
+    path = PUBLISHED[name]
+    in_q, out_q = litert.io_quant(litert.interpreter(str(path)))
+    x = litert.dequantize(_random_inputs(path, 100), in_q)  # floats that quantize to the random int8 inputs
+    predictions = litert.predict(str(path), x)
+    np.testing.assert_array_equal(litert.quantize(predictions, out_q), _litert(path, litert.quantize(x, in_q)))
+    blob = path.read_bytes()
+    assert tflm_report(blob, x, predictions=predictions) == tflm_report(blob, x)
+
+
 def test_the_deployable_attention_models_run_in_tflm():
     for name in ("attention_int8@2", "transformer_int8@2"):
         loaded = tflm.load(PUBLISHED[name])

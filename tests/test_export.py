@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qatzoo.export.checks import full_integer
-from qatzoo.export.litert import predict
+from qatzoo.export.litert import TensorQuant, dequantize, predict, quantize
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
 from qatzoo.keras import keras
 from qatzoo.task import Task
@@ -41,6 +41,18 @@ def test_stripping_names_changes_size_not_results():
     assert len(stripped) < len(int8)
     np.testing.assert_array_equal(predict(stripped, x), predict(int8, x))
     assert full_integer(stripped).ok
+
+
+@pytest.mark.parametrize("dtype,zero_points", [("int8", (-128, -3, 0, 127)), ("int16", (0,))])
+def test_dequantized_values_quantize_back_to_the_same_integers(dtype, zero_points):
+    """LiteRT's dequantized outputs stand for its integer ones (the TFLM comparison reads them back)."""
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1).astype(dtype)
+    for zero in zero_points:
+        for scale in 10.0 ** np.random.default_rng(0).uniform(-8, 2, 100):
+            t = TensorQuant(dtype, float(scale), zero)
+            np.testing.assert_array_equal(quantize(dequantize(q, t), t), q)
+    assert quantize(np.array([-1e9, 0.26, 1e9]), TensorQuant("int8", 0.5, 1)).tolist() == [-128, 2, 127]
 
 
 def test_task_scores_compares_and_judges_parity_in_the_reported_unit():

@@ -105,7 +105,7 @@ def _worker(spec: dict) -> dict:
         result["amx_denied"] = deny_amx()
         if not result["amx_denied"]:
             return result
-    from qatzoo.export.litert import interpreter  # after deny_amx: nothing has started XNNPACK yet
+    from qatzoo.export.litert import interpreter, quantize, tensor_quant  # after deny_amx: XNNPACK not started yet
 
     sample = np.load(spec["sample"])
     delegates = spec["mode"] != "builtin"
@@ -115,11 +115,7 @@ def _worker(spec: dict) -> dict:
             it = interpreter(path, num_threads=threads, delegates=delegates)
             inp = it.get_input_details()[0]
             x = sample if sample.shape == tuple(inp["shape"]) else sample[None]  # one example, or a batch
-            if inp["dtype"] != np.float32:
-                scale, zero = inp["quantization"]
-                info = np.iinfo(inp["dtype"])
-                x = np.clip(np.round(x / scale + zero), info.min, info.max)
-            it.set_tensor(inp["index"], x.astype(inp["dtype"]))
+            it.set_tensor(inp["index"], quantize(x, tensor_quant(inp)))
             for _ in range(20):  # warm-up
                 it.invoke()
             its[name] = it

@@ -40,11 +40,14 @@ def build(
     score: Callable[[np.ndarray], float] | None = None,
     *,
     latency_runs: int = LATENCY_RUNS,
+    predictions: np.ndarray | None = None,
 ) -> dict:
     """The report of the int8 flatbuffer ``int8`` (and its float model, for the CPU ratio).
 
     ``x``: float inputs of the test split (batch first), quantized with the model's input scale and zero
-    point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored).
+    point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored);
+    ``predictions``: ``int8``'s LiteRT outputs on ``x`` when the caller has them (``litert.predict``), so
+    the file is not run over ``x`` again.
     """
     from qatzoo.export import litert
 
@@ -53,7 +56,7 @@ def build(
         # int8, or int16 for a file with 16-bit activations (quant=ptq_a16w8): what the "int8" numbers are of.
         "activations": litert.io_quant(litert.interpreter(int8))[0].dtype,
         "litert_cpu": litert_cpu(int8, float_model, x[0], latency_runs),
-        "tflm": tflm(int8, x, score),
+        "tflm": tflm(int8, x, score, predictions),
         "ethos_u55": ethos_u55(int8),
     }
 
@@ -74,8 +77,14 @@ def litert_cpu(int8: bytes, float_model: bytes | None, sample: np.ndarray, runs:
     return out
 
 
-def tflm(int8: bytes, x: np.ndarray, score: Callable[[np.ndarray], float] | None = None) -> dict:
-    """TensorFlow Lite Micro: loads or not, arena, flash; on ``x``, the metric and agreement with LiteRT."""
+def tflm(
+    int8: bytes,
+    x: np.ndarray,
+    score: Callable[[np.ndarray], float] | None = None,
+    predictions: np.ndarray | None = None,
+) -> dict:
+    """TensorFlow Lite Micro: loads or not, arena, flash; on ``x``, the metric and agreement with LiteRT
+    (``predictions``: LiteRT's dequantized outputs on ``x``, computed here when not given)."""
     from qatzoo.deploy import tflm as micro
     from qatzoo.export import litert
 
@@ -91,14 +100,13 @@ def tflm(int8: bytes, x: np.ndarray, score: Callable[[np.ndarray], float] | None
         return out
     it = litert.interpreter(int8)
     in_q, out_q = litert.io_quant(it)
-    info = np.iinfo(np.dtype(in_q.dtype))
-    xq = np.clip(np.round(x / in_q.scale + in_q.zero_point), info.min, info.max).astype(in_q.dtype)
-    on_micro = micro.run(int8, xq)
-    on_litert = _raw_outputs(it, xq)
+    on_micro = micro.run(int8, litert.quantize(x, in_q))
+    # LiteRT's integer outputs: its dequantized ones quantized back (exact: litert.dequantize).
+    on_litert = litert.quantize(litert.predict(it, x) if predictions is None else predictions, out_q)
     out["examples"] = int(len(x))
     out |= micro.agreement(on_micro, on_litert)
     if score is not None:
-        out["metric"] = float(score((on_micro.astype(np.float32) - out_q.zero_point) * out_q.scale))
+        out["metric"] = float(score(litert.dequantize(on_micro, out_q)))
     return out
 
 
@@ -110,17 +118,6 @@ def ethos_u55(int8: bytes) -> dict:
         return vela.compile(int8, ACCELERATOR).as_dict()
     except vela.VelaError as error:
         return {"accelerator": ACCELERATOR, "error": str(error)}
-
-
-def _raw_outputs(it, xq: np.ndarray) -> np.ndarray:
-    """The int8 outputs of a LiteRT interpreter for already-quantized inputs, one invoke per example."""
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    results = []
-    for example in xq:
-        it.set_tensor(inp["index"], example[None])
-        it.invoke()
-        results.append(it.get_tensor(out["index"])[0].copy())
-    return np.stack(results)
 
 
 def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs: int = LATENCY_RUNS) -> dict:

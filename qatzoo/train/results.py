@@ -6,6 +6,8 @@ numbers come from the written .tflite bytes run in LiteRT, and the full-integer 
 
 from __future__ import annotations
 
+import numpy as np
+
 from qatzoo.export import checks, evaluate, litert, lowbit
 from qatzoo.report import MODELS, RunReport
 
@@ -24,8 +26,10 @@ def assemble(
     provenance: dict,
     distribute: dict,
     command: str,
-) -> RunReport:
-    """The report of one run; ``files`` are the stripped .tflite bytes that will be written."""
+) -> tuple[RunReport, dict[str, np.ndarray]]:
+    """The report of one run, and the test-split predictions it was measured on (model name -> outputs,
+    as :func:`~qatzoo.export.evaluate.all_predictions` names them), for the deployment report and the
+    figures; ``files`` are the stripped .tflite bytes that will be written."""
     task = data.task
     predictions = evaluate.all_predictions(keras_models, files, data)
     int8_name = scheme.int8_model
@@ -89,7 +93,7 @@ def assemble(
             sizes["int8_packed"] = report.lowbit["packed_bytes"]
             sizes["packed_over_float"] = sizes["int8_packed"] / len(files["float"])
     report.sizes = sizes
-    return report
+    return report, predictions
 
 
 def _format(bits) -> str:

@@ -75,7 +75,7 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
         files |= scheme.export_qat(keras_models.get("qat"), representative)
     # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
     with clock("evaluate_s"):
-        report = assemble(
+        report, predictions = assemble(
             cfg=cfg,
             data=data,
             scheme=scheme,
@@ -86,8 +86,9 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
             distribute=parallel,
             command=reproduce_command(cfg, overrides),
         )
-    _measure_beside(cfg, report, data, scheme, files, clock)
-    metrics = _write_results(cfg, run, report, data, scheme, files, clock, logger)
+    int8_predictions = predictions.get(scheme.int8_model)  # measured once: the deployment report and figures reuse it
+    _measure_beside(cfg, report, data, scheme, files, int8_predictions, clock)
+    metrics = _write_results(cfg, run, report, data, scheme, files, int8_predictions, clock, logger)
     logger.summary(report)
     logger.finish()
     _print_summary(run.path, report)
@@ -128,9 +129,10 @@ def _train(cfg: RunConfig, run: RunDir, data, model, scheme, strategy, logger, c
     return keras_models, files, representative
 
 
-def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict, clock) -> None:
+def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict, int8_predictions, clock) -> None:
     """What the int8 model is compared with and where it runs: classical baselines on the same split, and the
-    deployment report (LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 through Vela)."""
+    deployment report (LiteRT CPU latency, TensorFlow Lite Micro, Ethos-U55 through Vela), whose TFLM
+    comparison takes the int8 file's LiteRT test predictions the report was measured on."""
     if cfg.trainer.baselines:
         from qatzoo.baselines import baselines
 
@@ -139,12 +141,19 @@ def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict
     if scheme.int8_model and cfg.trainer.deployment:
         with clock("deployment_s"):
             report.deployment = deploy_report.build(
-                files[scheme.int8_model], files["float"], data.x_test, lambda y: data.task.score(data.y_test, y)
+                files[scheme.int8_model],
+                files["float"],
+                data.x_test,
+                lambda y: data.task.score(data.y_test, y),
+                predictions=int8_predictions,
             )
 
 
-def _write_results(cfg: RunConfig, run: RunDir, report: RunReport, data, scheme, files: dict, clock, logger) -> dict:
-    """The model files, contract, figures, card and (last: it marks a complete run) metrics.json."""
+def _write_results(
+    cfg: RunConfig, run: RunDir, report: RunReport, data, scheme, files: dict, int8_predictions, clock, logger
+) -> dict:
+    """The model files, contract, figures (of ``int8_predictions``, the int8 file's LiteRT test predictions),
+    card and (last: it marks a complete run) metrics.json."""
     _check_finite(report.to_dict())  # before any model file: a broken model leaves no files that look like results
     for kind, name in (("float", "float"), ("ptq_int8", "ptq_int8"), ("int8", scheme.int8_model)):
         if name in files and not (kind == "ptq_int8" and name == scheme.int8_model):
@@ -155,7 +164,7 @@ def _write_results(cfg: RunConfig, run: RunDir, report: RunReport, data, scheme,
     report.provenance["wandb_run"] = logger.url
     metrics = report.to_dict()
     _check_finite(metrics)  # again, with parity and sizes: metrics.json is strict JSON
-    figures = _figures(run, report, data, files.get(scheme.int8_model or ""))
+    figures = _figures(run, report, data, int8_predictions)
     for name in figures:
         blob = (run.path / name).read_bytes()
         report.files[name] = {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
@@ -174,14 +183,14 @@ def _check_engine(cfg: RunConfig) -> None:
         raise ConfigError(str(error)) from None
 
 
-def _figures(run: RunDir, report: RunReport, data, int8: bytes | None) -> tuple[str, ...]:
-    """The card's figures (qatzoo.export.plots): training curves from history.csv; the int8 model's test
-    forecasts against the actual series, or its confusion matrix. Returns the file names written."""
+def _figures(run: RunDir, report: RunReport, data, int8_predictions) -> tuple[str, ...]:
+    """The card's figures (qatzoo.export.plots): training curves from history.csv; from the int8 model's
+    LiteRT test predictions (``None``: no int8 model), its forecasts against the actual series, or its
+    confusion matrix. Returns the file names written."""
     import numpy as np
 
     from qatzoo import contract
     from qatzoo.export import plots
-    from qatzoo.export.evaluate import predict
 
     written = []
     history = run.path / "history.csv"
@@ -190,9 +199,9 @@ def _figures(run: RunDir, report: RunReport, data, int8: bytes | None) -> tuple[
         if rows and f"val_{report.metric}" in rows[0]:
             plots.training_curves(rows, report.metric, report.unit, run.path / "training.png")
             written.append("training.png")
-    if int8 is None:
+    if int8_predictions is None:
         return tuple(written)
-    y = predict(int8, data.x_test)
+    y = int8_predictions
     if report.task == "forecast":
         forecast = contract.decode(data.contract["output"]["steps"], y, data.raw["x_test"])
         plots.forecast_vs_actual(

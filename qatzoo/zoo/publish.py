@@ -72,18 +72,21 @@ def _config(run_dir: Path) -> dict:
     return config
 
 
-def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tuple[dict, bytes, str]:
+def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report=None) -> tuple[dict, bytes, str]:
     """The index entry (without version) of ``run_dir``, with the bytes and card text to publish.
 
-    Everything that describes the model file is derived from its bytes, read once.
+    Everything that describes the model file is derived from its bytes, read once, and run over the test
+    split once (the metric and the deployment report's TFLM comparison). ``report``: the run's
+    :class:`~qatzoo.report.RunReport` when the caller has read it.
     """
     from qatzoo.contract import contract
     from qatzoo.deploy.report import lines as deploy_lines
     from qatzoo.export.checks import full_integer
+    from qatzoo.export.evaluate import score
     from qatzoo.export.litert import interpreter, io_quant
-    from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, measure
+    from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, predictions
 
-    report = _report(run_dir)
+    report = _report(run_dir) if report is None else report
     int8_name, metric = report.int8_model, report.metric
     model_file = run_dir / "model_int8.tflite"
     if not int8_name or not model_file.is_file():
@@ -123,7 +126,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
             "not publishing numbers that cannot be checked"
         )
     claimed = report.value(int8_name)
-    measured = measure(blob, data)
+    int8_predictions = predictions(blob, data)
+    measured = score(data, int8_predictions)
     if gap(metric, measured, claimed) > TOLERANCE[metric]:
         raise ZooError(
             f"{run_dir}: the int8 model measures {metric} {measured:.4f} in LiteRT on the test split, metrics.json "
@@ -132,7 +136,7 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
     results = {name: report.value(name) for name in report.results}
     results[int8_name] = measured
     measured_names = [int8_name, *_remeasure_baselines(run_dir, report, data, results)]
-    deployment = _deployment(run_dir, report, blob, data)
+    deployment = _deployment(run_dir, report, blob, data, int8_predictions)
     card += (
         "\n## Measured at publish\n\n"
         f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
@@ -184,11 +188,11 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None) -> tup
     return entry, blob, card
 
 
-def _figures(run_dir: Path) -> dict[str, bytes]:
+def _figures(run_dir: Path, report) -> dict[str, bytes]:
     """The card's figures (PNG), when they are the bytes the run recorded; the card links to them."""
     from qatzoo.export.card import FIGURES
 
-    recorded, out = _report(run_dir).files, {}
+    recorded, out = report.files, {}
     for name in FIGURES:
         path = run_dir / name
         if name in recorded and path.is_file() and not path.is_symlink():
@@ -198,16 +202,16 @@ def _figures(run_dir: Path) -> dict[str, bytes]:
     return out
 
 
-def _deployment(run_dir: Path, report, blob: bytes, data) -> dict:
+def _deployment(run_dir: Path, report, blob: bytes, data, int8_predictions) -> dict:
     """The deployment report of ``blob`` (qatzoo.deploy.report), the run's float file beside it for the CPU
-    ratio when it is the file the run recorded."""
+    ratio when it is the file the run recorded; ``int8_predictions``: ``blob``'s LiteRT test predictions."""
     from qatzoo.deploy.report import build
 
     path, recorded = run_dir / "model_float.tflite", report.files.get("model_float.tflite")
     float_blob = path.read_bytes() if path.is_file() and recorded else None
     if float_blob is not None and hashlib.sha256(float_blob).hexdigest() != recorded.get("sha256"):
         raise ZooError(f"{path} changed after the run wrote it; not publishing numbers measured on it")
-    return build(blob, float_blob, data.x_test, lambda y: data.task.score(data.y_test, y))
+    return build(blob, float_blob, data.x_test, lambda y: data.task.score(data.y_test, y), predictions=int8_predictions)
 
 
 def _remeasure_baselines(run_dir: Path, report, data, results: dict) -> list[str]:
@@ -267,10 +271,10 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     run_dir, zoo_dir = Path(run_dir), Path(zoo_dir)
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir} is not a run directory")
-    recipe = _report(run_dir).name
-    name = check_name(name or recipe)
-    entry, blob, card = measured_entry(run_dir, name, data_dir)  # slow part: outside the lock
-    figures = _figures(run_dir)
+    report = _report(run_dir)  # read once: the entry and the figures are checked against it
+    name = check_name(name or report.name)
+    entry, blob, card = measured_entry(run_dir, name, data_dir, report)  # slow part: outside the lock
+    figures = _figures(run_dir, report)
     try:
         with locked_index(zoo_dir) as index:
             _fault("locked")

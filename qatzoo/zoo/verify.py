@@ -29,10 +29,10 @@ def load_test_data(dataset: str, params: dict, data_dir: str | None = None, reco
         raise ZooError(str(error)) from None
 
 
-def measure(model: bytes | str | Path, data, progress: bool = False) -> float:
-    """The task metric of a .tflite model run in LiteRT on the full test split; ZooError (one line) for a
-    file LiteRT cannot load or whose input does not take the dataset's examples."""
-    from qatzoo.export import evaluate, litert
+def predictions(model: bytes | str | Path, data, progress: bool = False):
+    """The outputs of a .tflite model run in LiteRT on the full test split (dequantized); ZooError (one line)
+    for a file LiteRT cannot load or whose input does not take the dataset's examples."""
+    from qatzoo.export import litert
 
     model = model if isinstance(model, bytes) else str(model)
     try:
@@ -42,12 +42,18 @@ def measure(model: bytes | str | Path, data, progress: bool = False) -> float:
             raise ZooError(
                 f"the model takes inputs of shape {shape}, the test split has {tuple(data.x_test.shape[1:])}"
             )
-        predictions = litert.predict(it, data.x_test, progress="LiteRT" if progress else None)
+        return litert.predict(it, data.x_test, progress="LiteRT" if progress else None)
     except ZooError:
         raise
     except (ValueError, RuntimeError) as error:
         raise ZooError(f"LiteRT cannot run the model ({str(error).strip().splitlines()[0][:160]})") from None
-    return evaluate.score(data, predictions)
+
+
+def measure(model: bytes | str | Path, data, progress: bool = False) -> float:
+    """The task metric of a .tflite model run in LiteRT on the full test split (see :func:`predictions`)."""
+    from qatzoo.export import evaluate
+
+    return evaluate.score(data, predictions(model, data, progress))
 
 
 def gap(metric: str, measured: float, expected: float) -> float:
