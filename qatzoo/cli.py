@@ -181,29 +181,124 @@ def _verify(args) -> int:
     return 0
 
 
-def _read_input(path: Path, kind: str):
-    """A raw input file: an image (.png, .npy of uint8) or a series (.csv: the last column's numbers; .npy)."""
-    import numpy as np
+#: Input files larger than this are not read: a .csv (a series of a million weeks is about 20 MB) or the
+#: values of a .npy (the MNIST test split as uint8 is 8 MB).
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+
+
+def _read_input(path: Path, raw) -> object:
+    """A raw input file for ``raw`` (the contract's input.raw): an image (.png, .npy of uint8) or a series
+    (.csv: the last column's numbers; .npy). Only PNG is decoded, and only at the model's size (checked from
+    the header, before any pixel is); a .npy's dtype and size come from its header before its data; no cell
+    of a .csv is skipped. Anything else is a ZooError naming the file."""
+    import csv
+    import struct
+    import zlib
 
     if not path.is_file():
         raise ZooError(f"{path}: no such file")
-    suffix = path.suffix.lower()
+    suffix, kind = path.suffix.lower(), raw.kind
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)  # data only: a pickled object array is refused
+            return _read_npy(path)
         if suffix == ".png" and kind == "image":
-            from PIL import Image
-
-            with Image.open(path) as image:
-                return np.asarray(image.convert("L"), dtype=np.uint8)
+            return _read_png(path, tuple(raw.shape))
         if suffix in (".csv", ".txt") and kind == "series":
-            table = np.genfromtxt(path, delimiter=",", ndmin=2)
-            values = table[:, -1]
-            return values[~np.isnan(values)] if np.isnan(values[:1]).all() else values  # a header row
-    except (OSError, ValueError) as error:
+            return _read_csv(path)
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, csv.Error) as error:
         raise ZooError(f"{path} is not a readable {kind} ({type(error).__name__}: {str(error)[:80]})") from None
     wanted = ".png or .npy" if kind == "image" else ".csv or .npy"
     raise ZooError(f"{path}: a {kind} input must be {wanted}")
+
+
+def _read_npy(path: Path):
+    """A .npy's array: its header (format version, dtype, shape) checked before the data is read."""
+    import numpy as np
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as f:
+        version = npy.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f".npy format {version} is not read")
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        if dtype.kind not in "biuf" or dtype.fields is not None:  # objects (pickles), text, records, complex
+            raise ZooError(f"{path}: input must be real numbers, got {dtype}")
+        if 0 in shape:
+            raise ZooError(f"{path}: the array is empty (shape {shape})")
+        size = dtype.itemsize * int(np.prod(shape, dtype=object))
+        if size > MAX_INPUT_BYTES:
+            raise ZooError(f"{path}: the array is too large ({shape}, {size} bytes; at most {MAX_INPUT_BYTES})")
+        f.seek(0)
+        return npy.read_array(f, allow_pickle=False)  # the same open file: what was checked is what is read
+
+
+def _read_png(path: Path, shape: tuple[int, int]):
+    """A PNG's pixels as uint8 grey, decoded only by Pillow's PNG plugin and only if its header's size is the
+    model's: a file of any other format (PostScript, which Pillow hands to Ghostscript; GIF; TIFF) named .png,
+    or a header claiming a huge image, is refused before a pixel is decoded."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        opened = Image.open(path, formats=["PNG"])
+    except UnidentifiedImageError:
+        raise ZooError(f"{path}: not a PNG image") from None
+    except Image.DecompressionBombError as error:  # Pillow's own cap, checked from the header too
+        claim = str(error).split(" exceeds")[0].lower()  # "image size (400000000 pixels)"
+        raise ZooError(f"{path}: {claim}; the model takes {shape[1]} x {shape[0]}") from None
+    with opened as image:
+        width, height = image.size
+        if (height, width) != shape:
+            raise ZooError(f"{path}: {width} x {height} pixels; the model takes {shape[1]} x {shape[0]}")
+        image.load()
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _read_csv(path: Path):
+    """The last column of a .csv as float64, every row kept: a header row (a first row whose last cell is
+    text) is skipped; an empty, NaN, infinite or non-numeric cell, a row of another width or an empty row
+    before the end is refused by row and column."""
+    import csv
+    import io
+    import math
+
+    import numpy as np
+
+    from qatzoo.artifacts import read_bounded
+
+    rows = list(csv.reader(io.StringIO(read_bounded(path, MAX_INPUT_BYTES).decode("utf-8-sig"), newline="")))
+    while rows and not rows[-1]:
+        rows.pop()  # blank lines at the end of the file
+    header = None
+    if rows and rows[0] and rows[0][-1].strip():
+        try:
+            float(rows[0][-1])
+        except ValueError:
+            header = rows[0]
+    width = len(rows[0]) if rows else 0
+    values = []
+    for number, row in enumerate(rows, start=1):
+        if number == 1 and header is not None:
+            continue
+        if not row:
+            raise ZooError(f"{path}: row {number} is empty")
+        if len(row) != width:
+            raise ZooError(f"{path}: row {number} has {len(row)} columns, row 1 has {width}")
+        where = f"{path}: row {number}, column {width}" + (f" ({header[-1].strip()[:40]})" if header else "")
+        cell = row[-1].strip()
+        if not cell:
+            raise ZooError(f"{where}: empty")
+        try:
+            value = float(cell)
+        except ValueError:
+            raise ZooError(f"{where}: {cell[:40]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ZooError(f"{where}: {cell[:40]!r} is not a finite number")
+        values.append(value)
+    if not values:
+        raise ZooError(f"{path}: the file holds no values")
+    return np.asarray(values, dtype=np.float64)
 
 
 def _predict(args) -> int:
@@ -218,8 +313,7 @@ def _predict(args) -> int:
     try:
         source = Path(args.model)
         model = Model.from_run(source) if source.is_dir() else load(args.model, index=args.index, progress=False)
-        kind = model.contract.input.raw.kind
-        raw = _read_input(Path(args.input), kind)
+        raw = _read_input(Path(args.input), model.contract.input.raw)
         if model.contract.task == "classification":
             result = model.predict(raw, labels=True, probabilities=True)
             if isinstance(result["labels"], np.ndarray) and result["labels"].ndim:

@@ -55,7 +55,7 @@ class Model:
         """Raw input as a batch (first axis: examples) and whether one example was given."""
         spec = self.contract.input.raw
         x = np.asarray(raw)
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        if x.dtype.kind not in "biuf":  # complex too: its imaginary part would be dropped
             raise ContractError(f"input must be numbers, got {x.dtype}")
         if spec.kind == "image":
             shape = tuple(spec.shape)
@@ -66,6 +66,8 @@ class Model:
             if x.shape == shape:
                 return x[None], True
             if x.ndim == len(shape) + 1 and x.shape[1:] == shape:
+                if not len(x):
+                    raise ContractError("the batch is empty")
                 return x, False
             raise ContractError(
                 f"input must be one image {shape} or a batch (N, {shape[0]}, {shape[1]}), got {x.shape}"
@@ -80,6 +82,8 @@ class Model:
             single = False
         else:
             raise ContractError(f"input must be one series (length >= {need}) or a batch (N, length), got {x.shape}")
+        if not len(x):
+            raise ContractError("the batch is empty")
         if x.shape[1] < need:
             raise ContractError(
                 f"the series needs at least {need} values ({spec.frequency}, {spec.unit}), got {x.shape[1]}"
