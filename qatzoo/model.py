@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ class Model:
         #: The typed contract (``.plain``: its JSON; ``contract["input"]`` still reads like the dict).
         self.contract = contracts.read(contract)
         self.interpreter = interpreter(model if isinstance(model, bytes) else str(model))
+        # One interpreter holds one input and one output tensor: ``predict`` from several threads takes turns.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_files(cls, model: str | Path, contract_file: str | Path) -> Model:
@@ -95,12 +98,15 @@ class Model:
 
         Classifiers: class indices; ``labels=True`` class names; ``probabilities=True`` the softmax of the
         logits (with ``labels``, a dict of both). Forecasters: the next ``horizon`` values in the series'
-        unit, from its last ``window`` values (a longer history is fine).
+        unit, from its last ``window`` values (a longer history is fine). Safe to call from several threads
+        (they take turns on the one interpreter); ``.interpreter`` used directly is not.
         """
         from qatzoo.export.litert import predict
 
         batch, single = self._batch(raw)
-        y = predict(self.interpreter, contracts.preprocess(self.contract.input, batch))
+        x = contracts.preprocess(self.contract.input, batch)
+        with self._lock:
+            y = predict(self.interpreter, x)
         output = self.contract.output
         if self.contract.task == "forecast":
             result = contracts.decode(output.steps, y, batch)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -181,3 +182,30 @@ def test_model_predict_refuses_empty_batches():
         forecaster.predict(np.zeros((0, 104)))
     with pytest.raises(ContractError, match="must be numbers"):
         forecaster.predict(np.ones(104, np.complex128))  # the imaginary part would be dropped
+
+
+# ---- one model, many threads
+
+
+def test_predict_from_many_threads_gives_the_single_threaded_answers():
+    model = Model.from_files(CNN / "model_int8.tflite", CNN / "contract.json")
+    images = np.random.default_rng(0).integers(0, 256, (400, 28, 28), dtype=np.uint8)
+    images[::2, 6:22, 13:16] = 255  # half of them a bar: answers that differ from image to image
+    expected = [model.predict(image, probabilities=True) for image in images]
+    answers, errors = [None] * len(images), []
+
+    def work(start: int) -> None:
+        try:
+            for i in range(start, len(images), 8):  # 8 threads x 50 calls
+                answers[i] = model.predict(images[i], probabilities=True)
+        except Exception as error:  # noqa: BLE001 - any failure in a thread fails the test
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    wrong = [i for i, (a, e) in enumerate(zip(answers, expected, strict=True)) if not np.array_equal(a, e)]
+    assert not wrong, f"{len(wrong)} of {len(images)} answers differ"
