@@ -392,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run a zoo model (or a run directory's int8 model) on a raw input file",
         description="Applies the model's contract: raw input -> the trainer's preprocessing -> int8 -> LiteRT -> "
         "decoded. Images: a .png (grey, the model's size) or a .npy of uint8 (one image or a batch). Series: a .csv "
-        "(the last column; a header row is skipped) or a .npy, at least the model's window of values, oldest first.",
+        "(the last column, every cell a number; a header row is skipped) or a .npy, at least the model's window of "
+        "values, oldest first.",
     )
     pred.add_argument("model", help="NAME[@VERSION] from the zoo, or a finished run directory")
     pred.add_argument("input", help="the raw input file")
