@@ -181,9 +181,10 @@ def _verify(args) -> int:
     return 0
 
 
-#: Input files larger than this are not read: a .csv (a series of a million weeks is about 20 MB) or the
-#: values of a .npy (the MNIST test split as uint8 is 8 MB).
+#: A .npy holding more bytes of values than this is not read (the MNIST test split as uint8 is 8 MB).
 MAX_INPUT_BYTES = 256 * 1024 * 1024
+#: A .csv larger than this is not read (a million weeks, dated, are about 20 MB).
+MAX_CSV_BYTES = 32 * 1024 * 1024
 
 
 def _read_input(path: Path, raw) -> object:
@@ -259,6 +260,7 @@ def _read_csv(path: Path):
     """The last column of a .csv as float64, every row kept: a header row (a first row whose last cell is
     text) is skipped; an empty, NaN, infinite or non-numeric cell, a row of another width or an empty row
     before the end is refused by row and column."""
+    import array
     import csv
     import io
     import math
@@ -267,25 +269,22 @@ def _read_csv(path: Path):
 
     from qatzoo.artifacts import read_bounded
 
-    rows = list(csv.reader(io.StringIO(read_bounded(path, MAX_INPUT_BYTES).decode("utf-8-sig"), newline="")))
-    while rows and not rows[-1]:
-        rows.pop()  # blank lines at the end of the file
-    header = None
-    if rows and rows[0] and rows[0][-1].strip():
-        try:
-            float(rows[0][-1])
-        except ValueError:
-            header = rows[0]
-    width = len(rows[0]) if rows else 0
-    values = []
-    for number, row in enumerate(rows, start=1):
-        if number == 1 and header is not None:
-            continue
+    text = read_bounded(path, MAX_CSV_BYTES).decode("utf-8-sig")
+    header, width, blank, values = None, 0, None, array.array("d")  # 8 bytes a value, not a list's 32
+    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
         if not row:
-            raise ZooError(f"{path}: row {number} is empty")
+            blank = blank or number  # refused below if a row follows: only the file's end may be blank
+            continue
+        if blank:
+            raise ZooError(f"{path}: row {blank} is empty")
+        if number == 1:
+            width = len(row)
+            if _is_text(row[-1]):
+                header = row[-1].strip()[:40]
+                continue
         if len(row) != width:
             raise ZooError(f"{path}: row {number} has {len(row)} columns, row 1 has {width}")
-        where = f"{path}: row {number}, column {width}" + (f" ({header[-1].strip()[:40]})" if header else "")
+        where = f"{path}: row {number}, column {width}" + (f" ({header})" if header else "")
         cell = row[-1].strip()
         if not cell:
             raise ZooError(f"{where}: empty")
@@ -298,7 +297,16 @@ def _read_csv(path: Path):
         values.append(value)
     if not values:
         raise ZooError(f"{path}: the file holds no values")
-    return np.asarray(values, dtype=np.float64)
+    return np.frombuffer(values, dtype=np.float64).copy()
+
+
+def _is_text(cell: str) -> bool:
+    """Whether a first row's last cell is a header (text), not a value (a number, NaN, or empty: refused)."""
+    try:
+        float(cell)
+    except ValueError:
+        return bool(cell.strip())
+    return False
 
 
 def _predict(args) -> int:

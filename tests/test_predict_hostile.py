@@ -128,6 +128,15 @@ def test_a_csv_with_a_gap_or_a_bad_cell_is_refused_by_row_and_column(capsys, tmp
     assert words in refused(capsys, FORECASTER, path)
 
 
+def test_a_csv_over_the_size_cap_is_not_read(capsys, tmp_path):
+    from qatzoo.cli import MAX_CSV_BYTES
+
+    path = tmp_path / "series.csv"
+    with open(path, "wb") as f:
+        f.truncate(MAX_CSV_BYTES + 1)  # sparse: no disk or time spent
+    assert f"larger than {MAX_CSV_BYTES} bytes" in refused(capsys, FORECASTER, path)
+
+
 def test_a_csv_header_is_skipped_and_every_value_kept(capsys, tmp_path):
     values = 410 + 0.05 * np.arange(130)
     (tmp_path / "s.csv").write_text(weeks(values) + "\n\n")  # trailing blank lines: the end of the file
