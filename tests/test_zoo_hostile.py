@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from qatzoo.cli import main
-from qatzoo.zoo.download import Limits, fetch
+from qatzoo.zoo.download import Limits, _source_url, fetch, index_cache
 from qatzoo.zoo.index import SCHEMA_VERSION, ZooError, parse_index, read_index, validate_entry
 from tests.conftest import REPO
 from tests.zoo_server import ZooServer
@@ -317,8 +317,13 @@ def test_a_missing_local_model_is_one_line(zoo, cache):
 # ---- a bad network
 
 
-def _part(cache: Path) -> Path:
-    return cache / "m" / "1" / "model_int8.tflite.part"
+def _cached(index) -> Path:
+    """Where ``m@1`` of ``index`` (a path or URL) is cached."""
+    return index_cache(_source_url(index)) / "m" / "1" / "model_int8.tflite"
+
+
+def _part(index) -> Path:
+    return _cached(index).with_name("model_int8.tflite.part")
 
 
 def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(zoo, cache):
@@ -328,7 +333,7 @@ def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(zoo, cache):
         with pytest.raises(ZooError, match="did not finish within 1.5 s"):
             fetch("m", index=f"{server.url}/index.json", progress=False, timeout=1, deadline=1.5)
         assert time.monotonic() - start < 4
-        assert _part(cache).stat().st_size > 0
+        assert _part(f"{server.url}/index.json").stat().st_size > 0
         server.faults.clear()
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
         assert path.read_bytes() == (zoo / MODEL).read_bytes()
@@ -373,7 +378,7 @@ def test_redirects_go_to_http_only_and_end(zoo, cache, where):
             assert len([p for p, _ in server.requests if p == MODEL]) <= 6
         elif where.startswith(("ftp", "file", "gopher")):
             assert "only redirects to http(s)" in str(error.value)
-    assert not (cache / "m" / "1" / "model_int8.tflite").exists()
+        assert not _cached(f"{server.url}/index.json").exists()
 
 
 def test_a_redirect_to_another_http_path_is_followed(zoo, cache):
@@ -388,24 +393,137 @@ def test_a_redirect_to_another_http_path_is_followed(zoo, cache):
 @pytest.mark.parametrize("fault", ["range_416", "ignore_range", "wrong_range"])
 def test_a_part_the_server_cannot_continue_is_started_over(zoo, cache, fault):
     blob = (zoo / MODEL).read_bytes()
-    _part(cache).parent.mkdir(parents=True)
-    # range_416: the complete file is already in the part (the old client failed on every rerun).
-    _part(cache).write_bytes(blob if fault == "range_416" else blob[:1000])
     with ZooServer(zoo) as server:
+        part = _part(f"{server.url}/index.json")
+        part.parent.mkdir(parents=True)
+        # range_416: the complete file is already in the part (the old client failed on every rerun).
+        part.write_bytes(blob if fault == "range_416" else blob[:1000])
         server.faults[MODEL] = fault
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
-    assert path.read_bytes() == blob and not _part(cache).exists()
+    assert path.read_bytes() == blob and not part.exists()
 
 
 def test_a_part_that_is_a_symlink_is_not_followed(zoo, cache, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    _part(cache).parent.mkdir(parents=True)
-    _part(cache).symlink_to(victim)
     with ZooServer(zoo) as server:
+        _part(f"{server.url}/index.json").parent.mkdir(parents=True)
+        _part(f"{server.url}/index.json").symlink_to(victim)
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
     assert victim.read_text() == "precious"
     assert path.read_bytes() == (zoo / MODEL).read_bytes()
+
+
+def _outside(tmp_path: Path, *inside: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``tmp_path`` but the ones under ``inside`` (the cache, the zoo): mode and bytes."""
+    return {
+        str(p): (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+        for p in tmp_path.rglob("*")
+        if not any(p.is_relative_to(d) for d in inside) and (p.is_file() or p.is_symlink())
+    }
+
+
+def test_a_part_that_is_a_hard_link_to_another_file_is_discarded_not_appended_to(zoo, cache, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        part = _part(f"{server.url}/index.json")
+        part.parent.mkdir(parents=True)
+        os.link(victim, part)  # a resume would append the model to the victim
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+        asked = [r for p, r in server.requests if p == MODEL]
+    assert asked == [None], "the linked part was resumed"
+    assert victim.read_text() == "precious" and victim.stat().st_nlink == 1
+    assert path.read_bytes() == (zoo / MODEL).read_bytes()
+    assert _outside(tmp_path, cache) == before
+
+
+def test_a_symlink_planted_in_the_to_folder_is_never_written_through(zoo, cache, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".m-1.tflite.tmp").symlink_to(victim)  # the temporary name --to used before
+    (out / "m-1.tflite").symlink_to(victim)  # the final name: replaced, its target untouched
+    before = {k: v for k, v in _outside(tmp_path, cache).items() if not k.startswith(str(out / "m-1."))}
+    copy = fetch("m", index=zoo, to=out, progress=False)
+    assert victim.read_text() == "precious"
+    assert copy == out / "m-1.tflite" and not copy.is_symlink() and copy.read_bytes() == (zoo / MODEL).read_bytes()
+    after = _outside(tmp_path, cache)
+    assert {k: v for k, v in after.items() if not k.startswith(str(out / "m-1."))} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+def test_the_cache_is_keyed_by_index(zoo, cache, tmp_path):
+    """Two indexes that publish the same m@1 with different bytes never share a cached file or a part."""
+    other = tmp_path / "other"
+    blob = os.urandom(1000)
+    (other / "m" / "1").mkdir(parents=True)
+    (other / MODEL).write_bytes(blob)
+    entry = {
+        **read_index(zoo / "index.json")["models"][0],
+        "size": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    (other / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    first = fetch("m", index=zoo, progress=False)
+    second = fetch("m", index=other, progress=False)
+    assert first != second and first.is_relative_to(cache) and second.is_relative_to(cache)
+    assert first.read_bytes() == (zoo / MODEL).read_bytes() and second.read_bytes() == blob
+    inode = first.stat().st_ino
+    assert fetch("m", index=zoo, progress=False).stat().st_ino == inode  # still cached, not replaced by other's
+    assert fetch("m", index=(zoo / "index.json").as_uri(), progress=False) == first  # one index, one key
+    assert index_cache(_source_url(REPO / "zoo")) == cache  # the repository's zoo keeps <name>/<version>/
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_fifo_given_as_index_is_refused_with_one_line(tmp_path, cache, where):
+    fifo = tmp_path / ("index.json" if where == "folder" else "fifo.json")
+    os.mkfifo(fifo)
+    before = _outside(tmp_path, cache)
+    run = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "download", "m", "--index", str(fifo if where == "file" else tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QATZOO_CACHE": str(cache)},
+        timeout=60,  # the old client hung here past any --deadline
+    )
+    assert run.returncode == 2 and "is a FIFO: only regular files are read" in _one_error_line(run.stderr)
+    assert _outside(tmp_path, cache) == before and not cache.exists()
+
+
+def test_a_trickle_under_the_low_speed_limit_is_cut_and_the_part_kept(zoo, cache, tmp_path, monkeypatch, capsys):
+    """20 bytes/s (the trickle server) is under the default 1024 B/s: cut after --speed-time, not the deadline."""
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "trickle"
+        index = f"{server.url}/index.json"
+        start = time.monotonic()
+        with pytest.raises(ZooError, match=r"B/s over 1 s, under the low-speed limit of 1024 B/s") as error:
+            fetch("m", index=index, progress=False, speed_time=1)
+        assert time.monotonic() - start < 4 and "\n" not in str(error.value)
+        monkeypatch.setenv("QATZOO_SPEED_TIME", "1")
+        start = time.monotonic()
+        code, _, err = _cli(capsys, "download", "m", "--index", index, "--speed-limit", "5000")
+        assert code == 2 and "low-speed limit of 5000 B/s" in _one_error_line(err.split("\r")[-1])
+        assert time.monotonic() - start < 4
+        assert _part(index).stat().st_size > 0  # kept for a resume
+        code, _, err = _cli(capsys, "download", "m", "--index", index, "--speed-limit", "0", "--deadline", "1.5")
+        assert code == 2 and "did not finish within 1.5 s" in _one_error_line(err.split("\r")[-1])  # 0: no limit
+    assert _outside(tmp_path, cache) == before
+
+
+def test_the_default_low_speed_limit_cuts_one_byte_a_second_within_a_minute(monkeypatch):
+    for env in ("QATZOO_SPEED_LIMIT", "QATZOO_SPEED_TIME", "QATZOO_STALL_TIMEOUT"):
+        monkeypatch.delenv(env, raising=False)
+    limits = Limits.resolve()
+    assert limits.speed_limit > 1 and limits.speed_time + 1 < 60 and limits.stall < 60
+    for env, bad in (("QATZOO_SPEED_LIMIT", "-1"), ("QATZOO_SPEED_TIME", "0"), ("QATZOO_SPEED_LIMIT", "fast")):
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(ZooError, match=env):
+            Limits.resolve()
+        monkeypatch.delenv(env)
 
 
 def test_simultaneous_downloads_share_one_transfer_and_the_returned_file_is_never_rewritten(zoo, cache):
@@ -426,12 +544,13 @@ def test_simultaneous_downloads_share_one_transfer_and_the_returned_file_is_neve
         server.faults.clear()  # the stalled try times out and resumes; the other thread then reuses the file
         for thread in threads:
             thread.join(30)
-    assert not errors and len(results) == 2 and results[0] == results[1]
-    path = results[0]
-    assert path.read_bytes() == (zoo / MODEL).read_bytes()
-    assert oct(path.stat().st_mode & 0o777) == "0o444"
-    inode = path.stat().st_ino
-    assert fetch("m", index=zoo, progress=False).stat().st_ino == inode  # reused, not rewritten
+        assert not errors and len(results) == 2 and results[0] == results[1]
+        path = results[0]
+        assert path.read_bytes() == (zoo / MODEL).read_bytes()
+        assert oct(path.stat().st_mode & 0o777) == "0o444"
+        inode = path.stat().st_ino
+        again = fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert again.stat().st_ino == inode  # reused, not rewritten
 
 
 def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
@@ -452,7 +571,7 @@ def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130
         assert "interrupted" in _one_error_line(err.split("\r")[-1])
-        kept = _part(cache).stat().st_size
+        kept = _part(f"{server.url}/index.json").stat().st_size
         assert kept > 0
         server.faults.clear()
         fetch("m", index=f"{server.url}/index.json", progress=False)
