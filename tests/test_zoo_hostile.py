@@ -632,6 +632,140 @@ def test_check_on_a_missing_or_non_tflite_file_is_one_line(tmp_path, capsys):
     assert code == 2 and "not a TFLite model" in _one_error_line(err)
 
 
+# ---- publish: a hostile run directory
+
+
+def _run_dir(tmp_path: Path, **changes) -> Path:
+    """A finished run directory rebuilt from the committed mnist_cnn_int8 entry on mnist_5k: its model and card,
+    its config as config.yaml and a metrics.json of its numbers (``changes`` replace keys of the report)."""
+    import yaml
+
+    entry = next(e for e in read_index(REPO / "zoo" / "index.json")["models"] if e["dataset"]["name"] == "mnist_5k")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model_int8.tflite", "card.md"):
+        (run / name).write_bytes((REPO / "zoo" / entry["location"]).with_name(name).read_bytes())
+    (run / "config.yaml").write_text(yaml.safe_dump(entry["config"]))
+    examples = entry["dataset"]["examples"]
+    report = {
+        "name": entry["recipe"],
+        "arch": entry["arch"],
+        "data": entry["dataset"]["name"],
+        "quant": entry["scheme"],
+        "scheme": {"qat": True, "int8": True},
+        "task": entry["task"],
+        "metric": entry["metric"],
+        "unit": entry["unit"],
+        "higher_is_better": entry["higher_is_better"],
+        "int8_model": entry["int8_model"],
+        "dataset": {"sizes": {"train": 10, "val": 2, "test": examples}},
+        "provenance": entry["provenance"],
+        "distribute": {"strategy": "none"},
+        "agreement": {},
+        "int8": {"input": entry["input"], "output": entry["output"], "parity": {"pass": True}, "full_integer": True},
+        "checks": {"full_integer": True, "parity": True},
+        "command": entry["command"],
+        **changes,
+    }
+    value = entry["metrics"]["qat_int8"] if report["metric"] == entry["metric"] else 82.1
+    report["results"] = report["validation"] = {"qat_int8": {report["metric"]: value}}
+    (run / "metrics.json").write_text(json.dumps(report))
+    return run
+
+
+@pytest.mark.parametrize("what", ["card.md", "model_int8.tflite", "config.yaml", "metrics.json"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_publish_reads_only_regular_files_from_the_run(tmp_path, capsys, what, kind):
+    """A card.md linked to /etc/passwd was published as the card; a FIFO hung publish. Both are one line now."""
+    run = _run_dir(tmp_path)
+    (run / what).unlink()
+    if kind == "symlink":
+        secret = tmp_path / "secret"
+        secret.write_bytes((REPO / "zoo" / "index.json").read_bytes() if what == "metrics.json" else b"root:x:0:0\n")
+        (run / what).symlink_to(secret)
+    else:
+        os.mkfifo(run / what)
+    before = _outside(tmp_path)
+    zoo = tmp_path / "zoo"
+    code, _, err = _cli(capsys, "publish", str(run), "--zoo", str(zoo))
+    kind_text = "a symlink" if kind == "symlink" else "a FIFO"
+    assert code == 2 and f"{what} is {kind_text}: publish reads only regular files" in _one_error_line(err)
+    assert not zoo.exists() and _outside(tmp_path) == before
+
+
+def test_publish_takes_the_metric_from_the_datasets_task_and_refuses_a_disagreeing_report(tmp_path, data_dir):
+    """A classifier whose metrics.json says "mae ... ppm" was published so; the dataset's Task decides."""
+    from qatzoo.zoo.publish import publish
+
+    run = _run_dir(tmp_path, task="forecast", metric="mae", unit="ppm", higher_is_better=False)
+    before = _outside(tmp_path, Path(data_dir))
+    zoo = tmp_path / "zoo"
+    with pytest.raises(ZooError) as error:
+        publish(run, zoo, data_dir=data_dir)
+    line = str(error.value)
+    assert "\n" not in line and "metrics.json labels the metric mae (ppm) for a forecast run" in line, line
+    assert "the mnist_5k dataset is classification, measured as accuracy (%)" in line
+    assert not zoo.exists() and _outside(tmp_path, Path(data_dir)) == before
+
+
+def _readme_row(zoo_dir: Path, entry: dict) -> str:
+    from qatzoo.zoo.publish import write_readme
+
+    (zoo_dir / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    write_readme(zoo_dir)
+    return (zoo_dir / "README.md").read_text().splitlines()[-1]
+
+
+def test_text_from_an_entry_cannot_inject_markdown_into_the_zoo_readme(tmp_path):
+    from qatzoo.zoo.publish import _code, _text
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    plain = _readme_row(zoo_dir, _base_entry())
+    hostile = {
+        **_base_entry(),
+        "command": "python train.py | x | `y` ``z`` [click](https://evil) <img src=x onerror=alert(1)> # Owned",
+        "unit": "<b>|[x]",
+    }
+    row = _readme_row(zoo_dir, hostile)
+    assert "# Owned" in row
+    unescaped_pipes = row.replace("\\|", "").count("|")
+    assert unescaped_pipes == plain.replace("\\|", "").count("|"), row  # the row has as many cells as before
+    assert (
+        "``` python train.py \\| x \\| `y` ``z`` [click](https://evil) <img src=x onerror=alert(1)> # Owned ```" in row
+    )
+    assert "(\\<b\\>\\|\\[x\\])" in row  # plain cells: markdown and HTML characters escaped
+    assert "`" + _base_entry()["command"] + "`" in plain  # a plain command renders as it always did
+    # The index refuses control characters in an entry; the cells are one line even without that check.
+    assert _code("a\nb|c") == "`a b\\|c`" and _text("x\r\ny") == "x y"
+
+
+def test_the_committed_zoo_readme_is_what_write_readme_writes(tmp_path):
+    from qatzoo.zoo.publish import write_readme
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    (zoo_dir / "index.json").write_bytes((REPO / "zoo" / "index.json").read_bytes())
+    write_readme(zoo_dir)
+    assert (zoo_dir / "README.md").read_bytes() == (REPO / "zoo" / "README.md").read_bytes()
+
+
+def test_an_index_readers_would_refuse_is_never_written(tmp_path, monkeypatch):
+    """publish's commit point is write_index: an index over the readers' size limit is one line, the old one stays."""
+    from qatzoo.zoo import index as zoo_index
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    old = (REPO / "zoo" / "index.json").read_bytes()
+    (zoo_dir / "index.json").write_bytes(old)
+    monkeypatch.setattr(zoo_index, "MAX_INDEX_BYTES", len(old) + 100)
+    index = zoo_index.read_index(zoo_dir / "index.json")
+    index["models"].append({**_base_entry(), "name": "one_more"})
+    with pytest.raises(ZooError, match=r"the zoo index would be \d+ bytes, over the \d+ bytes readers accept"):
+        zoo_index.write_index(zoo_dir, index)
+    assert (zoo_dir / "index.json").read_bytes() == old and {p.name for p in zoo_dir.iterdir()} == {"index.json"}
+
+
 def test_cleaning_up_after_a_killed_publish_never_removes_published_models(tmp_path):
     """Only folders publish marked unpublished go: a zoo that lost its index.json keeps every model."""
     import shutil
