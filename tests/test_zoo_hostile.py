@@ -667,7 +667,7 @@ def _run_dir(tmp_path: Path, **changes) -> Path:
         "command": entry["command"],
         **changes,
     }
-    value = entry["metrics"]["qat_int8"] if report["metric"] == entry["metric"] else 82.1
+    value = entry["metrics"]["qat_int8"]  # relabelled, the number still matches what LiteRT measures
     report["results"] = report["validation"] = {"qat_int8": {report["metric"]: value}}
     (run / "metrics.json").write_text(json.dumps(report))
     return run
