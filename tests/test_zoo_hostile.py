@@ -514,6 +514,27 @@ def test_a_trickle_under_the_low_speed_limit_is_cut_and_the_part_kept(zoo, cache
     assert _outside(tmp_path, cache) == before
 
 
+def test_a_trickling_index_is_cut_by_the_low_speed_limit(zoo, cache, tmp_path):
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        server.faults["index.json"] = "trickle"
+        start = time.monotonic()
+        with pytest.raises(ZooError, match=r"reading the zoo index .* under the low-speed limit of 1024 B/s"):
+            fetch("m", index=f"{server.url}/index.json", progress=False, speed_time=1)
+        assert time.monotonic() - start < 4
+    assert _outside(tmp_path, cache) == before and not cache.exists()
+
+
+def test_a_symlink_planted_at_the_cache_lock_is_not_followed(zoo, cache, tmp_path):
+    victim = tmp_path / "created_outside"
+    lock = _cached(zoo).parent / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(victim)
+    with pytest.raises(ZooError, match="cannot write to the download cache"):
+        fetch("m", index=zoo, progress=False)
+    assert not victim.exists()
+
+
 def test_the_default_low_speed_limit_cuts_one_byte_a_second_within_a_minute(monkeypatch):
     for env in ("QATZOO_SPEED_LIMIT", "QATZOO_SPEED_TIME", "QATZOO_STALL_TIMEOUT"):
         monkeypatch.delenv(env, raising=False)

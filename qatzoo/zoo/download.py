@@ -304,7 +304,7 @@ def read_index(
     clock = clock or Clock(limits)
     limits = clock.limits
     url = _source_url(source)
-    data = bytearray()
+    data, speed = bytearray(), _Speed(limits)
     try:
         with _open(url, clock) as response:
             while len(data) <= MAX_INDEX_BYTES:
@@ -312,8 +312,15 @@ def read_index(
                 if not chunk:
                     break
                 data += chunk
+                speed.add(len(chunk))
     except _DeadlinePassed:
         raise ZooError(f"reading the zoo index at {url} took longer than {limits.deadline:g} s") from None
+    except _TooSlow as slow:
+        raise ZooError(
+            f"reading the zoo index at {url} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
+            f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
+            "--speed-limit/--speed-time)"
+        ) from None
     except ZooError:
         raise
     except NETWORK_ERRORS as error:
@@ -461,7 +468,9 @@ class _CacheLock:
         self.path, self.clock, self.progress = directory / ".lock", clock, progress
 
     def __enter__(self):
-        self.file = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+        # Never through a symlink planted at the lock's name (``open(.., "a")`` would create its target).
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        self.file = os.fdopen(fd, "a")
         told = False
         while True:
             try:

@@ -235,7 +235,9 @@ def locked_index(zoo_dir: Path):
     """Hold an exclusive lock on the zoo's index while reading, changing and writing it."""
     try:
         zoo_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(zoo_dir / ".index.lock", "a")  # noqa: SIM115 - held for the block below
+        # Never through a symlink planted at the lock's name (``open(.., "a")`` would create its target).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        lock = os.fdopen(os.open(zoo_dir / ".index.lock", flags, 0o644), "a")
     except OSError as error:
         raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None
     with lock:
