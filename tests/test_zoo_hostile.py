@@ -455,6 +455,18 @@ def test_a_symlink_planted_in_the_to_folder_is_never_written_through(zoo, cache,
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
 
 
+@pytest.mark.parametrize(("fault", "message"), [("tamper", "is tampered"), ("short", "is truncated")])
+def test_a_bad_file_is_removed_and_a_good_one_cached_read_only(zoo, cache, fault, message):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = fault
+        with pytest.raises(ZooError, match=message):
+            fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert not [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
+        server.faults.clear()
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+    assert path.read_bytes() == (zoo / MODEL).read_bytes() and oct(path.stat().st_mode & 0o777) == "0o444"
+
+
 def test_the_cache_is_keyed_by_index(zoo, cache, tmp_path):
     """Two indexes that publish the same m@1 with different bytes never share a cached file or a part."""
     other = tmp_path / "other"

@@ -586,13 +586,34 @@ def _fetch_to_cache(entry: IndexEntry, url: str, target: Path, progress: bool, r
         attempt += 1
         if error is not None:
             time.sleep(max(0.0, min(0.5 * 2**attempt, 8.0, clock.left())))
-    got = _part_size(part)
-    if got != entry.size or sha256_file(part) != entry.sha256:
-        part.unlink(missing_ok=True)
-        what = "truncated" if got < entry.size else "tampered"
-        raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
-    os.chmod(part, 0o444)  # the cached file is only ever replaced, never written
+    # Hashed and made read-only through one descriptor opened without following a link, so what is checked is
+    # what is renamed into the cache, and no chmod reaches a file a link planted at the name points to.
+    try:
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    try:
+        info = os.fstat(fd) if fd is not None else None
+        plain = info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+        got = info.st_size if plain else 0
+        digest = _sha256_fd(fd) if plain and got == entry.size else None
+        if digest != entry.sha256:
+            part.unlink(missing_ok=True)
+            what = "truncated" if got < entry.size else "tampered"
+            raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
+        os.fchmod(fd, 0o444)  # the cached file is only ever replaced, never written
+    finally:
+        if fd is not None:
+            os.close(fd)
     os.replace(part, target)
+
+
+def _sha256_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    for block in iter(lambda: os.read(fd, 1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _deliver(path: Path, entry: IndexEntry, to) -> Path:
