@@ -124,7 +124,9 @@ def _publish(args) -> int:
 def _limits(args):
     from qatzoo.zoo.download import Limits
 
-    return Limits.resolve(stall=args.stall_timeout, deadline=args.deadline)
+    return Limits.resolve(
+        stall=args.stall_timeout, deadline=args.deadline, speed_limit=args.speed_limit, speed_time=args.speed_time
+    )
 
 
 def _fmt(entry, key: str) -> str:
@@ -164,7 +166,14 @@ def _download(args) -> int:
 
     print(
         fetch(
-            args.model, index=args.index, to=args.to, progress=True, timeout=args.stall_timeout, deadline=args.deadline
+            args.model,
+            index=args.index,
+            to=args.to,
+            progress=True,
+            timeout=args.stall_timeout,
+            deadline=args.deadline,
+            speed_limit=args.speed_limit,
+            speed_time=args.speed_time,
         )
     )
     return 0
@@ -173,7 +182,15 @@ def _download(args) -> int:
 def _verify(args) -> int:
     from qatzoo.zoo.verify import verify
 
-    r = verify(args.model, index=args.index, data_dir=args.data_dir, timeout=args.stall_timeout, deadline=args.deadline)
+    r = verify(
+        args.model,
+        index=args.index,
+        data_dir=args.data_dir,
+        timeout=args.stall_timeout,
+        deadline=args.deadline,
+        speed_limit=args.speed_limit,
+        speed_time=args.speed_time,
+    )
     print(
         f"{r['name']}@{r['version']}: sha256 ok; {r['metric']} measured {r['measured']:.4f}, index {r['index']:.4f} "
         f"(tolerance {r['tolerance']}): ok"
@@ -436,6 +453,17 @@ def main(argv: list[str] | None = None) -> int:
             "--deadline",
             type=float,
             help="seconds for the whole download, retries included (default: $QATZOO_DEADLINE or 600)",
+        )
+        cmd.add_argument(
+            "--speed-limit",
+            type=float,
+            help="bytes/s a transfer must average over --speed-time, else it is cut; 0: no limit "
+            "(default: $QATZOO_SPEED_LIMIT or 1024)",
+        )
+        cmd.add_argument(
+            "--speed-time",
+            type=float,
+            help="seconds over which --speed-limit is measured (default: $QATZOO_SPEED_TIME or 30)",
         )
         if name == "download":
             cmd.add_argument("--to", help="also copy the verified file into this directory")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qatzoo.files import sha256_file
-from qatzoo.zoo.download import fetch, load
+from qatzoo.zoo.download import fetch, index_cache, load
 from qatzoo.zoo.index import ZooError, find, read_index
 from qatzoo.zoo.publish import publish
 from tests.conftest import ENGINE, REPO
@@ -225,7 +225,8 @@ def test_download_over_http_verifies_caches_and_reverifies(zoo, cache, tmp_path)
     with ZooServer(zoo) as server:
         index = f"{server.url}/index.json"
         path = fetch("tiny_cnn", index=index, progress=False)
-        assert path == cache / "tiny_cnn" / "1" / "model_int8.tflite"
+        assert path == index_cache(index) / "tiny_cnn" / "1" / "model_int8.tflite"
+        assert path.parent.parent.parent.parent == cache  # another index than the repository's: cache/@<hash>/
         assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
         requests = len(server.requests)
         assert fetch("tiny_cnn", index=index, progress=False) == path

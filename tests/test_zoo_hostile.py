@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from qatzoo.cli import main
-from qatzoo.zoo.download import Limits, fetch
+from qatzoo.zoo.download import Limits, _source_url, fetch, index_cache
 from qatzoo.zoo.index import SCHEMA_VERSION, ZooError, parse_index, read_index, validate_entry
 from tests.conftest import REPO
 from tests.zoo_server import ZooServer
@@ -317,8 +317,13 @@ def test_a_missing_local_model_is_one_line(zoo, cache):
 # ---- a bad network
 
 
-def _part(cache: Path) -> Path:
-    return cache / "m" / "1" / "model_int8.tflite.part"
+def _cached(index) -> Path:
+    """Where ``m@1`` of ``index`` (a path or URL) is cached."""
+    return index_cache(_source_url(index)) / "m" / "1" / "model_int8.tflite"
+
+
+def _part(index) -> Path:
+    return _cached(index).with_name("model_int8.tflite.part")
 
 
 def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(zoo, cache):
@@ -328,7 +333,7 @@ def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(zoo, cache):
         with pytest.raises(ZooError, match="did not finish within 1.5 s"):
             fetch("m", index=f"{server.url}/index.json", progress=False, timeout=1, deadline=1.5)
         assert time.monotonic() - start < 4
-        assert _part(cache).stat().st_size > 0
+        assert _part(f"{server.url}/index.json").stat().st_size > 0
         server.faults.clear()
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
         assert path.read_bytes() == (zoo / MODEL).read_bytes()
@@ -373,7 +378,7 @@ def test_redirects_go_to_http_only_and_end(zoo, cache, where):
             assert len([p for p, _ in server.requests if p == MODEL]) <= 6
         elif where.startswith(("ftp", "file", "gopher")):
             assert "only redirects to http(s)" in str(error.value)
-    assert not (cache / "m" / "1" / "model_int8.tflite").exists()
+        assert not _cached(f"{server.url}/index.json").exists()
 
 
 def test_a_redirect_to_another_http_path_is_followed(zoo, cache):
@@ -388,24 +393,170 @@ def test_a_redirect_to_another_http_path_is_followed(zoo, cache):
 @pytest.mark.parametrize("fault", ["range_416", "ignore_range", "wrong_range"])
 def test_a_part_the_server_cannot_continue_is_started_over(zoo, cache, fault):
     blob = (zoo / MODEL).read_bytes()
-    _part(cache).parent.mkdir(parents=True)
-    # range_416: the complete file is already in the part (the old client failed on every rerun).
-    _part(cache).write_bytes(blob if fault == "range_416" else blob[:1000])
     with ZooServer(zoo) as server:
+        part = _part(f"{server.url}/index.json")
+        part.parent.mkdir(parents=True)
+        # range_416: the complete file is already in the part (the old client failed on every rerun).
+        part.write_bytes(blob if fault == "range_416" else blob[:1000])
         server.faults[MODEL] = fault
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
-    assert path.read_bytes() == blob and not _part(cache).exists()
+    assert path.read_bytes() == blob and not part.exists()
 
 
 def test_a_part_that_is_a_symlink_is_not_followed(zoo, cache, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    _part(cache).parent.mkdir(parents=True)
-    _part(cache).symlink_to(victim)
     with ZooServer(zoo) as server:
+        _part(f"{server.url}/index.json").parent.mkdir(parents=True)
+        _part(f"{server.url}/index.json").symlink_to(victim)
         path = fetch("m", index=f"{server.url}/index.json", progress=False)
     assert victim.read_text() == "precious"
     assert path.read_bytes() == (zoo / MODEL).read_bytes()
+
+
+def _outside(tmp_path: Path, *inside: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``tmp_path`` but the ones under ``inside`` (the cache, the zoo): mode and bytes."""
+    return {
+        str(p): (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+        for p in tmp_path.rglob("*")
+        if not any(p.is_relative_to(d) for d in inside) and (p.is_file() or p.is_symlink())
+    }
+
+
+def test_a_part_that_is_a_hard_link_to_another_file_is_discarded_not_appended_to(zoo, cache, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        part = _part(f"{server.url}/index.json")
+        part.parent.mkdir(parents=True)
+        os.link(victim, part)  # a resume would append the model to the victim
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+        asked = [r for p, r in server.requests if p == MODEL]
+    assert asked == [None], "the linked part was resumed"
+    assert victim.read_text() == "precious" and victim.stat().st_nlink == 1
+    assert path.read_bytes() == (zoo / MODEL).read_bytes()
+    assert _outside(tmp_path, cache) == before
+
+
+def test_a_symlink_planted_in_the_to_folder_is_never_written_through(zoo, cache, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".m-1.tflite.tmp").symlink_to(victim)  # the temporary name --to used before
+    (out / "m-1.tflite").symlink_to(victim)  # the final name: replaced, its target untouched
+    before = {k: v for k, v in _outside(tmp_path, cache).items() if not k.startswith(str(out / "m-1."))}
+    copy = fetch("m", index=zoo, to=out, progress=False)
+    assert victim.read_text() == "precious"
+    assert copy == out / "m-1.tflite" and not copy.is_symlink() and copy.read_bytes() == (zoo / MODEL).read_bytes()
+    after = _outside(tmp_path, cache)
+    assert {k: v for k, v in after.items() if not k.startswith(str(out / "m-1."))} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()]
+
+
+@pytest.mark.parametrize(("fault", "message"), [("tamper", "is tampered"), ("short", "is truncated")])
+def test_a_bad_file_is_removed_and_a_good_one_cached_read_only(zoo, cache, fault, message):
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = fault
+        with pytest.raises(ZooError, match=message):
+            fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert not [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"]
+        server.faults.clear()
+        path = fetch("m", index=f"{server.url}/index.json", progress=False)
+    assert path.read_bytes() == (zoo / MODEL).read_bytes() and oct(path.stat().st_mode & 0o777) == "0o444"
+
+
+def test_the_cache_is_keyed_by_index(zoo, cache, tmp_path):
+    """Two indexes that publish the same m@1 with different bytes never share a cached file or a part."""
+    other = tmp_path / "other"
+    blob = os.urandom(1000)
+    (other / "m" / "1").mkdir(parents=True)
+    (other / MODEL).write_bytes(blob)
+    entry = {
+        **read_index(zoo / "index.json")["models"][0],
+        "size": len(blob),
+        "sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    (other / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    first = fetch("m", index=zoo, progress=False)
+    second = fetch("m", index=other, progress=False)
+    assert first != second and first.is_relative_to(cache) and second.is_relative_to(cache)
+    assert first.read_bytes() == (zoo / MODEL).read_bytes() and second.read_bytes() == blob
+    inode = first.stat().st_ino
+    assert fetch("m", index=zoo, progress=False).stat().st_ino == inode  # still cached, not replaced by other's
+    assert fetch("m", index=(zoo / "index.json").as_uri(), progress=False) == first  # one index, one key
+    assert index_cache(_source_url(REPO / "zoo")) == cache  # the repository's zoo keeps <name>/<version>/
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_fifo_given_as_index_is_refused_with_one_line(tmp_path, cache, where):
+    fifo = tmp_path / ("index.json" if where == "folder" else "fifo.json")
+    os.mkfifo(fifo)
+    before = _outside(tmp_path, cache)
+    run = subprocess.run(
+        [sys.executable, "-m", "qatzoo.cli", "download", "m", "--index", str(fifo if where == "file" else tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QATZOO_CACHE": str(cache)},
+        timeout=60,  # the old client hung here past any --deadline
+    )
+    assert run.returncode == 2 and "is a FIFO: only regular files are read" in _one_error_line(run.stderr)
+    assert _outside(tmp_path, cache) == before and not cache.exists()
+
+
+def test_a_trickle_under_the_low_speed_limit_is_cut_and_the_part_kept(zoo, cache, tmp_path, monkeypatch, capsys):
+    """20 bytes/s (the trickle server) is under the default 1024 B/s: cut after --speed-time, not the deadline."""
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "trickle"
+        index = f"{server.url}/index.json"
+        start = time.monotonic()
+        with pytest.raises(ZooError, match=r"B/s over 1 s, under the low-speed limit of 1024 B/s") as error:
+            fetch("m", index=index, progress=False, speed_time=1)
+        assert time.monotonic() - start < 4 and "\n" not in str(error.value)
+        monkeypatch.setenv("QATZOO_SPEED_TIME", "1")
+        start = time.monotonic()
+        code, _, err = _cli(capsys, "download", "m", "--index", index, "--speed-limit", "5000")
+        assert code == 2 and "low-speed limit of 5000 B/s" in _one_error_line(err.split("\r")[-1])
+        assert time.monotonic() - start < 4
+        assert _part(index).stat().st_size > 0  # kept for a resume
+        code, _, err = _cli(capsys, "download", "m", "--index", index, "--speed-limit", "0", "--deadline", "1.5")
+        assert code == 2 and "did not finish within 1.5 s" in _one_error_line(err.split("\r")[-1])  # 0: no limit
+    assert _outside(tmp_path, cache) == before
+
+
+def test_a_trickling_index_is_cut_by_the_low_speed_limit(zoo, cache, tmp_path):
+    before = _outside(tmp_path, cache)
+    with ZooServer(zoo) as server:
+        server.faults["index.json"] = "trickle"
+        start = time.monotonic()
+        with pytest.raises(ZooError, match=r"reading the zoo index .* under the low-speed limit of 1024 B/s"):
+            fetch("m", index=f"{server.url}/index.json", progress=False, speed_time=1)
+        assert time.monotonic() - start < 4
+    assert _outside(tmp_path, cache) == before and not cache.exists()
+
+
+def test_a_symlink_planted_at_the_cache_lock_is_not_followed(zoo, cache, tmp_path):
+    victim = tmp_path / "created_outside"
+    lock = _cached(zoo).parent / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(victim)
+    with pytest.raises(ZooError, match="cannot write to the download cache"):
+        fetch("m", index=zoo, progress=False)
+    assert not victim.exists()
+
+
+def test_the_default_low_speed_limit_cuts_one_byte_a_second_within_a_minute(monkeypatch):
+    for env in ("QATZOO_SPEED_LIMIT", "QATZOO_SPEED_TIME", "QATZOO_STALL_TIMEOUT"):
+        monkeypatch.delenv(env, raising=False)
+    limits = Limits.resolve()
+    assert limits.speed_limit > 1 and limits.speed_time + 1 < 60 and limits.stall < 60
+    for env, bad in (("QATZOO_SPEED_LIMIT", "-1"), ("QATZOO_SPEED_TIME", "0"), ("QATZOO_SPEED_LIMIT", "fast")):
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(ZooError, match=env):
+            Limits.resolve()
+        monkeypatch.delenv(env)
 
 
 def test_simultaneous_downloads_share_one_transfer_and_the_returned_file_is_never_rewritten(zoo, cache):
@@ -426,12 +577,13 @@ def test_simultaneous_downloads_share_one_transfer_and_the_returned_file_is_neve
         server.faults.clear()  # the stalled try times out and resumes; the other thread then reuses the file
         for thread in threads:
             thread.join(30)
-    assert not errors and len(results) == 2 and results[0] == results[1]
-    path = results[0]
-    assert path.read_bytes() == (zoo / MODEL).read_bytes()
-    assert oct(path.stat().st_mode & 0o777) == "0o444"
-    inode = path.stat().st_ino
-    assert fetch("m", index=zoo, progress=False).stat().st_ino == inode  # reused, not rewritten
+        assert not errors and len(results) == 2 and results[0] == results[1]
+        path = results[0]
+        assert path.read_bytes() == (zoo / MODEL).read_bytes()
+        assert oct(path.stat().st_mode & 0o777) == "0o444"
+        inode = path.stat().st_ino
+        again = fetch("m", index=f"{server.url}/index.json", progress=False)
+        assert again.stat().st_ino == inode  # reused, not rewritten
 
 
 def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
@@ -452,7 +604,7 @@ def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130
         assert "interrupted" in _one_error_line(err.split("\r")[-1])
-        kept = _part(cache).stat().st_size
+        kept = _part(f"{server.url}/index.json").stat().st_size
         assert kept > 0
         server.faults.clear()
         fetch("m", index=f"{server.url}/index.json", progress=False)
@@ -511,6 +663,140 @@ def test_check_on_a_missing_or_non_tflite_file_is_one_line(tmp_path, capsys):
     (tmp_path / "x.tflite").write_bytes(b"not a flatbuffer")
     code, _, err = _cli(capsys, "check", str(tmp_path / "x.tflite"))
     assert code == 2 and "not a TFLite model" in _one_error_line(err)
+
+
+# ---- publish: a hostile run directory
+
+
+def _run_dir(tmp_path: Path, **changes) -> Path:
+    """A finished run directory rebuilt from the committed mnist_cnn_int8 entry on mnist_5k: its model and card,
+    its config as config.yaml and a metrics.json of its numbers (``changes`` replace keys of the report)."""
+    import yaml
+
+    entry = next(e for e in read_index(REPO / "zoo" / "index.json")["models"] if e["dataset"]["name"] == "mnist_5k")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model_int8.tflite", "card.md"):
+        (run / name).write_bytes((REPO / "zoo" / entry["location"]).with_name(name).read_bytes())
+    (run / "config.yaml").write_text(yaml.safe_dump(entry["config"]))
+    examples = entry["dataset"]["examples"]
+    report = {
+        "name": entry["recipe"],
+        "arch": entry["arch"],
+        "data": entry["dataset"]["name"],
+        "quant": entry["scheme"],
+        "scheme": {"qat": True, "int8": True},
+        "task": entry["task"],
+        "metric": entry["metric"],
+        "unit": entry["unit"],
+        "higher_is_better": entry["higher_is_better"],
+        "int8_model": entry["int8_model"],
+        "dataset": {"sizes": {"train": 10, "val": 2, "test": examples}},
+        "provenance": entry["provenance"],
+        "distribute": {"strategy": "none"},
+        "agreement": {},
+        "int8": {"input": entry["input"], "output": entry["output"], "parity": {"pass": True}, "full_integer": True},
+        "checks": {"full_integer": True, "parity": True},
+        "command": entry["command"],
+        **changes,
+    }
+    value = entry["metrics"]["qat_int8"]  # relabelled, the number still matches what LiteRT measures
+    report["results"] = report["validation"] = {"qat_int8": {report["metric"]: value}}
+    (run / "metrics.json").write_text(json.dumps(report))
+    return run
+
+
+@pytest.mark.parametrize("what", ["card.md", "model_int8.tflite", "config.yaml", "metrics.json"])
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_publish_reads_only_regular_files_from_the_run(tmp_path, capsys, what, kind):
+    """A card.md linked to /etc/passwd was published as the card; a FIFO hung publish. Both are one line now."""
+    run = _run_dir(tmp_path)
+    (run / what).unlink()
+    if kind == "symlink":
+        secret = tmp_path / "secret"
+        secret.write_bytes((REPO / "zoo" / "index.json").read_bytes() if what == "metrics.json" else b"root:x:0:0\n")
+        (run / what).symlink_to(secret)
+    else:
+        os.mkfifo(run / what)
+    before = _outside(tmp_path)
+    zoo = tmp_path / "zoo"
+    code, _, err = _cli(capsys, "publish", str(run), "--zoo", str(zoo))
+    kind_text = "a symlink" if kind == "symlink" else "a FIFO"
+    assert code == 2 and f"{what} is {kind_text}: publish reads only regular files" in _one_error_line(err)
+    assert not zoo.exists() and _outside(tmp_path) == before
+
+
+def test_publish_takes_the_metric_from_the_datasets_task_and_refuses_a_disagreeing_report(tmp_path, data_dir):
+    """A classifier whose metrics.json says "mae ... ppm" was published so; the dataset's Task decides."""
+    from qatzoo.zoo.publish import publish
+
+    run = _run_dir(tmp_path, task="forecast", metric="mae", unit="ppm", higher_is_better=False)
+    before = _outside(tmp_path, Path(data_dir))
+    zoo = tmp_path / "zoo"
+    with pytest.raises(ZooError) as error:
+        publish(run, zoo, data_dir=data_dir)
+    line = str(error.value)
+    assert "\n" not in line and "metrics.json labels the metric mae (ppm) for a forecast run" in line, line
+    assert "the mnist_5k dataset is classification, measured as accuracy (%)" in line
+    assert not zoo.exists() and _outside(tmp_path, Path(data_dir)) == before
+
+
+def _readme_row(zoo_dir: Path, entry: dict) -> str:
+    from qatzoo.zoo.publish import write_readme
+
+    (zoo_dir / "index.json").write_text(json.dumps({"schema": SCHEMA_VERSION, "models": [entry]}))
+    write_readme(zoo_dir)
+    return (zoo_dir / "README.md").read_text().splitlines()[-1]
+
+
+def test_text_from_an_entry_cannot_inject_markdown_into_the_zoo_readme(tmp_path):
+    from qatzoo.zoo.publish import _code, _text
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    plain = _readme_row(zoo_dir, _base_entry())
+    hostile = {
+        **_base_entry(),
+        "command": "python train.py | x | `y` ``z`` [click](https://evil) <img src=x onerror=alert(1)> # Owned",
+        "unit": "<b>|[x]",
+    }
+    row = _readme_row(zoo_dir, hostile)
+    assert "# Owned" in row
+    unescaped_pipes = row.replace("\\|", "").count("|")
+    assert unescaped_pipes == plain.replace("\\|", "").count("|"), row  # the row has as many cells as before
+    assert (
+        "``` python train.py \\| x \\| `y` ``z`` [click](https://evil) <img src=x onerror=alert(1)> # Owned ```" in row
+    )
+    assert "(\\<b\\>\\|\\[x\\])" in row  # plain cells: markdown and HTML characters escaped
+    assert "`" + _base_entry()["command"] + "`" in plain  # a plain command renders as it always did
+    # The index refuses control characters in an entry; the cells are one line even without that check.
+    assert _code("a\nb|c") == "`a b\\|c`" and _text("x\r\ny") == "x y"
+
+
+def test_the_committed_zoo_readme_is_what_write_readme_writes(tmp_path):
+    from qatzoo.zoo.publish import write_readme
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    (zoo_dir / "index.json").write_bytes((REPO / "zoo" / "index.json").read_bytes())
+    write_readme(zoo_dir)
+    assert (zoo_dir / "README.md").read_bytes() == (REPO / "zoo" / "README.md").read_bytes()
+
+
+def test_an_index_readers_would_refuse_is_never_written(tmp_path, monkeypatch):
+    """publish's commit point is write_index: an index over the readers' size limit is one line, the old one stays."""
+    from qatzoo.zoo import index as zoo_index
+
+    zoo_dir = tmp_path / "zoo"
+    zoo_dir.mkdir()
+    old = (REPO / "zoo" / "index.json").read_bytes()
+    (zoo_dir / "index.json").write_bytes(old)
+    monkeypatch.setattr(zoo_index, "MAX_INDEX_BYTES", len(old) + 100)
+    index = zoo_index.read_index(zoo_dir / "index.json")
+    index["models"].append({**_base_entry(), "name": "one_more"})
+    with pytest.raises(ZooError, match=r"the zoo index would be \d+ bytes, over the \d+ bytes readers accept"):
+        zoo_index.write_index(zoo_dir, index)
+    assert (zoo_dir / "index.json").read_bytes() == old and {p.name for p in zoo_dir.iterdir()} == {"index.json"}
 
 
 def test_cleaning_up_after_a_killed_publish_never_removes_published_models(tmp_path):

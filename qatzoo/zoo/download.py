@@ -3,7 +3,8 @@
 The index comes from ``--index`` or ``$QATZOO_INDEX``: a local path (an index.json or a folder holding
 one), a ``file://`` URL or an ``http(s)://`` URL; by default the repository's ``zoo/``. Files are
 cached under ``$QATZOO_CACHE`` (default ``$XDG_CACHE_HOME/qatzoo`` or ``~/.cache/qatzoo``) as
-``<name>/<version>/model_int8.tflite``, downloaded to ``.part`` and renamed only after the size and
+``<name>/<version>/model_int8.tflite`` for the repository's own zoo and ``@<hash>/<name>/<version>/...`` for
+any other index (``<hash>``: 12 hex digits of the sha256 of the index URL), downloaded to ``.part`` and renamed only after the size and
 sha256 match the index. A cached file is hashed again before every use and never written again.
 
 What a hostile index or server can and cannot do (README, "Security and reliability"):
@@ -12,15 +13,19 @@ What a hostile index or server can and cannot do (README, "Security and reliabil
   or an https URL; for a local or ``file://`` index the resolved path (symlinks followed) must stay
   inside the index's folder and be a regular file;
 - redirects go to http(s) only, at most :data:`MAX_REDIRECTS`, never from https down to http;
-- a stall (no byte for ``stall`` seconds) and an overall deadline bound every download, retries included;
+- a stall (no byte for ``stall`` seconds), a low-speed limit (under ``speed_limit`` bytes/s for ``speed_time``
+  seconds, like curl's ``--speed-limit/--speed-time``) and an overall deadline bound every download;
 - one download per cached model at a time (a lock beside it): a second process waits and reuses the file;
-- the ``.part`` file is opened without following symlinks; a 416 on resume starts it over.
+- the ``.part`` file is opened without following symlinks and is appended to only while it is a regular file
+  with one link (else it is discarded), a new one is created exclusively; a 416 on resume starts it over;
+- a local index or model file is opened without blocking and read only when it is a regular file (no FIFO).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import http.client
 import math
 import os
@@ -28,6 +33,7 @@ import re
 import shutil
 import socket
 import stat
+import tempfile
 import threading
 import time
 import urllib.error
@@ -58,16 +64,32 @@ NETWORK_ERRORS = (urllib.error.URLError, OSError, http.client.HTTPException)
 
 @dataclass(frozen=True)
 class Limits:
-    """How long a download may take: ``stall`` s without a byte, ``deadline`` s in all (retries included)."""
+    """How long a download may take: ``stall`` s without a byte, ``deadline`` s in all (retries included), and
+    the low-speed limit: a transfer averaging under ``speed_limit`` bytes/s over ``speed_time`` s is cut
+    (curl's ``--speed-limit/--speed-time``; ``speed_limit`` 0 turns it off)."""
 
     stall: float = 30.0
     deadline: float = 600.0
+    speed_limit: float = 1024.0
+    speed_time: float = 30.0
 
     @classmethod
-    def resolve(cls, stall: float | None = None, deadline: float | None = None) -> Limits:
-        """Arguments first, then ``$QATZOO_STALL_TIMEOUT`` / ``$QATZOO_DEADLINE``, then the defaults."""
+    def resolve(
+        cls,
+        stall: float | None = None,
+        deadline: float | None = None,
+        speed_limit: float | None = None,
+        speed_time: float | None = None,
+    ) -> Limits:
+        """Arguments first, then ``$QATZOO_STALL_TIMEOUT`` / ``$QATZOO_DEADLINE`` / ``$QATZOO_SPEED_LIMIT`` /
+        ``$QATZOO_SPEED_TIME``, then the defaults."""
         values = {}
-        for key, given, env in (("stall", stall, "QATZOO_STALL_TIMEOUT"), ("deadline", deadline, "QATZOO_DEADLINE")):
+        for key, given, env in (
+            ("stall", stall, "QATZOO_STALL_TIMEOUT"),
+            ("deadline", deadline, "QATZOO_DEADLINE"),
+            ("speed_limit", speed_limit, "QATZOO_SPEED_LIMIT"),
+            ("speed_time", speed_time, "QATZOO_SPEED_TIME"),
+        ):
             value = given if given is not None else os.environ.get(env)
             if value is None:
                 continue
@@ -75,7 +97,11 @@ class Limits:
                 value = float(value)
             except ValueError:
                 value = math.nan
-            if not math.isfinite(value) or value <= 0:
+            if key == "speed_limit":
+                if not math.isfinite(value) or value < 0:
+                    shown = given if given is not None else os.environ[env]
+                    raise ZooError(f"{key} ({env}): expected a number of bytes per second >= 0, got {shown!r}")
+            elif not math.isfinite(value) or value <= 0:
                 shown = given if given is not None else os.environ[env]
                 raise ZooError(f"{key} ({env}): expected a number of seconds > 0, got {shown!r}")
             values[key] = value
@@ -97,6 +123,26 @@ class Clock:
 
 class _DeadlinePassed(Exception):
     pass
+
+
+class _TooSlow(Exception):
+    """The transfer averaged under the low-speed limit for ``speed_time`` seconds; args: the rate seen."""
+
+
+class _Speed:
+    """curl's low-speed check: the average rate over each ``speed_time`` window must reach ``speed_limit``."""
+
+    def __init__(self, limits: Limits):
+        self.limits, self.start, self.bytes = limits, time.monotonic(), 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        elapsed = time.monotonic() - self.start
+        if self.limits.speed_limit and elapsed >= self.limits.speed_time:
+            rate = self.bytes / elapsed
+            if rate < self.limits.speed_limit:
+                raise _TooSlow(rate)
+            self.start, self.bytes = time.monotonic(), 0
 
 
 class _RestrictedRedirects(urllib.request.HTTPRedirectHandler):
@@ -205,10 +251,23 @@ def _local_path(file_url: str) -> Path:
     return Path(urllib.request.url2pathname(urllib.parse.urlparse(file_url).path))
 
 
+def _open_regular(path: Path):
+    """``path`` opened for reading when it is a regular file; one ZooError line otherwise (a FIFO would hang
+    ``open``, a device never end): opened without blocking, then checked on the open file itself."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ZooError(f"{path} is {kind}: only regular files are read")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _open(url: str, clock: Clock, headers: dict | None = None):
-    """A response for an http(s) URL (restricted redirects, stall-limited socket) or a local file."""
+    """A response for an http(s) URL (restricted redirects, stall-limited socket) or a local regular file."""
     if url.startswith("file:"):
-        return open(_local_path(url), "rb")  # noqa: SIM115 - the caller closes it
+        return _open_regular(_local_path(url))
     if clock.left() <= 0:
         raise _DeadlinePassed
     try:
@@ -245,7 +304,7 @@ def read_index(
     clock = clock or Clock(limits)
     limits = clock.limits
     url = _source_url(source)
-    data = bytearray()
+    data, speed = bytearray(), _Speed(limits)
     try:
         with _open(url, clock) as response:
             while len(data) <= MAX_INDEX_BYTES:
@@ -253,8 +312,15 @@ def read_index(
                 if not chunk:
                     break
                 data += chunk
+                speed.add(len(chunk))
     except _DeadlinePassed:
         raise ZooError(f"reading the zoo index at {url} took longer than {limits.deadline:g} s") from None
+    except _TooSlow as slow:
+        raise ZooError(
+            f"reading the zoo index at {url} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
+            f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
+            "--speed-limit/--speed-time)"
+        ) from None
     except ZooError:
         raise
     except NETWORK_ERRORS as error:
@@ -294,26 +360,48 @@ def model_url(entry: IndexEntry, index_url: str) -> str:
     return url
 
 
-def _cached_path(entry: IndexEntry) -> Path:
+def index_cache(index_url: str) -> Path:
+    """Where the models of the index at ``index_url`` are cached: the cache itself for the repository's own
+    zoo, ``@<12 hex digits of sha256(index_url)>`` in it for any other (``@`` is never in a model name), so
+    two indexes that publish the same name and version never share a cached file or a ``.part``."""
+    default = checkout_zoo()
+    if default is not None and index_url == _source_url(default):
+        return cache_dir()
+    return cache_dir() / f"@{hashlib.sha256(index_url.encode()).hexdigest()[:12]}"
+
+
+def _cached_path(entry: IndexEntry, index_url: str) -> Path:
     # Name and version are validated ([a-z0-9_-], digits): the path cannot leave the cache.
-    return cache_dir() / check_name(entry.name) / check_version(entry.version) / "model_int8.tflite"
+    return index_cache(index_url) / check_name(entry.name) / check_version(entry.version) / "model_int8.tflite"
 
 
 def _part_size(part: Path) -> int:
-    """Bytes already in ``part``; anything there that is not a regular file (a symlink) is removed."""
+    """Bytes already in ``part``; anything there that is not a regular file with one link (a symlink, a FIFO,
+    a hard link to another file) is removed, never appended to."""
     try:
         info = os.lstat(part)
     except FileNotFoundError:
         return 0
-    if not stat.S_ISREG(info.st_mode):
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         part.unlink()
         return 0
     return info.st_size
 
 
 def _open_part(part: Path, append: bool):
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
-    return os.fdopen(os.open(part, flags, 0o644), "ab" if append else "wb")
+    """``part`` for appending (only while it is a regular file with one link, checked on the open file), or
+    created afresh: whatever was there unlinked first, then created exclusively, never through a symlink."""
+    if append:
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            os.set_blocking(fd, True)
+            return os.fdopen(fd, "ab")
+        os.close(fd)
+        raise _StartOver
+    part.unlink(missing_ok=True)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    return os.fdopen(fd, "wb")
 
 
 class _StartOver(Exception):
@@ -344,7 +432,7 @@ def _download(url: str, part: Path, size: int, progress: bool, clock: Clock) -> 
         promised = response.headers.get("Content-Length") if hasattr(response, "headers") else None
         if promised is not None and promised.isdigit() and have + int(promised) > size:
             raise ZooError(f"{url} is larger than the {size} bytes the index promises")
-        received = 0
+        received, speed = 0, _Speed(clock.limits)
         with (
             _open_part(part, append=bool(have)) as out,
             tqdm(
@@ -370,6 +458,7 @@ def _download(url: str, part: Path, size: int, progress: bool, clock: Clock) -> 
                     raise ZooError(f"{url} is larger than the {size} bytes the index promises")
                 out.write(chunk)
                 bar.update(len(chunk))
+                speed.add(len(chunk))
 
 
 class _CacheLock:
@@ -379,7 +468,9 @@ class _CacheLock:
         self.path, self.clock, self.progress = directory / ".lock", clock, progress
 
     def __enter__(self):
-        self.file = open(self.path, "a")  # noqa: SIM115 - closed in __exit__
+        # Never through a symlink planted at the lock's name (``open(.., "a")`` would create its target).
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        self.file = os.fdopen(fd, "a")
         told = False
         while True:
             try:
@@ -414,13 +505,18 @@ def fetch(
     retries: int = 4,
     timeout: float | None = None,
     deadline: float | None = None,
+    speed_limit: float | None = None,
+    speed_time: float | None = None,
 ) -> Path:
     """Download (or reuse from the cache) a published model, verify its sha256, return its path.
 
     ``timeout``: seconds without a byte before a try is abandoned (``$QATZOO_STALL_TIMEOUT``, 30);
-    ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600).
+    ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600);
+    ``speed_limit``/``speed_time``: a transfer under ``speed_limit`` bytes/s for ``speed_time`` s is cut
+    (``$QATZOO_SPEED_LIMIT``, 1024; ``$QATZOO_SPEED_TIME``, 30).
     """
-    clock = Clock(Limits.resolve(stall=timeout, deadline=deadline))  # one deadline: index and model
+    limits = Limits.resolve(stall=timeout, deadline=deadline, speed_limit=speed_limit, speed_time=speed_time)
+    clock = Clock(limits)  # one deadline: index and model
     index_data, index_url = read_index(index, clock=clock)
     return fetch_entry(find(index_data, spec), index_url, clock, to=to, progress=progress, retries=retries)
 
@@ -430,7 +526,7 @@ def fetch_entry(
 ) -> Path:
     """Download (or reuse) the model of an index entry already read, within ``clock``'s deadline."""
     entry = entry_of(entry)
-    target = _cached_path(entry)
+    target = _cached_path(entry, index_url)
     url = model_url(entry, index_url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -467,6 +563,13 @@ def _fetch_to_cache(entry: IndexEntry, url: str, target: Path, progress: bool, r
                 f"download of {label} did not finish within {clock.limits.deadline:g} s (QATZOO_DEADLINE or "
                 "--deadline); the partial file is kept: run the command again to resume"
             ) from None
+        except _TooSlow as slow:
+            limits = clock.limits
+            raise ZooError(
+                f"download of {label} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
+                f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
+                "--speed-limit/--speed-time); the partial file is kept: run the command again to resume"
+            ) from None
         except urllib.error.HTTPError as http_error:
             if http_error.code < 500 or attempt >= retries:
                 raise ZooError(f"download of {label} failed: HTTP {http_error.code} from {url}") from None
@@ -483,13 +586,34 @@ def _fetch_to_cache(entry: IndexEntry, url: str, target: Path, progress: bool, r
         attempt += 1
         if error is not None:
             time.sleep(max(0.0, min(0.5 * 2**attempt, 8.0, clock.left())))
-    got = _part_size(part)
-    if got != entry.size or sha256_file(part) != entry.sha256:
-        part.unlink(missing_ok=True)
-        what = "truncated" if got < entry.size else "tampered"
-        raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
-    os.chmod(part, 0o444)  # the cached file is only ever replaced, never written
+    # Hashed and made read-only through one descriptor opened without following a link, so what is checked is
+    # what is renamed into the cache, and no chmod reaches a file a link planted at the name points to.
+    try:
+        fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    try:
+        info = os.fstat(fd) if fd is not None else None
+        plain = info is not None and stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+        got = info.st_size if plain else 0
+        digest = _sha256_fd(fd) if plain and got == entry.size else None
+        if digest != entry.sha256:
+            part.unlink(missing_ok=True)
+            what = "truncated" if got < entry.size else "tampered"
+            raise ZooError(f"{label} from {url} is {what}: its sha256 does not match the index; removed")
+        os.fchmod(fd, 0o444)  # the cached file is only ever replaced, never written
+    finally:
+        if fd is not None:
+            os.close(fd)
     os.replace(part, target)
+
+
+def _sha256_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    for block in iter(lambda: os.read(fd, 1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _deliver(path: Path, entry: IndexEntry, to) -> Path:
@@ -499,14 +623,17 @@ def _deliver(path: Path, entry: IndexEntry, to) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ZooError(f"--to {folder}: not a directory")
     out = folder / f"{entry.name}-{entry.version}.tflite"
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        # A fresh temporary name, created exclusively without following symlinks (mkstemp: O_EXCL, O_NOFOLLOW):
+        # nothing planted in the folder is written through; the rename replaces a link at ``out``, not its target.
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
         try:
-            shutil.copyfile(path, tmp)
+            with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
+                shutil.copyfileobj(src, dst)
             os.replace(tmp, out)
         finally:
-            tmp.unlink(missing_ok=True)
+            Path(tmp).unlink(missing_ok=True)
         if entry.contract is not None:
             write_json(folder / f"{entry.name}-{entry.version}.contract.json", entry.contract.plain)
     except OSError as error:
@@ -519,7 +646,14 @@ def load(spec: str, index: str | os.PathLike | None = None, **kwargs):
     ``load(name).predict(raw)``; ``.interpreter`` is the LiteRT interpreter, ``.contract`` the contract."""
     from qatzoo.model import Model
 
-    clock = Clock(Limits.resolve(stall=kwargs.pop("timeout", None), deadline=kwargs.pop("deadline", None)))
+    clock = Clock(
+        Limits.resolve(
+            stall=kwargs.pop("timeout", None),
+            deadline=kwargs.pop("deadline", None),
+            speed_limit=kwargs.pop("speed_limit", None),
+            speed_time=kwargs.pop("speed_time", None),
+        )
+    )
     index_data, index_url = read_index(index, clock=clock)
     entry = entry_of(find(index_data, spec))
     if entry.contract is None:

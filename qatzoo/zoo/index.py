@@ -44,7 +44,7 @@ from qatzoo.artifacts import (
 from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
 from qatzoo.engine import ENGINES
-from qatzoo.files import write_json
+from qatzoo.files import write_text
 from qatzoo.report import Baselines, unscored
 
 #: 2: entries hold plain data only (schema 1 entries carried Hydra ``_target_`` keys in ``config``).
@@ -235,7 +235,9 @@ def locked_index(zoo_dir: Path):
     """Hold an exclusive lock on the zoo's index while reading, changing and writing it."""
     try:
         zoo_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(zoo_dir / ".index.lock", "a")  # noqa: SIM115 - held for the block below
+        # Never through a symlink planted at the lock's name (``open(.., "a")`` would create its target).
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        lock = os.fdopen(os.open(zoo_dir / ".index.lock", flags, 0o644), "a")
     except OSError as error:
         raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None
     with lock:
@@ -247,9 +249,18 @@ def locked_index(zoo_dir: Path):
 
 
 def write_index(zoo_dir: Path, index: dict) -> None:
+    """Validate, sort and write ``index`` atomically; an index over :data:`MAX_INDEX_BYTES` (what every reader
+    refuses) is refused with one line before anything is written, so publish never makes the zoo unreadable."""
     validate_index(index)
     index["models"].sort(key=lambda e: (e["name"], int(e["version"])))
-    write_json(zoo_dir / "index.json", index)
+    text = json.dumps(index, indent=2, sort_keys=False, allow_nan=False) + "\n"  # as write_json writes it
+    size = len(text.encode())
+    if size > MAX_INDEX_BYTES:
+        raise ZooError(
+            f"the zoo index would be {size} bytes, over the {MAX_INDEX_BYTES} bytes readers accept; not writing it "
+            f"(the zoo would become unreadable)"
+        )
+    write_text(zoo_dir / "index.json", text)
 
 
 def find(index: dict, spec: str) -> dict:

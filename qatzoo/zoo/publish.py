@@ -4,6 +4,10 @@ A run directory is data, not proof: publish re-derives what it writes from the b
 size and sha256 (checked against what the run recorded), the full-integer check, and the int8
 metric re-measured in LiteRT on the test split. The index holds the measured number.
 
+Everything publish reads from the run directory is read only when it is a regular file, opened without
+following symlinks (a ``card.md`` linked to ``/etc/passwd`` or a FIFO is one line, not a published card or a
+hang). The metric and its unit come from the dataset's :class:`~qatzoo.task.Task`, not from metrics.json.
+
 Under a kill, publish leaves either the old index or the complete new entry: the version folder
 is staged and moved into place first, and the index entry (written atomically) is what makes it
 published. Leftovers of a killed publish (a staged folder, a version folder without an entry,
@@ -13,12 +17,14 @@ temporary files) are removed by the next publish, under the index lock.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import tempfile
 from pathlib import Path
 
@@ -48,10 +54,40 @@ def _fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` when it is a regular file, opened without following a symlink and without blocking
+    (a FIFO would hang ``open``); ZooError (one line) for anything else. FileNotFoundError as ``open`` raises."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ZooError(f"{path} is a symlink: publish reads only regular files from a run directory") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise ZooError(f"{path} is {kind}: publish reads only regular files from a run directory")
+        os.set_blocking(fd, True)
+        return f.read()
+
+
+def _check_regular(path: Path) -> None:
+    """ZooError (one line) when ``path`` exists and is not a regular file (checked with lstat: no link followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ZooError(f"{path} is {kind}: publish reads only regular files from a run directory")
+
+
 def _report(run_dir: Path):
     """The run's typed report; one ZooError line if metrics.json is missing or not a complete report."""
     from qatzoo.report import ReportError, RunReport
 
+    _check_regular(run_dir / "metrics.json")  # read_bounded would follow a link or wait on a FIFO
     try:
         return RunReport.read(run_dir)
     except ReportError as error:
@@ -62,7 +98,7 @@ def _config(run_dir: Path) -> dict:
     import yaml
 
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config = yaml.safe_load(read_regular(run_dir / "config.yaml").decode())
     except FileNotFoundError:
         raise ZooError(f"{run_dir} has no config.yaml; pass the directory of a finished run") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
@@ -89,13 +125,13 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
     report = _report(run_dir) if report is None else report
     int8_name, metric = report.int8_model, report.metric
     model_file = run_dir / "model_int8.tflite"
-    if not int8_name or not model_file.is_file():
+    if not int8_name or not os.path.lexists(model_file):
         raise ZooError(f"{run_dir} has no int8 model (quant={report.quant}); the zoo holds int8 models only")
     failed = [key for key in ("full_integer", "parity") if (report.checks or {}).get(key) is not True]
     if failed:
         raise ZooError(f"{run_dir}: the int8 model failed the {' and '.join(failed)} check(s); not publishing it")
     try:
-        blob, card = model_file.read_bytes(), (run_dir / "card.md").read_text()
+        blob, card = read_regular(model_file), read_regular(run_dir / "card.md").decode()
     except FileNotFoundError as error:
         raise ZooError(f"{run_dir} has no {Path(error.filename).name}; pass the directory of a finished run") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -125,6 +161,12 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
             f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had {test_size}; "
             "not publishing numbers that cannot be checked"
         )
+    task = data.task  # what the dataset's numbers mean: the metric and its unit are the task's, not metrics.json's
+    if (report.task, report.metric, report.unit) != (task.name, task.metric, task.unit):
+        raise ZooError(
+            f"{run_dir}: metrics.json labels the metric {report.metric} ({report.unit}) for a {report.task} run, the "
+            f"{dataset} dataset is {task.name}, measured as {task.metric} ({task.unit}); not publishing it"
+        )
     claimed = report.value(int8_name)
     int8_predictions = predictions(blob, data)
     measured = score(data, int8_predictions)
@@ -140,13 +182,13 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
     card += (
         "\n## Measured at publish\n\n"
         f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
-        f"{measured:.4f} ({report.unit}); full integer: yes; sha256 `{digest}`.\n\n"
-        "Where it runs, measured on this file at publish:\n\n" + "\n".join(deploy_lines(deployment, report.unit)) + "\n"
+        f"{measured:.4f} ({task.unit}); full integer: yes; sha256 `{digest}`.\n\n"
+        "Where it runs, measured on this file at publish:\n\n" + "\n".join(deploy_lines(deployment, task.unit)) + "\n"
     )
     entry = {
         "name": name,
         "version": None,
-        "task": report.task,
+        "task": task.name,
         "dataset": {
             "name": dataset,
             "builder": report.dataset.get("builder"),
@@ -156,9 +198,9 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
         },
         "arch": report.arch,
         "scheme": report.quant,
-        "metric": metric,
-        "unit": report.unit,
-        "higher_is_better": metric == "accuracy",
+        "metric": task.metric,
+        "unit": task.unit,
+        "higher_is_better": task.higher_is_better,
         "metrics": results,
         # Which of those numbers publish measured itself in LiteRT (the others are the run's Keras numbers).
         "measured_at_publish": measured_names,
@@ -196,7 +238,7 @@ def _figures(run_dir: Path, report) -> dict[str, bytes]:
     for name in FIGURES:
         path = run_dir / name
         if name in recorded and path.is_file() and not path.is_symlink():
-            data = path.read_bytes()
+            data = read_regular(path)
             if hashlib.sha256(data).hexdigest() == recorded[name].get("sha256") and data.startswith(b"\x89PNG"):
                 out[name] = data
     return out
@@ -208,7 +250,7 @@ def _deployment(run_dir: Path, report, blob: bytes, data, int8_predictions) -> d
     from qatzoo.deploy.report import build
 
     path, recorded = run_dir / "model_float.tflite", report.files.get("model_float.tflite")
-    float_blob = path.read_bytes() if path.is_file() and recorded else None
+    float_blob = read_regular(path) if os.path.lexists(path) and recorded else None
     if float_blob is not None and hashlib.sha256(float_blob).hexdigest() != recorded.get("sha256"):
         raise ZooError(f"{path} changed after the run wrote it; not publishing numbers measured on it")
     return build(blob, float_blob, data.x_test, lambda y: data.task.score(data.y_test, y), predictions=int8_predictions)
@@ -222,9 +264,9 @@ def _remeasure_baselines(run_dir: Path, report, data, results: dict) -> list[str
     done = []
     for name, file_name in (("float_tflite", "model_float.tflite"), ("ptq_int8", "model_ptq_int8.tflite")):
         path, recorded = run_dir / file_name, report.files.get(file_name)
-        if name not in results or name == report.int8_model or not path.is_file() or not recorded:
+        if name not in results or name == report.int8_model or not os.path.lexists(path) or not recorded:
             continue
-        blob = path.read_bytes()
+        blob = read_regular(path)
         if hashlib.sha256(blob).hexdigest() != recorded.get("sha256"):
             raise ZooError(f"{path} changed after the run wrote it; not publishing numbers measured on it")
         value = measure(blob, data)
@@ -325,6 +367,28 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
     return entry
 
 
+#: Characters that mean something in a markdown table cell, backslash-escaped in plain cells.
+_MARKDOWN = re.compile(r"([\\|`*\[\]<>])")
+
+
+def _text(value) -> str:
+    """``value`` as the plain text of one table cell: on one line, markdown's and HTML's characters escaped
+    (``|`` would split the row, ``[..](..)`` link, ``<..>`` be HTML). Plain names come out unchanged."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _code(value) -> str:
+    """``value`` as one table cell of code: on one line, in a code span fenced by more backticks than any run
+    inside it (nothing in a code span is markdown or HTML, so ``<``, ``>``, ``[``, ``]`` are inert there), and
+    ``|`` escaped, as GitHub's tables need even inside code. A command without backticks renders as before."""
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    if not runs:
+        return f"`{text}`"
+    fence = "`" * (max(runs) + 1)
+    return f"{fence} {text} {fence}"
+
+
 def _best_baseline(entry: dict, fmt: str) -> str:
     """The best classical baseline of an entry (same test split), "-" without baselines."""
     table = entry.get("baselines") or {}
@@ -332,7 +396,7 @@ def _best_baseline(entry: dict, fmt: str) -> str:
         return "-"
     pick = max if entry["higher_is_better"] else min
     name = pick(table, key=lambda n: table[n][entry["metric"]])
-    return f"{fmt.format(table[name][entry['metric']])} ({name})"
+    return f"{fmt.format(table[name][entry['metric']])} ({_text(name)})"
 
 
 def _where(deployment: dict | None) -> str:
@@ -341,7 +405,9 @@ def _where(deployment: dict | None) -> str:
         return "- | -"
     micro, npu = deployment["tflm"], deployment["ethos_u55"]
     tflm = (
-        f"arena {micro['arena_bytes']:,} B" if micro["runs"] else f"no ({', '.join(micro['unsupported']) or 'fails'})"
+        f"arena {micro['arena_bytes']:,} B"
+        if micro["runs"]
+        else f"no ({_text(', '.join(micro['unsupported'])) or 'fails'})"
     )
     u55 = "no" if "error" in npu else f"{npu['npu_share']:.0%} NPU, {npu['inference_ms']:.2f} ms"
     return f"{tflm} | {u55}"
@@ -350,7 +416,7 @@ def _where(deployment: dict | None) -> str:
 def _engine(entry: dict) -> str:
     """``tfmot (Keras 2.21.0)``: the entry's engine field, or for entries published before it, its provenance's."""
     engine = entry.get("engine") or engine_of(entry["provenance"])
-    return f"{engine['name']} (Keras {engine['keras']})"
+    return f"{_text(engine['name'])} (Keras {_text(engine['keras'])})"
 
 
 def write_readme(zoo_dir: Path) -> None:
@@ -382,9 +448,9 @@ def write_readme(zoo_dir: Path) -> None:
             return fmt.format(m[key]) if key in m else "-"
 
         lines.append(
-            f"| {e['name']} | {e['version']} | {e['dataset']['name']} | {e['metric']} ({e['unit']}) | {cell('float')} | "
-            f"{cell('ptq_int8')} | {cell(e['int8_model'])} | {_best_baseline(e, fmt)} | {e['size']:,} B "
-            f"| {_where(e.get('deployment'))} | {_engine(e)} "
-            f"| `{e['sha256'][:12]}` | `{e['command']}` |"
+            f"| {_text(e['name'])} | {_text(e['version'])} | {_text(e['dataset']['name'])} | {_text(e['metric'])} "
+            f"({_text(e['unit'])}) | {cell('float')} | {cell('ptq_int8')} | {cell(e['int8_model'])} "
+            f"| {_best_baseline(e, fmt)} | {e['size']:,} B | {_where(e.get('deployment'))} | {_engine(e)} "
+            f"| `{e['sha256'][:12]}` | {_code(e['command'])} |"
         )
     write_text(zoo_dir / "README.md", "\n".join(lines) + "\n")

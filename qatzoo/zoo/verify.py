@@ -68,12 +68,15 @@ def verify(
     progress: bool = True,
     timeout: float | None = None,
     deadline: float | None = None,
+    speed_limit: float | None = None,
+    speed_time: float | None = None,
 ) -> dict:
     """Return ``{"name", "version", "metric", "index", "measured", "ok"}``; raise ZooError if it is off.
 
-    ``timeout`` and ``deadline``: the download's stall limit and overall deadline (see :func:`fetch`).
+    ``timeout``, ``deadline``, ``speed_limit``, ``speed_time``: the download's limits (see :func:`fetch`).
     """
-    clock = Clock(Limits.resolve(stall=timeout, deadline=deadline))  # one deadline for index and model
+    limits = Limits.resolve(stall=timeout, deadline=deadline, speed_limit=speed_limit, speed_time=speed_time)
+    clock = Clock(limits)  # one deadline for index and model
     index_data, index_url = read_index(index, clock=clock)
     entry = find(index_data, spec)
     path = fetch_entry(entry, index_url, clock, progress=progress)
