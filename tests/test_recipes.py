@@ -157,8 +157,12 @@ def test_ptq_only_and_float_only_schemes(compose_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_init_checkpoint_skips_the_float_phase(compose_cfg, tmp_path):
+    from pathlib import Path
+
+    from qatzoo.quant.schemes import engine_module
     from qatzoo.train.trainer import train
 
+    weights = engine_module().weights_file(Path("float-001.h5")).name  # Keras 3: float-001.weights.h5
     first = train(
         compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=none", "trainer.epoch_weights=true", *TINY),
         tmp_path / "a",
@@ -169,13 +173,13 @@ def test_init_checkpoint_skips_the_float_phase(compose_cfg, tmp_path):
             "data=mnist_5k",
             "quant=none",
             *TINY,
-            f"trainer.init_checkpoint={tmp_path}/a/checkpoints/float-001.h5",
+            f"trainer.init_checkpoint={tmp_path}/a/checkpoints/{weights}",
         ),
         tmp_path / "b",
     )
     assert again["results"]["float"] == first["results"]["float"]
     assert again["timing"]["float_train_s"] < first["timing"]["float_train_s"]
-    assert not (tmp_path / "b" / "checkpoints" / "float-001.h5").exists()
+    assert not (tmp_path / "b" / "checkpoints" / weights).exists()
 
 
 def _data(cfg):

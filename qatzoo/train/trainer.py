@@ -284,7 +284,7 @@ def _load_init_checkpoint(model, path: str) -> None:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ConfigError(
             f"trainer.init_checkpoint: cannot read {path} as weights of {model.name} ({reason}); "
-            "use a <phase>-NNN.h5 from the checkpoints/ of a run of the same arch (written with "
+            "use a <phase>-NNN.weights.h5 (tfmot: .h5) from the checkpoints/ of a run of the same arch and engine (written with "
             "trainer.epoch_weights=true)"
         ) from None
 
