@@ -1,107 +1,14 @@
-"""Train, quantize, export and evaluate one recipe.
+"""Train, quantize, export and evaluate one recipe (the checkout's entry point; ``qatzoo train`` is the same).
 
     python train.py recipe=attention_int8
     python train.py recipe=mnist_cnn_int8 quant=ptq_int8 schedule.qat_epochs=1
+    python train.py --config-dir ~/myconf recipe=mine
     python train.py -m recipe=mnist_cnn_int8 schedule.qat_lr=0.0001,0.0003
 
-``engine=keras3`` trains on Keras 3 instead of tf_keras + tfmot (conf/engine/); the engine is set before any
-Keras import. The config is checked before TensorFlow is imported: a wrong group option, field, type or value
-stops the run in about a second with one line, and leaves no run directory behind.
+The config groups and their options: ``python train.py --help``; what runs: qatzoo/launch.py.
 """
 
-from __future__ import annotations
-
-import os
-import re
-import sys
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from qatzoo import quiet
-from qatzoo.config import CONF_DIR, check_overrides, validate
-from qatzoo.errors import ConfigError
-
-
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _drop_empty(run_dir: Path, cfg: DictConfig) -> None:
-    """Remove the run directory Hydra made for a run that failed before writing anything, and its recipe
-    folder under paths.runs_dir when that is empty too: a refused run leaves no trace."""
-    runs = Path(os.path.expanduser(str(cfg.get("paths", {}).get("runs_dir", "runs")))).absolute()
-    for path in (run_dir, run_dir.parent):
-        inside = path == run_dir or runs in path.absolute().parents
-        if inside and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf, open_dict
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    if sweep and OmegaConf.select(cfg, "logger.group", default="absent") in (None, ""):
-        with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
-            cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
-    try:
-        run_config = validate(cfg)  # the typed config the run uses from here on
-    except ConfigError as error:
-        _drop_empty(run_dir, cfg)
-        _fail(str(error))
-    quiet.configure(run_config.trainer.verbose)  # before TensorFlow is first imported; verbose=3 shows its logs
-    from qatzoo import engine
-
-    engine.select(run_config.engine.name)  # before any Keras import: engine=keras3 never loads tf_keras or tfmot
-    from qatzoo.errors import DataError, DataSourceMissing, TrainingError
-    from qatzoo.train.trainer import train
-
-    trial = None
-    if sweep:  # an Optuna trial under a pruner reports every epoch
-        from qatzoo.sweep.prune import trial_reporter
-
-        trial = trial_reporter(run_config)
-    try:
-        metrics = train(run_config, run_dir, trial=trial)
-    except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
-        _drop_empty(run_dir, cfg)
-        _fail(str(error))
-    except TrainingError as error:
-        _fail(str(error))
-    except OSError as error:  # unwritable or full disk: say which file, not a traceback pile
-        where = f" {error.filename}" if error.filename else ""
-        _fail(f"cannot write{where}: {error.strerror or error}")
-    except Exception as error:  # TensorFlow's own file errors (checkpoints on a full disk)
-        import tensorflow as tf
-
-        if not isinstance(
-            error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError)
-        ):
-            raise
-        message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
-        _fail(f"cannot write in {run_dir}: {message[:300]}")
-    # The value a sweeper optimises: the int8 model's metric (LiteRT) on the *validation* split when
-    # there is one (tuning on the test split would leak it); test numbers stay for reporting.
-    name = metrics.get("int8_model") or "float"
-    return metrics["validation"][name][metrics["metric"]]
-
+from qatzoo.launch import cli
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:]]
-    flags = [a for a in args if a.startswith("-")]
-    try:
-        if not flags:  # plain runs: check overrides first, one-line errors
-            check_overrides(args)
-        elif set(flags) <= {"-m", "--multirun"}:  # sweeps: every trial's config and the ranges
-            from qatzoo.sweep.check import check_sweep
-
-            check_sweep([a for a in args if not a.startswith("-")])
-    except ConfigError as error:
-        _fail(str(error))
-    main()
+    cli()

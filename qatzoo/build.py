@@ -19,11 +19,14 @@ def load_data(data: Data):
 
 
 def build_model(arch: Arch, data, strategy=None):
-    """The float functional model of ``arch`` for ``data``'s input shape and outputs (under ``strategy``)."""
+    """The float functional model of ``arch`` for ``data``'s input shape and outputs (under ``strategy``), nested
+    models inlined where the engine can."""
+    from qatzoo.quant.schemes import engine_module
     from qatzoo.train import distribute
 
     with distribute.scope(strategy):  # the model's variables are mirrored on every replica
-        return get_method(arch.target)(input_shape=data.input_shape, num_outputs=data.num_outputs, **arch.arguments)
+        model = get_method(arch.target)(input_shape=data.input_shape, num_outputs=data.num_outputs, **arch.arguments)
+        return engine_module().flatten(model)  # a base model nested under a head: one graph (Keras 3)
 
 
 def build_scheme(quant: Group):

@@ -1,5 +1,6 @@
 """The ``qatzoo`` command: recipes, exported models, and the model zoo.
 
+qatzoo train recipe=NAME [KEY=VALUE]  # train one (python train.py's arguments; qatzoo train --help)
 qatzoo recipes                        # the shipped recipes and the command that runs each
 qatzoo check MODEL.tflite             # full integer? ops, I/O quantization; where it runs (CPU, TFLM, Ethos-U)
 qatzoo sensitivity RUN_DIR            # per-layer quantization harm: table, bar chart, keep-float advice
@@ -26,12 +27,10 @@ from qatzoo.zoo.index import ZooError
 def _recipes(_args) -> int:
     from qatzoo.config import RECIPES_DIR, recipe_names
 
-    if not RECIPES_DIR.is_dir():
-        raise ZooError("recipes ship with the source checkout (git clone it and run qatzoo there)")
     for name in recipe_names():
         lines = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()
         about = next((line.lstrip("# ").strip() for line in lines[1:] if line.startswith("#")), "")
-        print(f"{name:20s} {about}\n{'':20s} python train.py recipe={name}")
+        print(f"{name:20s} {about}\n{'':20s} qatzoo train recipe={name}")
     return 0
 
 
@@ -366,10 +365,19 @@ def _predict(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["train"]:  # Hydra's own command line, as python train.py takes it
+        from qatzoo.launch import cli
+
+        cli(args[1:], prog="qatzoo train")
+        return 0
     parser = argparse.ArgumentParser(
         prog="qatzoo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "train", help="train a recipe: qatzoo train recipe=NAME [KEY=VALUE ...] (as python train.py; --help)"
+    )
     sub.add_parser("recipes", help="list the shipped recipes").set_defaults(func=_recipes)
     check = sub.add_parser(
         "check",
@@ -472,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
             )
         cmd.set_defaults(func=func)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args)
     if args.func in (
         _verify,
         _publish,

@@ -25,13 +25,35 @@ __all__ = [
     "compose",
     "group_options",
     "recipe_names",
+    "use_config_dir",
     "validate",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
+#: The config groups, package data (a checkout links conf/ and recipes/ at its top to them).
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 #: The recipes; Hydra finds them as the config group ``recipe`` through the link conf/recipe -> ../recipes.
-RECIPES_DIR = REPO / "recipes"
+RECIPES_DIR = CONF_DIR.parent / "recipes"
+
+
+#: A user's own config folders (``--config-dir DIR``), searched after the project's: their ``arch/``,
+#: ``data/``, ``quant/``, ``recipe/`` ... options compose with the project's (:func:`use_config_dir`).
+USER_DIRS: list[Path] = []
+
+
+def use_config_dir(path: str | Path) -> Path:
+    """Add a user's config folder to every later composition (Hydra's ``--config-dir``); ConfigError (one
+    line) if it is not a folder. Its options may name the user's own code (modules in the current
+    directory or on ``PYTHONPATH``): the folder is theirs."""
+    folder = Path(os.path.expanduser(str(path))).absolute()
+    if not folder.is_dir():
+        raise ConfigError(f"--config-dir: {path} is not a folder")
+    if folder not in USER_DIRS:
+        USER_DIRS.append(folder)
+    return folder
+
+
+def _dirs() -> list[Path]:
+    return [CONF_DIR, *USER_DIRS]
 
 
 def validate(cfg: DictConfig) -> RunConfig:
@@ -42,10 +64,13 @@ def validate(cfg: DictConfig) -> RunConfig:
 
 def _resolved(cfg: DictConfig) -> dict:
     """The config as plain data; an interpolation that cannot be resolved (a cycle, a missing key) is one line."""
-    from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue, OmegaConfBaseException
 
     try:
-        return OmegaConf.to_container(cfg, resolve=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as error:
+        key = error.full_key or "config"
+        raise ConfigError(f"{key}: missing; give it on the command line ({key}=VALUE)") from None
     except OmegaConfBaseException as error:
         key = error.full_key or "config"
         reason = (str(error.msg or error).strip().splitlines() or [type(error).__name__])[0]
@@ -62,7 +87,7 @@ def _resolved(cfg: DictConfig) -> dict:
 
 
 def compose(overrides=(), *, hydra: bool = False) -> DictConfig:
-    """The project's config (``conf/`` and ``recipes/``) composed with Hydra for ``overrides``: the one
+    """The project's config (``conf/`` and ``recipes/``, and a user's :data:`USER_DIRS`) composed with Hydra for ``overrides``: the one
     composition every caller uses (train.py's check, sweeps, sensitivity, scripts and tests).
 
     ``hydra=True`` keeps the ``hydra`` node (a sweep preset's sweeper settings). Hydra's own exceptions
@@ -73,23 +98,23 @@ def compose(overrides=(), *, hydra: bool = False) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
+    search = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in USER_DIRS)}]"] if USER_DIRS else []
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra)
+            return hydra_compose("config", overrides=[*search, *overrides], return_hydra_config=hydra)
     finally:
         GlobalHydra.instance().clear()
 
 
 def recipe_names() -> list[str]:
-    """The recipes shipped in ``recipes/``: every ``*.yaml`` file, by stem."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    """The recipes shipped in ``recipes/``, and a user's in their config folders' ``recipe/``, by stem."""
+    return group_options("recipe")
 
 
 def group_options(group: str) -> list[str]:
-    """The options of config group ``group``: its YAML files by stem (``_*`` files are shared parts)."""
-    if group == "recipe":
-        return recipe_names()
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """The options of config group ``group`` in the project's and the user's config folders: their YAML files
+    by stem (``_*`` files are shared parts)."""
+    return sorted({p.stem for d in _dirs() for p in (d / group).glob("*.yaml") if not p.stem.startswith("_")})
 
 
 def check_overrides(overrides: list[str]) -> DictConfig:
@@ -109,7 +134,7 @@ def check_overrides(overrides: list[str]) -> DictConfig:
             raise ConfigError(f"{override}: expected KEY=VALUE")
         if key.startswith("hydra."):
             continue
-        if "." not in key and (CONF_DIR / key).is_dir():
+        if "." not in key and any((d / key).is_dir() for d in _dirs()):
             options = group_options(key)
             if value not in options:
                 raise ConfigError(f"{key}={value}: no such option; {key} is one of: {', '.join(options)}")

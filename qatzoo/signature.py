@@ -55,6 +55,17 @@ def _directory(path: str | None) -> str | None:
     return path
 
 
+def _file(path: str) -> str:
+    import os
+    from pathlib import Path
+
+    if not Path(os.path.expanduser(path)).is_file():
+        raise ConfigError(f"data.path: {path} is not a file")
+    return path
+
+
+#: A file that must exist (a user's own data file).
+DataFile = Annotated[str, AfterValidator(_file)]
 #: A folder that must exist (a dataset's own files).
 SourceDir = Annotated[Optional[str], AfterValidator(_directory)]  # noqa: UP045 - evaluated from source text
 
@@ -67,7 +78,10 @@ _NAMES = {
     "Optional": Optional,
     "Union": Union,
     "Field": Field,
-    **{name: globals()[name] for name in ("Count", "NonNegative", "Rate", "Fraction", "SplitNames", "SourceDir")},
+    **{
+        name: globals()[name]
+        for name in ("Count", "NonNegative", "Rate", "Fraction", "SplitNames", "SourceDir", "DataFile")
+    },
 }
 _NO_DEFAULT = inspect.Parameter.empty
 

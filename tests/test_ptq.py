@@ -87,3 +87,18 @@ def test_per_tensor_comparison_names_a_stripped_converter_file_and_finds_the_dam
     other = strip_names(to_int8_tflite(_cnn(seed=1), lambda: x))
     damaged = tensors.compare(other, float_file, x[:8])
     assert min(r["snr_db"] for r in damaged["rows"]) < 3.0
+
+
+def test_a_model_with_over_256_kib_of_weights_keeps_them_through_strip_names():
+    # From 256 KiB of constants the quantizer appends their data after the flatbuffer (Buffer.offset/size);
+    # strip_names' repack would drop it ("Constant buffer 1 specified an out of range offset").
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((24, 24, 1))
+    x = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Dense(512, activation="relu")(x)))
+    x = np.random.default_rng(0).normal(size=(16, 24, 24, 1)).astype(np.float32)
+    float_file = to_float_tflite(model)
+    blob = strip_names(ptq.quantize(float_file, x, "a8w8"))
+    assert len(blob) > 24 * 24 * 512  # the int8 kernel is in the file
+    reference, quantized = litert.predict(float_file, x), litert.predict(blob, x)
+    assert np.mean(reference.argmax(-1) == quantized.argmax(-1)) >= 0.75

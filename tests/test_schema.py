@@ -23,6 +23,8 @@ def test_every_group_option_fits_the_schema(compose_cfg):
                 other = "data" if group == "arch" else "arch"
                 partner = next(o for o in group_options(other) if _task(other, o) == _task(group, option))
                 overrides.append(f"{other}={partner}")
+            if "data=arrays" in overrides or "data=series" in overrides:  # a user's own file: it must exist
+                overrides += [f"data.path={__file__}", *(["data.column=x"] if "data=series" in overrides else [])]
             validate(compose_cfg(*overrides))
 
 

@@ -241,6 +241,8 @@ def test_the_catalog_agrees_with_the_data_configs():
     from qatzoo.data.catalog import DATASETS
 
     configs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "conf" / "data").glob("*.yaml")}
+    # data=arrays and data=series read a user's own file (qatzoo/data/files.py): not rebuilt from outside data.
+    configs = {k: v for k, v in configs.items() if not v["_target_"].startswith("qatzoo.data.files.")}
     assert set(configs) == set(DATASETS)
     for name, cfg in configs.items():
         entry = DATASETS[name]

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from qatzoo import contract
 from qatzoo.data.splits import Splits
-from qatzoo.errors import DataSourceMissing
+from qatzoo.errors import DataError, DataSourceMissing
 from qatzoo.signature import Fraction, SourceDir, SplitNames
 
 
@@ -103,28 +103,58 @@ def co2_forecast(
     val_fraction: Fraction,
     test_fraction: Fraction,
 ) -> Splits:
-    """Windows of the weekly CO2 series, each expressed relative to its last observed value.
-
-    The series is split chronologically (train, then validation, then test weeks). A window's inputs
-    are ``window`` weeks, its targets the next ``horizon`` weeks; a window belongs to the part that
-    holds its first target week. Inputs and targets are ``(value - last input value) / scale`` with
-    ``scale`` the standard deviation of the training windows' relative inputs, so the level of the
-    trending series never leaves the int8 input range. MAE in ppm is ``scale`` times MAE in these units.
-    """
+    """Windows of the weekly CO2 series, each expressed relative to its last observed value
+    (:func:`forecast_windows`)."""
     builder = _prepared("co2_weekly", data_dir)
-    series = _as_arrays(builder, "full")["co2"].astype(np.float64)
+    full = _as_arrays(builder, "full")
+    info = {"builder": "co2_weekly", "version": str(builder.info.version)}
+    extra = {"filled_weeks": int(full["filled"].sum())}
+    series = full["co2"].astype(np.float64)
+    return forecast_windows(
+        name, series, window, horizon, val_fraction, test_fraction, "ppm", "weekly", "week", info, extra
+    )
+
+
+def forecast_windows(
+    name: str,
+    series: np.ndarray,
+    window: int,
+    horizon: int,
+    val_fraction: float,
+    test_fraction: float,
+    unit: str,
+    frequency: str,
+    period: str,
+    info: dict,
+    extra: dict | None = None,
+) -> Splits:
+    """A univariate series as a forecaster's windows, split chronologically.
+
+    The series is split chronologically (train, then validation, then test steps). A window's inputs
+    are ``window`` values, its targets the next ``horizon`` values; a window belongs to the part that
+    holds its first target. Inputs and targets are ``(value - last input value) / scale`` with
+    ``scale`` the standard deviation of the training windows' relative inputs, so the level of a
+    trending series never leaves the int8 input range. MAE in ``unit`` is ``scale`` times MAE in these units.
+    """
     n = len(series)
     n_test, n_val = round(test_fraction * n), round(val_fraction * n)
     first_val, first_test = n - n_test - n_val, n - n_test
-    starts = np.arange(window, n - horizon + 1)  # index of the first target week
+    starts = np.arange(window, n - horizon + 1)  # index of the first target step
+    if first_val - horizon <= window or not (starts >= first_test).any():
+        raise DataError(
+            f"data {name}: {n} values are too few for window {window} and horizon {horizon} with these fractions "
+            "(each part needs whole windows)"
+        )
     inputs = np.stack([series[s - window : s] for s in starts])
     targets = np.stack([series[s : s + horizon] for s in starts])
     part = np.where(starts < first_val, 0, np.where(starts < first_test, 1, 2))
-    # Training windows must not see validation or test weeks among their targets either.
+    # Training windows must not see validation or test steps among their targets either.
     train = (part == 0) & (starts + horizon <= first_val)
     scale = float(np.std((inputs - inputs[:, -1:])[train]))
-    model_inputs = contract.series_input(window, scale, unit="ppm", frequency="weekly")
-    model_outputs = contract.forecast_output(horizon, scale, unit="ppm", period="week")
+    if not scale > 0:
+        raise DataError(f"data {name}: the training windows do not vary (a constant series cannot be scaled)")
+    model_inputs = contract.series_input(window, scale, unit=unit, frequency=frequency)
+    model_outputs = contract.forecast_output(horizon, scale, unit=unit, period=period)
     arrays = {}
     for key, mask in (("train", train), ("val", part == 1), ("test", part == 2)):
         arrays[f"x_{key}"] = contract.preprocess(model_inputs, inputs[mask])
@@ -134,14 +164,13 @@ def co2_forecast(
         task="forecast",
         num_outputs=horizon,
         target_scale=scale,
-        target_unit="ppm",
+        target_unit=unit,
         info={
-            "builder": "co2_weekly",
-            "version": str(builder.info.version),
-            "weeks": n,
-            "filled_weeks": int(_as_arrays(builder, "full")["filled"].sum()),
-            "first_val_week": int(first_val),
-            "first_test_week": int(first_test),
+            **info,
+            "weeks" if period == "week" else "steps": n,
+            **(extra or {}),
+            "first_val_week" if period == "week" else "first_val_step": int(first_val),
+            "first_test_week" if period == "week" else "first_test_step": int(first_test),
             "window": window,
             "horizon": horizon,
             "scale": scale,

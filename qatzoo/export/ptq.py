@@ -34,6 +34,28 @@ PACKAGE = "litert-quantizer"
 CALIBRATION = "min_max"
 
 
+def _inline_buffers(model: bytes) -> bytes:
+    """``model`` with every constant stored inside the flatbuffer.
+
+    From 256 KiB of constants on, the quantizer (``ModelModifier._serialize_model``) appends their data after
+    the flatbuffer and points each ``Buffer`` at it by ``offset``/``size``. Anything that unpacks and repacks the
+    file through the schema's object API (``strip_names``, ``tensors.named_like``) keeps those offsets but
+    drops the appended data, and LiteRT then refuses the file ("Constant buffer N specified an out of range
+    offset"). Inline, as the quantizer writes smaller models and the converter writes every model under 2 GB.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    external = [b for b in obj.buffers or [] if b.offset > 1]
+    if not external:
+        return model
+    for buffer in external:
+        buffer.data = np.frombuffer(model, np.uint8, buffer.size, buffer.offset).copy()
+        buffer.offset = buffer.size = 0
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
+
+
 class PTQError(RuntimeError):
     """The quantizer could not quantize a model (one line, the quantizer's reason)."""
 
@@ -81,4 +103,4 @@ def quantize(
             result = q.quantize(ranges, enable_progress_bar=False, enable_progress_report=False)
     except (ValueError, RuntimeError, KeyError) as error:
         raise PTQError(f"{PACKAGE}: {(str(error).strip().splitlines() or [type(error).__name__])[0][:300]}") from None
-    return bytes(result.quantized_model)
+    return _inline_buffers(bytes(result.quantized_model))

@@ -165,6 +165,13 @@ def softmax_output_quantizer(bits: Bits | None = None) -> quantizers.Quantizer:
     )
 
 
+def _point_quantizer(function, bits: Bits) -> quantizers.Quantizer:
+    """The quantizer of an activation function's output: a softmax (``Dense(..., activation="softmax")``) on the
+    int8 SOFTMAX kernel's grid, any other on a range of its own."""
+    softmax = function is keras.activations.softmax
+    return softmax_output_quantizer(bits) if softmax else activation_quantizer(bits)
+
+
 def _module_objects() -> dict:
     return {**vars(quantizers), "RangeQuantizer": RangeQuantizer}
 
@@ -227,7 +234,7 @@ class LayerQuantizeConfig(QuantizeConfig):
         return [(getattr(layer, a), weight_quantizer(self.bits, per_channel)) for a in self.weight_attrs]
 
     def get_activations_and_quantizers(self, layer):
-        return [(getattr(layer, a), activation_quantizer(self.bits)) for a in self.activation_attrs]
+        return [(getattr(layer, a), _point_quantizer(getattr(layer, a), self.bits)) for a in self.activation_attrs]
 
     def set_quantize_weights(self, layer, quantize_weights):
         for attr, weight in zip(self.weight_attrs, quantize_weights, strict=True):

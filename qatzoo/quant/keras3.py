@@ -250,6 +250,13 @@ def softmax_output_quantizer(bits: Bits) -> FixedQuantizer:
     return FixedQuantizer(bits.activation_bits, *SOFTMAX_OUTPUT_RANGE)
 
 
+def _point_quantizer(function, bits: Bits) -> Quantizer:
+    """The quantizer of an activation function's output: a softmax (``Dense(..., activation="softmax")``) on the
+    int8 SOFTMAX kernel's grid, any other on a range of its own."""
+    softmax = function is keras.activations.softmax
+    return softmax_output_quantizer(bits) if softmax else activation_quantizer(bits)
+
+
 # --- QuantizeConfigs: which attributes of a layer are quantized, and how ------------------------------------
 
 
@@ -305,10 +312,12 @@ class LayerQuantizeConfig(QuantizeConfig):
         return {attr: weight_quantizer(self.bits, per_channel) for attr in self.weight_attrs}
 
     def activations(self, layer):
-        return {attr: activation_quantizer(self.bits) for attr in self.activation_attrs}
+        return {attr: _point_quantizer(getattr(layer, attr, None), self.bits) for attr in self.activation_attrs}
 
     def output(self, layer):
-        return activation_quantizer(self.bits) if self.quantize_output else None
+        if not self.quantize_output:
+            return None
+        return softmax_output_quantizer(self.bits) if isinstance(layer, L.Softmax) else activation_quantizer(self.bits)
 
     def get_config(self):
         return {
@@ -381,7 +390,10 @@ ConfigFactory = Callable[[Bits], QuantizeConfig]
 
 #: layer class -> factory of its QuantizeConfig: the shared policy's rows (:mod:`qatzoo.quant.policy`), as on
 #: the tfmot engine. Extend it with :func:`register`.
-KERAS3_TABLE: dict[type, ConfigFactory] = policy.builtin_table(L, LayerQuantizeConfig)
+KERAS3_TABLE: dict[type, ConfigFactory] = {
+    **policy.builtin_table(L, LayerQuantizeConfig),
+    **policy.builtin_table(L, LayerQuantizeConfig, policy.KERAS3_LAYERS),
+}
 #: The classes given to :func:`register` (the project's layers and a user's), for Keras when it loads a model.
 REGISTERED = Registered()
 
@@ -518,6 +530,114 @@ class InputQuantize(keras.layers.Layer):
         return input_shape
 
 
+# --- a user's model: nested models inlined, batch norms folded -----------------------------------------------
+
+#: Layers a BatchNormalization that alone reads their output is folded into (its output channels: the last axis).
+_FOLDS_INTO = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
+
+
+def _is_graph(layer) -> bool:
+    return isinstance(layer, keras.Model) and (isinstance(layer, keras.Sequential) or hasattr(layer, "_nodes_by_depth"))
+
+
+def _inline(model: keras.Model, inputs):
+    """``model``'s graph applied to ``inputs`` with its own layers, nested models inlined the same way."""
+    graph = (
+        model._functional if isinstance(model, keras.Sequential) else model
+    )  # Keras 3 keeps Sequential's graph there
+
+    def operation(layer):
+        if _is_graph(layer):
+            return lambda *args, **kwargs: _inline(layer, args[0] if len(args) == 1 else list(args))
+        return layer
+
+    return graph._run_through_graph(inputs, operation_fn=operation)
+
+
+def flatten(model: keras.Model) -> keras.Model:
+    """``model`` with every nested functional or Sequential model inlined (the same layer objects, so the same
+    weights): a pretrained base under a user's own head becomes one graph whose layers each get a config.
+    A model with nothing nested is returned as it is."""
+    if not any(_is_graph(layer) for layer in model.layers):
+        return model
+    inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
+    single = inputs if len(inputs) > 1 else inputs[0]
+    return keras.Model(single, _inline(model, single), name=model.name)
+
+
+def _foldable(model: keras.Model) -> dict[str, keras.layers.Layer]:
+    """``{batch norm name: the layer it folds into}``: a BatchNormalization over the last axis whose only input
+    is the output of a Conv2D, DepthwiseConv2D or Dense that nothing else in ``model`` reads (a layer of a
+    flattened model also has the nodes of the model it came from: only this graph's nodes count)."""
+    nodes = [node for level in model._nodes_by_depth.values() for node in level if node.operation]
+    readers: dict[int, int] = {}
+    for node in nodes:
+        for tensor in node.input_tensors:
+            producer = id(tensor._keras_history.operation)
+            readers[producer] = readers.get(producer, 0) + 1
+    found = {}
+    for node in nodes:
+        layer = node.operation
+        if not isinstance(layer, L.BatchNormalization) or len(node.input_tensors) != 1:
+            continue
+        rank = len(node.input_tensors[0].shape)
+        producer = node.input_tensors[0]._keras_history.operation
+        if layer.axis in (-1, rank - 1) and isinstance(producer, _FOLDS_INTO) and readers[id(producer)] == 1:
+            found[layer.name] = producer
+    return found
+
+
+def fold_batch_norms(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with each foldable BatchNormalization (:func:`_foldable`) folded into the layer before
+    it, as its inference-mode scale and shift (``w * gamma / sqrt(var + eps)``, a bias ``beta + (b - mean) * ...``):
+    the QAT clone then fake-quantizes the kernel the int8 file holds, and the statistics stay frozen during
+    QAT. The model itself is left as it was; one with nothing to fold is returned as it is."""
+    import numpy as np
+
+    folds = _foldable(model)
+    if not folds:
+        return model
+    into = {id(producer): name for name, producer in folds.items()}
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in into:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    def call(layer, *args, **kwargs):
+        if layer.name in folds:
+            return args[0]  # folded away
+        return layer(*args, **kwargs)
+
+    folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
+    for old in model.layers:
+        if not old.weights or old.name in folds:
+            continue
+        new, weights = folded.get_layer(old.name), old.get_weights()
+        if id(old) in into:
+            norm = model.get_layer(into[id(old)])
+            gamma, beta, mean, var = (
+                np.asarray(w)
+                for w in (
+                    norm.gamma if norm.scale else 1.0,
+                    norm.beta if norm.center else 0.0,
+                    norm.moving_mean,
+                    norm.moving_variance,
+                )
+            )
+            scale = gamma / np.sqrt(var + norm.epsilon)
+            kernel = weights[0]
+            bias = weights[1] if old.use_bias else np.zeros(scale.shape, kernel.dtype)
+            weights = [
+                (kernel * scale.reshape(kernel.shape[-2:]) if isinstance(old, L.DepthwiseConv2D) else kernel * scale),
+                beta + (bias - mean) * scale,
+            ]
+            weights = [w.astype(kernel.dtype) for w in weights]
+        new.set_weights(weights)
+    return folded
+
+
 def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo], table: dict | None = None) -> keras.Model:
     """The fake-quant (QAT) clone of a functional Keras 3 ``model``, with its weights; ranges not yet calibrated.
 
@@ -525,6 +645,7 @@ def quantize_model(model: keras.Model, spec: Spec, infos: list[LayerInfo], table
     (none when kept float, or when the config quantizes nothing). ``model`` itself is left as it was.
     """
     check_model(model, spec, infos)
+    model = fold_batch_norms(model)
     by_name = {info.name: info for info in infos}
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=t.name) for t in model.inputs]
     quantized = {id(t): InputQuantize(name=f"{t.name}_quantize")(t) for t in inputs}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from qatzoo.quant.spec import Bits
 
-__all__ = ["BUILTIN_LAYERS", "LayerRule", "attention_points", "builtin_table", "position_embedding"]
+__all__ = ["BUILTIN_LAYERS", "KERAS3_LAYERS", "LayerRule", "attention_points", "builtin_table", "position_embedding"]
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,28 @@ BUILTIN_LAYERS: dict[str, LayerRule] = {
     "Permute": PASSTHROUGH,
 }
 
+#: Depthwise kernels per tensor: Keras keeps them as (h, w, channels, multiplier), so the last axis is not the
+#: output channel the converter's per-axis scales would need.
+DEPTHWISE = LayerRule(weights=("kernel",), activations=("activation",), per_channel=False)
 
-def builtin_table(layers, config_class: type) -> dict[type, Callable[[Bits], object]]:
-    """``{layer class: factory(bits) -> QuantizeConfig}`` for every built-in rule: ``layers`` is the engine's
-    ``keras.layers`` module, ``config_class`` its ``LayerQuantizeConfig``."""
+#: The layers of keras.applications' mobile networks, on the Keras 3 engine only (tf_keras names the depthwise
+#: kernel ``depthwise_kernel``, and tfmot's quantize_model refuses nested models anyway). A BatchNormalization
+#: that alone reads a convolution's or Dense's output is folded into it before QAT
+#: (:func:`qatzoo.quant.keras3.fold_batch_norms`); any other one gets an output range (int8 MUL and ADD).
+KERAS3_LAYERS: dict[str, LayerRule] = {
+    "DepthwiseConv2D": DEPTHWISE,
+    "BatchNormalization": OUTPUT,
+    "ZeroPadding2D": PASSTHROUGH,
+    "GlobalMaxPooling2D": PASSTHROUGH,
+}
+
+
+def builtin_table(
+    layers, config_class: type, rules: dict[str, LayerRule] | None = None
+) -> dict[type, Callable[[Bits], object]]:
+    """``{layer class: factory(bits) -> QuantizeConfig}`` for every rule of ``rules`` (default: the built-in
+    ones both engines share): ``layers`` is the engine's ``keras.layers`` module, ``config_class`` its
+    ``LayerQuantizeConfig``."""
 
     def factory(rule: LayerRule):
         def make(bits: Bits):
@@ -95,7 +113,7 @@ def builtin_table(layers, config_class: type) -> dict[type, Callable[[Bits], obj
 
         return make
 
-    return {getattr(layers, name): factory(rule) for name, rule in BUILTIN_LAYERS.items()}
+    return {getattr(layers, name): factory(rule) for name, rule in (rules or BUILTIN_LAYERS).items()}
 
 
 def position_embedding(config_class: type) -> Callable[[Bits], object]:

@@ -133,3 +133,9 @@ def converter(model: keras.Model, spec: tf.TensorSpec) -> Iterator[tf.lite.TFLit
 def prepare_seeding() -> None:
     """Before the seed is set: dropout draws from tf.random.Generator state, which checkpoints hold."""
     keras.backend.experimental.enable_tf_random_generator()
+
+
+def flatten(model: keras.Model) -> keras.Model:
+    """``model`` as it is: tfmot's quantize_model takes no nested models (it names the one it refuses); the
+    Keras 3 engine inlines them (:func:`qatzoo.quant.keras3.flatten`)."""
+    return model

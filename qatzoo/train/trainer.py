@@ -36,12 +36,15 @@ from qatzoo.train.results import assemble
 __all__ = ["DataError", "DataSourceMissing", "TrainingError", "train"]
 
 
-def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str] | None = None, trial=None) -> dict:
+def train(
+    cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str] | None = None, trial=None, command=None
+) -> dict:
     """Run one recipe end to end and return its metrics (also written to ``run_dir/metrics.json``).
 
     ``cfg``: the validated :class:`RunConfig` (train.py passes it), or a composed DictConfig, validated here.
 
-    ``overrides``: the command line's overrides, for the card's reproduce command (default: Hydra's).
+    ``overrides``: the command line's overrides, for the card's reproduce command (default: Hydra's);
+    ``command``: that command's text itself (a run started from Python, :func:`qatzoo.api.train`).
     ``trial``: a sweep trial's :class:`~qatzoo.sweep.prune.TrialReporter`; it gets every epoch's validation
     metric and may stop the run (``Pruned``; the run directory then holds ``pruned.json`` and no results).
     """
@@ -84,7 +87,7 @@ def train(cfg: RunConfig | DictConfig, run_dir: str | Path, overrides: list[str]
             files=files,
             provenance=origin,
             distribute=parallel,
-            command=reproduce_command(cfg, overrides),
+            command=command or reproduce_command(cfg, overrides),
         )
     int8_predictions = predictions.get(scheme.int8_model)  # measured once: the deployment report and figures reuse it
     _measure_beside(cfg, report, data, scheme, files, int8_predictions, clock)
@@ -259,7 +262,10 @@ def reproduce_command(cfg: RunConfig, overrides: list[str] | None = None) -> str
     if overrides is None:  # called without Hydra and without overrides: the recipe is all we know
         overrides = [f"recipe={cfg.name}"] if cfg.name != "custom" else []
     kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "paths."))]
-    return " ".join(["python train.py", *(shlex.quote(o) for o in kept)])
+    from qatzoo.config import USER_DIRS
+
+    folders = [f"--config-dir {shlex.quote(str(d))}" for d in USER_DIRS]  # a user's own config folder
+    return " ".join(["python train.py", *folders, *(shlex.quote(o) for o in kept)])
 
 
 def _announce(cfg: RunConfig, model, data, formats: dict, parallel: dict) -> None:

@@ -1,0 +1,135 @@
+"""``qatzoo train`` and the checkout's ``python train.py``: train, quantize, export and evaluate one recipe.
+
+    qatzoo train recipe=attention_int8
+    qatzoo train recipe=mnist_cnn_int8 quant=ptq_int8 schedule.qat_epochs=1
+    qatzoo train --config-dir ~/myconf recipe=mine      # your own arch/, data/, quant/, recipe/ options
+    qatzoo train -m recipe=mnist_cnn_int8 schedule.qat_lr=0.0001,0.0003
+
+``engine=tfmot`` trains on tf_keras + tfmot instead of Keras 3 (conf/engine/); the engine is set before any
+Keras import. The config is checked before TensorFlow is imported: a wrong group option, field, type or value
+stops the run in about a second with one line, and leaves no run directory behind. A ``--config-dir`` folder
+is the user's own: its options may name functions in their own modules (in the current directory or on
+``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from qatzoo import quiet
+from qatzoo.config import CONF_DIR, check_overrides, use_config_dir, validate
+from qatzoo.errors import ConfigError
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _drop_empty(run_dir: Path, cfg: DictConfig) -> None:
+    """Remove the run directory Hydra made for a run that failed before writing anything, and its recipe
+    folder under paths.runs_dir when that is empty too: a refused run leaves no trace."""
+    runs = Path(os.path.expanduser(str(cfg.get("paths", {}).get("runs_dir", "runs")))).absolute()
+    for path in (run_dir, run_dir.parent):
+        inside = path == run_dir or runs in path.absolute().parents
+        if inside and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    if sweep and OmegaConf.select(cfg, "logger.group", default="absent") in (None, ""):
+        with open_dict(cfg):  # W&B: every trial of a sweep in one group, named after the sweep directory
+            cfg.logger.group = Path(HydraConfig.get().sweep.dir).name
+    try:
+        run_config = validate(cfg)  # the typed config the run uses from here on
+    except ConfigError as error:
+        _drop_empty(run_dir, cfg)
+        _fail(str(error))
+    quiet.configure(run_config.trainer.verbose)  # before TensorFlow is first imported; verbose=3 shows its logs
+    from qatzoo import engine
+
+    engine.select(run_config.engine.name)  # before any Keras import: engine=keras3 never loads tf_keras or tfmot
+    from qatzoo.errors import DataError, DataSourceMissing, TrainingError
+    from qatzoo.train.trainer import train
+
+    trial = None
+    if sweep:  # an Optuna trial under a pruner reports every epoch
+        from qatzoo.sweep.prune import trial_reporter
+
+        trial = trial_reporter(run_config)
+    try:
+        metrics = train(run_config, run_dir, trial=trial)
+    except (ConfigError, DataError, DataSourceMissing) as error:  # found once data or model exist
+        _drop_empty(run_dir, cfg)
+        _fail(str(error))
+    except TrainingError as error:
+        _fail(str(error))
+    except OSError as error:  # unwritable or full disk: say which file, not a traceback pile
+        where = f" {error.filename}" if error.filename else ""
+        _fail(f"cannot write{where}: {error.strerror or error}")
+    except Exception as error:  # TensorFlow's own file errors (checkpoints on a full disk)
+        import tensorflow as tf
+
+        if not isinstance(
+            error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError, tf.errors.UnknownError)
+        ):
+            raise
+        message = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(error).splitlines()[0])
+        _fail(f"cannot write in {run_dir}: {message[:300]}")
+    # The value a sweeper optimises: the int8 model's metric (LiteRT) on the *validation* split when
+    # there is one (tuning on the test split would leak it); test numbers stay for reporting.
+    name = metrics.get("int8_model") or "float"
+    return metrics["validation"][name][metrics["metric"]]
+
+
+def _config_dir(args: list[str]) -> tuple[str | None, list[str]]:
+    """Hydra's ``--config-dir DIR`` (``-cd DIR``, ``--config-dir=DIR``) and the other arguments."""
+    rest, chosen, i = [], None, 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config-dir", "-cd"):
+            if i + 1 >= len(args):
+                _fail(f"{arg}: expected a folder after it")
+            chosen, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--config-dir="):
+            chosen = arg.partition("=")[2]
+        else:
+            rest.append(arg)
+        i += 1
+    return chosen, rest
+
+
+def cli(argv: list[str] | None = None, prog: str = "train.py") -> None:
+    """Check the command line's config (one line and exit 2 if it cannot work), then run it under Hydra."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if os.getcwd() not in sys.path:  # a user's own modules in the folder they run from, as `python -m` finds them
+        sys.path.insert(1, os.getcwd())
+    config_dir, rest = _config_dir(args)
+    flags = [a for a in rest if a.startswith("-")]
+    try:
+        if config_dir is not None:
+            use_config_dir(config_dir)
+        if not flags:  # plain runs: check overrides first, one-line errors
+            check_overrides(rest)
+        elif set(flags) <= {"-m", "--multirun"}:  # sweeps: every trial's config and the ranges
+            from qatzoo.sweep.check import check_sweep
+
+            check_sweep([a for a in rest if not a.startswith("-")])
+    except ConfigError as error:
+        _fail(str(error))
+    sys.argv = [prog, *(["--config-dir", str(use_config_dir(config_dir))] if config_dir else []), *rest]
+    main()

