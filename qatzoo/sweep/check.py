@@ -56,7 +56,8 @@ def check_sweep(overrides: list[str]) -> None:
 
     hydra_cfg = _hydra_config(overrides)
     sweeper = hydra_cfg.hydra.sweeper
-    _check_n_trials(sweeper.get("n_trials"))
+    if "n_trials" in sweeper:  # an Optuna sweep (Hydra's basic sweeper has no such field)
+        check_n_trials(sweeper.n_trials)
     _check_optuna(sweeper)
     params = OmegaConf.to_container(sweeper.params) if "params" in sweeper and sweeper.params else {}
     if params:
@@ -89,18 +90,16 @@ def _check_value(base, plain: list[str], key: str, value: str) -> None:
     validate(cfg)
 
 
-def _check_n_trials(n_trials) -> None:
-    """An Optuna sweep's ``n_trials`` (the study's total) must be a whole number >= 1.
+def check_n_trials(n_trials) -> None:
+    """An Optuna sweep's ``n_trials`` (the study's total) must be a whole number >= 1 (``null`` is not).
 
-    Checked here, before Hydra starts the sweeper: the sweeper creates the study's SQLite file first, so a sweep
-    that could never run a trial would leave an empty optuna.db behind.
+    Checked here, before Hydra starts the sweeper (the sweeper creates the study's SQLite file first, so a sweep
+    that could never run a trial would leave an empty optuna.db behind), and by the sweeper itself, before it
+    writes anything, for sweeps started past this check (``--config-name``).
     """
-    if n_trials is None:  # not an Optuna sweep
-        return
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ConfigError(
-            f"hydra.sweeper.n_trials: expected the total number of trials, an integer >= 1, got {n_trials}"
-        )
+        got = "null" if n_trials is None else n_trials
+        raise ConfigError(f"hydra.sweeper.n_trials: expected the total number of trials, an integer >= 1, got {got}")
 
 
 OPTUNA_FIELDS = {

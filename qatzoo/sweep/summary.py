@@ -6,6 +6,9 @@ conf/config.yaml), for grid and Optuna sweeps alike, and on demand by ``qatzoo s
 * ``summary.csv`` and ``summary.md`` in the sweep directory - trials sorted best first by the int8
   model's metric, each with its run directory (publishable as is: ``qatzoo publish <dir>``);
 * ``summary.png`` - the int8 metric of every trial in order, with the best so far.
+
+A trial directory that cannot be read (a damaged ``config.yaml`` or ``metrics.json``) is left out and named,
+with why, in summary.md and on stderr; the summary of the others is written all the same.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -47,19 +51,39 @@ def _flatten(node, prefix="") -> dict:
 
 
 def collect(sweep_dir: str | Path) -> list[dict]:
-    """Every trial directory under ``sweep_dir`` (a numbered subdirectory holding config.yaml)."""
+    """Every trial directory under ``sweep_dir`` (a numbered subdirectory holding config.yaml).
+
+    A trial is ``{"dir", "flat", "report"}`` (``report`` None: unfinished, no metrics.json yet), or
+    ``{"dir", "skipped"}`` with the one-line reason its config.yaml or metrics.json cannot be read.
+    """
     trials = []
     for run in sorted(
         Path(sweep_dir).iterdir(), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name)
     ):
         if not (run / "config.yaml").is_file():
             continue
-        config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=False)
         try:
-            report = RunReport.read(run)
-        except ReportError:  # unfinished (or unreadable): listed as such
-            report = None
-        trials.append({"dir": run, "flat": _flatten(config), "report": report})
+            config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=False)
+            if not isinstance(config, dict):
+                raise ValueError(f"a {type(config).__name__}, not a mapping")
+            flat = _flatten(config)
+        except Exception as error:  # noqa: BLE001 - YAML, OmegaConf and OS errors alike: name the trial, go on
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            trials.append(
+                {
+                    "dir": run,
+                    "skipped": f"{run / 'config.yaml'} is not readable ({type(error).__name__}: {reason[:200]})",
+                }
+            )
+            continue
+        report = None  # unfinished (or pruned): no metrics.json
+        if (run / "metrics.json").exists():
+            try:
+                report = RunReport.read(run)
+            except ReportError as error:
+                trials.append({"dir": run, "skipped": str(error)})
+                continue
+        trials.append({"dir": run, "flat": flat, "report": report})
     return trials
 
 
@@ -73,10 +97,13 @@ def _pruned(run: Path) -> dict | None:
 
 
 def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dict], dict]:
-    trials = collect(sweep_dir)
+    """(one row per readable trial, info: the metric, its direction, the keys shown, ``skipped`` trials)."""
+    found = collect(sweep_dir)
+    skipped = [(t["dir"].name, t["skipped"]) for t in found if "skipped" in t]
+    trials = [t for t in found if "skipped" not in t]
     keys = list(dict.fromkeys([*(keys or []), *_swept_keys(trials)]))
     done = [t["report"] for t in trials if t["report"]]
-    info = {"metric": None, "unit": None, "higher_is_better": True, "keys": keys}
+    info = {"metric": None, "unit": None, "higher_is_better": True, "keys": keys, "skipped": skipped}
     if done:
         info.update(metric=done[0].metric, unit=done[0].unit, higher_is_better=done[0].higher_is_better)
     out = []
@@ -106,7 +133,7 @@ def rows(sweep_dir: str | Path, keys: list[str] | None = None) -> tuple[list[dic
                 ptq_int8=report.value("ptq_int8"),
                 qat=report.value("qat"),
                 int8_over_float=report.sizes.int8_over_float,
-                seconds=report.timing["total_s"],
+                seconds=report.timing.get("total_s"),
             )
         row["run_dir"] = str(t["dir"])
         out.append(row)
@@ -118,10 +145,13 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
 
     Trials are ranked by the sweep's objective, the int8 model's validation score (``val_int8``);
     ``int8`` is its test score, for reporting. ``keys``: config keys to show besides the varied ones.
+    Unreadable trials are left out, and named in summary.md and on stderr.
     """
     sweep_dir = Path(sweep_dir)
     table, info = rows(sweep_dir, keys)
-    if not table:
+    for trial, reason in info["skipped"]:
+        print(f"[qatzoo] sweep summary: skipped trial {trial}: {reason}", file=sys.stderr)
+    if not table and not info["skipped"]:
         return []
     sign = -1.0 if info["higher_is_better"] else 1.0
     ranked = sorted(table, key=lambda r: (r["val_int8"] is None, sign * (r["val_int8"] or 0.0)))
@@ -155,6 +185,9 @@ def write(sweep_dir: str | Path, keys: list[str] | None = None) -> list[Path]:
     ]
     for r in ranked:
         lines.append("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+    if info["skipped"]:
+        lines += ["", f"Skipped {len(info['skipped'])} unreadable trial(s), not in the table:", ""]
+        lines += [f"- {trial}: {reason}" for trial, reason in info["skipped"]]
     best = next((r for r in ranked if r["val_int8"] is not None), None)
     if best:
         lines += ["", f"Best trial: {best['trial']} ({best['run_dir']}). Publish it as is:", ""]
