@@ -113,5 +113,5 @@ def lines(report: dict, unit: str = "") -> list[str]:
 
 
 def summary(report: dict) -> str:
-    """One line, each runtime's part (CPU latency ratio, whether TFLM runs it, the NPU share and time)."""
+    """One line: each registered runtime's part of it, in order, joined by " | "."""
     return " | ".join(r.summary(report[r.key], report) for r in RUNTIMES if r.key in report)
