@@ -319,15 +319,15 @@ def bench(recipe: str, args) -> dict:
             row["outside_xnnpack_int8"] = lat.coverage["int8"].outside_summary()
 
     # The microcontroller and NPU runtimes on the same int8 file (qatzoo.deploy): TFLM on test inputs, Vela.
-    from qatzoo.deploy import report as deployment
+    from qatzoo.deploy.report import measure
 
-    micro = deployment.tflm(files["int8"], np.asarray(data.x_test[: args.tflm_examples], np.float32))
+    micro = measure("tflm", files["int8"], np.asarray(data.x_test[: args.tflm_examples], np.float32))
     row["tflm_runs"] = micro["runs"]
     row["tflm_missing"] = ", ".join(micro["unsupported"]) or micro["error"] or ""
     row["tflm_arena"] = micro["arena_bytes"]
     row["tflm_equal_share"] = micro.get("equal_share")
     row["tflm_max_step_diff"] = micro.get("max_step_diff")
-    npu = deployment.ethos_u55(files["int8"])
+    npu = measure("ethos_u55", files["int8"])
     row.update({f"u55_{k}": npu.get(k) for k in ("npu_share", "cycles", "inference_ms", "sram_bytes", "flash_bytes")})
 
     for b in args.batch_sweep:

@@ -106,7 +106,7 @@ def test_every_published_model_runs_in_tflm_as_in_litert_or_names_the_ops_tflm_l
 
 @pytest.mark.parametrize("name", ["mnist_cnn_int8@1", "attention_int8@2"])
 def test_the_tflm_comparison_takes_litert_predictions_instead_of_running_litert_again(name):
-    from qatzoo.deploy.report import tflm as tflm_report
+    from qatzoo.deploy.report import measure
     from qatzoo.export import litert
 
     path = PUBLISHED[name]
@@ -115,7 +115,7 @@ def test_the_tflm_comparison_takes_litert_predictions_instead_of_running_litert_
     predictions = litert.predict(str(path), x)
     np.testing.assert_array_equal(litert.quantize(predictions, out_q), _litert(path, litert.quantize(x, in_q)))
     blob = path.read_bytes()
-    assert tflm_report(blob, x, predictions=predictions) == tflm_report(blob, x)
+    assert measure("tflm", blob, x, predictions=predictions) == measure("tflm", blob, x)
 
 
 def test_the_deployable_attention_models_run_in_tflm():

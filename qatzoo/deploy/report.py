@@ -1,36 +1,28 @@
-"""The deployment report of an int8 file: how it runs on the three runtimes people ship int8 models to.
+"""The deployment report of an int8 file: how it runs on each registered runtime (:data:`qatzoo.deploy.RUNTIMES`).
 
-* ``litert_cpu``: LiteRT on this machine's CPU, int8 and float latency side by side (1 thread, batch 1, a
-  child process, interleaved blocks: :mod:`qatzoo.bench.latency`), the CPU named, and how the XNNPACK
-  delegate takes each model (partitions, ops left to builtin kernels).
-* ``tflm``: TensorFlow Lite Micro's kernels (:mod:`qatzoo.deploy.tflm`): runs or not (missing ops named),
-  the arena it needs, flash (file bytes), and on the test split the task metric and how its int8 outputs
-  compare with LiteRT's (share of equal elements, largest difference in quantization steps).
-* ``ethos_u55``: Vela's compile for an Arm Ethos-U55 (:mod:`qatzoo.deploy.vela`): share of operators on the
-  NPU, estimated cycles and time, SRAM and flash.
-
-It is data (plain JSON types), written into metrics.json, the card and the zoo index, and read back with
-:func:`problem` (the index's and the run report's strict readers) and :func:`lines` (card and ``qatzoo check``).
-A runtime that cannot take the model is part of the report (``runs: false``, ``error``), not an exception.
+Each runtime's module (``qatzoo/deploy/<runtime>.py``) says what its section holds, how it is measured,
+read back, put on the card and into the summary; this module only loops over them. The report is data
+(plain JSON types), written into metrics.json, the card and the zoo index, and read back with
+:func:`problem` (the index's and the run report's strict readers, through :data:`Deployment`) and
+:func:`lines` (card and ``qatzoo check``). A runtime that cannot take the model is part of the report
+(``runs: false``, ``error``), not an exception.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field, ValidationError, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError, create_model
 
-from qatzoo.artifacts import ABSENT, Count, Dtype, NonNegative, Record, one_line, one_of
+from qatzoo.artifacts import ABSENT, Dtype, Record, one_line, one_of
+from qatzoo.deploy import RUNTIMES
+from qatzoo.deploy.runtime import ModelFile, Runtime
 
 #: Version of the report's layout.
 SCHEMA_VERSION = 1
-#: Timed invokes per model for the CPU latency (in 5 interleaved rounds, after a warm-up).
-LATENCY_RUNS = 1000
-#: The Ethos-U configuration the estimates are for.
-ACCELERATOR = "ethos-u55-128"
 
 
 def build(
@@ -39,225 +31,87 @@ def build(
     x: np.ndarray,
     score: Callable[[np.ndarray], float] | None = None,
     *,
-    latency_runs: int = LATENCY_RUNS,
+    latency_runs: int | None = None,
     predictions: np.ndarray | None = None,
+    inputs: str | None = None,
 ) -> dict:
     """The report of the int8 flatbuffer ``int8`` (and its float model, for the CPU ratio).
 
     ``x``: float inputs of the test split (batch first), quantized with the model's input scale and zero
     point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored);
     ``predictions``: ``int8``'s LiteRT outputs on ``x`` when the caller has them (``litert.predict``), so
-    the file is not run over ``x`` again.
+    the file is not run over ``x`` again; ``latency_runs``: timed invokes (``None``: the runtime's default);
+    ``inputs``: what ``x`` is when it is not the test split.
     """
     from qatzoo.export import litert
 
+    file = ModelFile(int8, x, float_model, score, predictions, latency_runs, inputs)
     return {
         "schema": SCHEMA_VERSION,
         # int8, or int16 for a file with 16-bit activations (quant=ptq_a16w8): what the "int8" numbers are of.
         "activations": litert.io_quant(litert.interpreter(int8))[0].dtype,
-        "litert_cpu": litert_cpu(int8, float_model, x[0], latency_runs),
-        "tflm": tflm(int8, x, score, predictions),
-        "ethos_u55": ethos_u55(int8),
+        **{runtime.key: runtime.measure(file) for runtime in RUNTIMES},
     }
 
 
-def litert_cpu(int8: bytes, float_model: bytes | None, sample: np.ndarray, runs: int = LATENCY_RUNS) -> dict:
-    """Median latency of the int8 (and float) model on this CPU, 1 thread, batch 1, with XNNPACK."""
-    from qatzoo.bench.latency import measure
-
-    files = {"int8": int8, **({"float": float_model} if float_model is not None else {})}
-    lat = measure(files, sample, "xnnpack", [1], runs=runs)
-    out = {"cpu": lat.cpu, "threads": 1, "int8_us": round(lat.us["int8"][1], 2)}
-    if float_model is not None:
-        out["float_us"] = round(lat.us["float"][1], 2)
-        out["int8_over_float"] = round(lat.us["int8"][1] / lat.us["float"][1], 3)
-    out["xnnpack"] = {
-        name: {"partitions": c.partitions, "outside": list(c.outside)} for name, c in lat.coverage.items()
-    }
-    return out
+def measure(key: str, int8: bytes, x: np.ndarray | None = None, **known) -> dict:
+    """One runtime's section on its own (``known``: the other :class:`ModelFile` fields)."""
+    return RUNTIMES[key].measure(ModelFile(int8, x, **known))
 
 
-def tflm(
-    int8: bytes,
-    x: np.ndarray,
-    score: Callable[[np.ndarray], float] | None = None,
-    predictions: np.ndarray | None = None,
-) -> dict:
-    """TensorFlow Lite Micro: loads or not, arena, flash; on ``x``, the metric and agreement with LiteRT
-    (``predictions``: LiteRT's dequantized outputs on ``x``, computed here when not given)."""
-    from qatzoo.deploy import tflm as micro
-    from qatzoo.export import litert
-
-    loaded = micro.load(int8)
-    out = {
-        "runs": loaded.runs,
-        "unsupported": list(loaded.unsupported),
-        "error": loaded.error,
-        "arena_bytes": loaded.arena_bytes,
-        "flash_bytes": loaded.flash_bytes,
-    }
-    if not loaded.runs or len(x) == 0:
-        return out
-    it = litert.interpreter(int8)
-    in_q, out_q = litert.io_quant(it)
-    on_micro = micro.run(int8, litert.quantize(x, in_q))
-    # LiteRT's integer outputs: its dequantized ones quantized back (exact: litert.dequantize).
-    on_litert = litert.quantize(litert.predict(it, x) if predictions is None else predictions, out_q)
-    out["examples"] = int(len(x))
-    out |= micro.agreement(on_micro, on_litert)
-    if score is not None:
-        out["metric"] = float(score(litert.dequantize(on_micro, out_q)))
-    return out
+def __getattr__(name: str):
+    # ``report.<runtime key>(int8, x, ...)``: one runtime's section, as scripts/engine_compare.py calls it.
+    if name in RUNTIMES:
+        return lambda int8, x=None, **known: measure(name, int8, x, **known)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def ethos_u55(int8: bytes) -> dict:
-    """Vela's estimates for an Ethos-U55; ``{"error": line}`` when Vela cannot compile the model."""
-    from qatzoo.deploy import vela
-
-    try:
-        return vela.compile(int8, ACCELERATOR).as_dict()
-    except vela.VelaError as error:
-        return {"accelerator": ACCELERATOR, "error": str(error)}
-
-
-def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs: int = LATENCY_RUNS) -> dict:
+def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs: int | None = None) -> dict:
     """The report of a .tflite on its own (``qatzoo check``): random inputs, no metric."""
     from qatzoo.export import litert
 
     blob = Path(path).read_bytes()
     shape = litert.interpreter(blob).get_input_details()[0]["shape"][1:]
     x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(100, *shape)).astype(np.float32)
-    report = build(blob, Path(float_path).read_bytes() if float_path else None, x, latency_runs=latency_runs)
-    report["tflm"]["inputs"] = "100 random inputs"
-    return report
+    float_model = Path(float_path).read_bytes() if float_path else None
+    return build(blob, float_model, x, latency_runs=latency_runs, inputs="100 random inputs")
 
 
 # ---- reading (the run report's and the zoo index's strict readers)
 
 
-class LitertCpu(Record):
-    cpu: str
-    threads: Count = ABSENT
-    int8_us: NonNegative
-    float_us: NonNegative = ABSENT
-    int8_over_float: NonNegative = ABSENT
+@lru_cache(maxsize=8)
+def deployment_model(runtimes: tuple[Runtime, ...]) -> type[Record]:
+    """The strict model of a report with these runtimes' sections (each read with its runtime's model)."""
+    sections = {r.key: (r.model, ... if r.required else ABSENT) for r in runtimes}
+    return create_model(
+        "Deployment",
+        __base__=Record,
+        __doc__="A deployment report read back (metrics.json, an index entry).",
+        version=(one_of(SCHEMA_VERSION), Field(alias="schema")),
+        activations=(Dtype, ABSENT),
+        **sections,
+    )
 
 
-class Tflm(Record):
-    runs: bool
-    unsupported: list[str]
-    error: str | None = None
-    arena_bytes: Count | None = None
-    flash_bytes: Count
-    examples: NonNegative = ABSENT
-    equal_share: NonNegative = ABSENT
-    max_step_diff: NonNegative = ABSENT
-    metric: NonNegative = ABSENT
-
-    @model_validator(mode="after")
-    def _arena(self):
-        if self.runs and self.arena_bytes is None:
-            raise PydanticCustomError("qatzoo", "has no arena_bytes although it runs")
-        return self
-
-
-class EthosU55(Record):
-    """Vela's estimates, or ``error`` when it could not compile the model."""
-
-    error: str | None = None
-    npu_ops: Count | None = None
-    cpu_ops: Count | None = None
-    cycles: Count | None = None
-    sram_bytes: Count | None = None
-    flash_bytes: Count | None = None
-    npu_share: NonNegative | None = None
-    inference_ms: NonNegative | None = None
-
-    @model_validator(mode="after")
-    def _compiled(self):
-        missing = [k for k in ESTIMATES if getattr(self, k) is None]
-        if "error" not in self.model_fields_set and missing:
-            raise PydanticCustomError("qatzoo", f"has no {missing[0]} (and no error)")
-        return self
-
-
-ESTIMATES = ("npu_ops", "cpu_ops", "cycles", "sram_bytes", "flash_bytes", "npu_share", "inference_ms")
-
-
-class Deployment(Record):
-    """A deployment report read back (metrics.json, an index entry)."""
-
-    version: one_of(SCHEMA_VERSION) = Field(alias="schema")
-    activations: Dtype = ABSENT
-    litert_cpu: LitertCpu
-    tflm: Tflm
-    ethos_u55: EthosU55
+#: A deployment report read back (metrics.json, an index entry): the registered runtimes' sections.
+Deployment = deployment_model(tuple(RUNTIMES))
 
 
 def problem(report) -> str | None:
     """What is wrong with a deployment report read from a file (``None``: a well-formed one)."""
     try:
-        Deployment.model_validate(report)
+        deployment_model(tuple(RUNTIMES)).model_validate(report)
     except ValidationError as error:
         return one_line(error, "deployment")
     return None
 
 
 def lines(report: dict, unit: str = "") -> list[str]:
-    """The report as markdown bullet lines (card, ``qatzoo check``)."""
-    cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
-    kind = "int16-activation" if report.get("activations") == "int16" else "int8"
-    latency = f"{kind} {cpu['int8_us']:.1f} us"
-    if "float_us" in cpu:
-        latency += f", float {cpu['float_us']:.1f} us: {kind} {cpu['int8_over_float']:.2f}x float"
-    xnn = cpu.get("xnnpack", {}).get("int8")
-    if xnn:
-        outside = _counts(xnn["outside"])
-        latency += f"; XNNPACK: {xnn['partitions']} partition(s), outside: {outside}"
-    out = [f"- LiteRT CPU ({cpu['cpu']}, {cpu['threads']} thread, batch 1): {latency}"]
-    if micro["runs"]:
-        text = f"runs, arena {micro['arena_bytes']:,} bytes, flash {micro['flash_bytes']:,} bytes"
-        if "equal_share" in micro:
-            on = micro.get("inputs", f"{micro['examples']:,} test examples")
-            text += (
-                f"; on {on}: outputs equal to LiteRT's on {micro['equal_share']:.1%} of elements, "
-                f"at most {micro['max_step_diff']} step(s) apart"
-            )
-        if "metric" in micro:
-            text += f", metric {micro['metric']:.4g}{' ' + unit if unit and unit != '%' else unit}"
-        out.append(f"- TensorFlow Lite Micro: {text}")
-    else:
-        why = f"missing ops {', '.join(micro['unsupported'])}" if micro["unsupported"] else micro["error"]
-        out.append(f"- TensorFlow Lite Micro: does NOT run ({why}); flash {micro['flash_bytes']:,} bytes")
-    if "error" in npu:
-        out.append(f"- Arm Ethos-U55 (Vela): does not compile: {npu['error']}")
-    else:
-        cpu_ops = f" (on the CPU: {', '.join(npu['cpu_op_names'])})" if npu.get("cpu_op_names") else ""
-        out.append(
-            f"- Arm Ethos-U55 ({npu['accelerator']}, {npu['system_config']}, Vela {npu['vela_version']}): "
-            f"{npu['npu_share']:.0%} of operators on the NPU{cpu_ops}, {npu['cycles']:,} cycles, "
-            f"{npu['inference_ms']:.3f} ms estimated, SRAM {npu['sram_bytes']:,} bytes, flash {npu['flash_bytes']:,} bytes"
-        )
-    return out
+    """The report as markdown bullet lines (card, ``qatzoo check``), one per runtime in the report."""
+    return [f"- {r.card_line(report[r.key], report, unit)}" for r in RUNTIMES if r.key in report]
 
 
 def summary(report: dict) -> str:
-    """One line: CPU latency ratio, whether TFLM runs it (and its arena), the Ethos-U55 NPU share and time."""
-    cpu, micro, npu = report["litert_cpu"], report["tflm"], report["ethos_u55"]
-    ratio = f" ({cpu['int8_over_float']:.2f}x float)" if "int8_over_float" in cpu else ""
-    kind = "int16-activation model" if report.get("activations") == "int16" else "int8"
-    line = f"{kind} on {cpu['cpu']}: {cpu['int8_us']:.0f} us{ratio}"
-    if micro["runs"]:
-        line += f" | TFLite Micro: runs, arena {micro['arena_bytes']:,} B"
-    else:
-        line += f" | TFLite Micro: does NOT run ({', '.join(micro['unsupported']) or micro['error']})"
-    if "error" in npu:
-        return line + " | Ethos-U55: Vela failed"
-    return line + f" | Ethos-U55: {npu['npu_share']:.0%} on the NPU, {npu['inference_ms']:.2f} ms"
-
-
-def _counts(ops: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for op in ops:
-        counts[op] = counts.get(op, 0) + 1
-    return ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())) or "none"
+    """One line: each registered runtime's part of it, in order, joined by " | "."""
+    return " | ".join(r.summary(report[r.key], report) for r in RUNTIMES if r.key in report)

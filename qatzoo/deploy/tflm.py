@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 
+from qatzoo.artifacts import ABSENT, Count, NonNegative, Record
+from qatzoo.deploy.runtime import ModelFile, Runtime, ZooColumn
 from qatzoo.quiet import Captured, captured_output
 
 # The arena the host interpreter gets: far more than a microcontroller has; only what the model uses is
@@ -248,3 +252,91 @@ def _one_line(error: BaseException, held: Captured) -> str:
     """``error`` with the first line TFLM printed, on one line."""
     lines = [line.strip() for line in held.text.splitlines() if line.strip()]
     return f"{error}: {lines[0]}" if lines else str(error)
+
+
+# ---- the deployment runtime (qatzoo.deploy.runtime)
+
+
+def measure(file: ModelFile) -> dict:
+    """Loads or not, arena, flash; on ``file.x``, the metric and agreement with LiteRT (``file.predictions``:
+    LiteRT's dequantized outputs on ``x``, computed here when not given)."""
+    from qatzoo.export import litert
+
+    loaded = load(file.int8)
+    out = {
+        "runs": loaded.runs,
+        "unsupported": list(loaded.unsupported),
+        "error": loaded.error,
+        "arena_bytes": loaded.arena_bytes,
+        "flash_bytes": loaded.flash_bytes,
+    }
+    x = file.x
+    if loaded.runs and x is not None and len(x) > 0:
+        it = litert.interpreter(file.int8)
+        in_q, out_q = litert.io_quant(it)
+        on_micro = run(file.int8, litert.quantize(x, in_q))
+        # LiteRT's integer outputs: its dequantized ones quantized back (exact: litert.dequantize).
+        on_litert = litert.quantize(litert.predict(it, x) if file.predictions is None else file.predictions, out_q)
+        out["examples"] = int(len(x))
+        out |= agreement(on_micro, on_litert)
+        if file.score is not None:
+            out["metric"] = float(file.score(litert.dequantize(on_micro, out_q)))
+    if file.inputs is not None:
+        out["inputs"] = file.inputs
+    return out
+
+
+class Tflm(Record):
+    runs: bool
+    unsupported: list[str]
+    error: str | None = None
+    arena_bytes: Count | None = None
+    flash_bytes: Count
+    examples: NonNegative = ABSENT
+    equal_share: NonNegative = ABSENT
+    max_step_diff: NonNegative = ABSENT
+    metric: NonNegative = ABSENT
+
+    @model_validator(mode="after")
+    def _arena(self):
+        if self.runs and self.arena_bytes is None:
+            raise PydanticCustomError("qatzoo", "has no arena_bytes although it runs")
+        return self
+
+
+def card_line(micro: dict, report: dict, unit: str) -> str:
+    if not micro["runs"]:
+        why = f"missing ops {', '.join(micro['unsupported'])}" if micro["unsupported"] else micro["error"]
+        return f"TensorFlow Lite Micro: does NOT run ({why}); flash {micro['flash_bytes']:,} bytes"
+    text = f"runs, arena {micro['arena_bytes']:,} bytes, flash {micro['flash_bytes']:,} bytes"
+    if "equal_share" in micro:
+        on = micro.get("inputs", f"{micro['examples']:,} test examples")
+        text += (
+            f"; on {on}: outputs equal to LiteRT's on {micro['equal_share']:.1%} of elements, "
+            f"at most {micro['max_step_diff']} step(s) apart"
+        )
+    if "metric" in micro:
+        text += f", metric {micro['metric']:.4g}{' ' + unit if unit and unit != '%' else unit}"
+    return f"TensorFlow Lite Micro: {text}"
+
+
+def summary(micro: dict, report: dict) -> str:
+    if micro["runs"]:
+        return f"TFLite Micro: runs, arena {micro['arena_bytes']:,} B"
+    return f"TFLite Micro: does NOT run ({', '.join(micro['unsupported']) or micro['error']})"
+
+
+def zoo_cell(micro: dict, text) -> str:
+    if micro["runs"]:
+        return f"arena {micro['arena_bytes']:,} B"
+    return f"no ({text(', '.join(micro['unsupported'])) or 'fails'})"
+
+
+RUNTIME = Runtime(
+    key="tflm",
+    measure=measure,
+    model=Tflm,
+    card_line=card_line,
+    summary=summary,
+    zoo=ZooColumn("TFLite Micro", "TFLite Micro", zoo_cell),
+)

@@ -24,8 +24,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from qatzoo.artifacts import Count, NonNegative, Record
+from qatzoo.deploy.runtime import ModelFile, Runtime, ZooColumn
+
 NPU_OP = "ethos-u"  # the custom op Vela puts in place of everything the NPU runs
 TIMEOUT_S = 600
+#: The Ethos-U configuration the deployment report's estimates are for.
+ACCELERATOR = "ethos-u55-128"
 
 
 class VelaError(RuntimeError):
@@ -62,7 +70,7 @@ class VelaReport:
         return {**dataclasses.asdict(self), "cpu_op_names": list(self.cpu_op_names)}
 
 
-def compile(model: bytes | str | Path, accelerator: str = "ethos-u55-128") -> VelaReport:
+def compile(model: bytes | str | Path, accelerator: str = ACCELERATOR) -> VelaReport:
     """Compile ``model`` (bytes or a path) with Vela for ``accelerator`` at Vela's default system config.
 
     For an Ethos-U55 that is ``Ethos_U55_High_End_Embedded`` with the ``Shared_Sram`` memory mode (the
@@ -141,3 +149,68 @@ def _why(done: subprocess.CompletedProcess) -> str:
     if done.returncode < 0:
         return f"Vela crashed ({signal.Signals(-done.returncode).name}): {last}"
     return f"Vela failed (exit {done.returncode}): {last}"
+
+
+# ---- the deployment runtime (qatzoo.deploy.runtime)
+
+
+def measure(file: ModelFile) -> dict:
+    """Vela's estimates for an Ethos-U55; ``{"error": line}`` when Vela cannot compile the model."""
+    try:
+        return compile(file.int8, ACCELERATOR).as_dict()
+    except VelaError as error:
+        return {"accelerator": ACCELERATOR, "error": str(error)}
+
+
+ESTIMATES = ("npu_ops", "cpu_ops", "cycles", "sram_bytes", "flash_bytes", "npu_share", "inference_ms")
+
+
+class EthosU55(Record):
+    """Vela's estimates, or ``error`` when it could not compile the model."""
+
+    error: str | None = None
+    npu_ops: Count | None = None
+    cpu_ops: Count | None = None
+    cycles: Count | None = None
+    sram_bytes: Count | None = None
+    flash_bytes: Count | None = None
+    npu_share: NonNegative | None = None
+    inference_ms: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _compiled(self):
+        missing = [k for k in ESTIMATES if getattr(self, k) is None]
+        if "error" not in self.model_fields_set and missing:
+            raise PydanticCustomError("qatzoo", f"has no {missing[0]} (and no error)")
+        return self
+
+
+def card_line(npu: dict, report: dict, unit: str) -> str:
+    if "error" in npu:
+        return f"Arm Ethos-U55 (Vela): does not compile: {npu['error']}"
+    cpu_ops = f" (on the CPU: {', '.join(npu['cpu_op_names'])})" if npu.get("cpu_op_names") else ""
+    return (
+        f"Arm Ethos-U55 ({npu['accelerator']}, {npu['system_config']}, Vela {npu['vela_version']}): "
+        f"{npu['npu_share']:.0%} of operators on the NPU{cpu_ops}, {npu['cycles']:,} cycles, "
+        f"{npu['inference_ms']:.3f} ms estimated, SRAM {npu['sram_bytes']:,} bytes, flash {npu['flash_bytes']:,} bytes"
+    )
+
+
+def summary(npu: dict, report: dict) -> str:
+    if "error" in npu:
+        return "Ethos-U55: Vela failed"
+    return f"Ethos-U55: {npu['npu_share']:.0%} on the NPU, {npu['inference_ms']:.2f} ms"
+
+
+def zoo_cell(npu: dict, text) -> str:
+    return "no" if "error" in npu else f"{npu['npu_share']:.0%} NPU, {npu['inference_ms']:.2f} ms"
+
+
+RUNTIME = Runtime(
+    key="ethos_u55",
+    measure=measure,
+    model=EthosU55,
+    card_line=card_line,
+    summary=summary,
+    zoo=ZooColumn("Ethos-U55", "Ethos-U55 (Vela)", zoo_cell),
+)

@@ -26,6 +26,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import textwrap
 from pathlib import Path
 
 from qatzoo.provenance import engine_of
@@ -400,17 +401,28 @@ def _best_baseline(entry: dict, fmt: str) -> str:
 
 
 def _where(deployment: dict | None) -> str:
-    """The TFLite Micro and Ethos-U55 cells of an entry's row ("-" for an entry without a report)."""
-    if not deployment:
-        return "- | -"
-    micro, npu = deployment["tflm"], deployment["ethos_u55"]
-    tflm = (
-        f"arena {micro['arena_bytes']:,} B"
-        if micro["runs"]
-        else f"no ({_text(', '.join(micro['unsupported'])) or 'fails'})"
+    """The runtimes' zoo cells of an entry's row ("-" for an entry without a report or without a runtime's)."""
+    return " | ".join(
+        r.zoo.cell(deployment[r.key], _text) if deployment and r.key in deployment else "-" for r in _columns()
     )
-    u55 = "no" if "error" in npu else f"{npu['npu_share']:.0%} NPU, {npu['inference_ms']:.2f} ms"
-    return f"{tflm} | {u55}"
+
+
+def _columns() -> list:
+    """The runtimes with a zoo README column (qatzoo.deploy.RUNTIMES)."""
+    from qatzoo.deploy import RUNTIMES
+
+    return [r for r in RUNTIMES if r.zoo is not None]
+
+
+def _runtimes_sentence() -> list[str]:
+    """The README's lines on where the runtimes' numbers come from."""
+    from qatzoo.deploy import RUNTIMES
+
+    names = [r.zoo.name for r in _columns()]
+    notes = [r.zoo_note for r in RUNTIMES if r.zoo is None and r.zoo_note]
+    text = f"{' and '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)} were run on the "
+    text += f"published file (`deployment` in the index{'; ' + '; '.join(notes) if notes else ''})."
+    return textwrap.wrap(text, width=106, break_long_words=False, break_on_hyphens=False)
 
 
 def _engine(entry: dict) -> str:
@@ -434,12 +446,11 @@ def write_readme(zoo_dir: Path) -> None:
         "    qatzoo download NAME[@VERSION]     # verified by sha256",
         "    qatzoo verify NAME                 # re-measures the metric in LiteRT",
         "",
-        "TFLite Micro and Ethos-U55 (Vela) were run on the published file (`deployment` in the index; the card has",
-        "the LiteRT CPU latency, with the CPU named).",
+        *_runtimes_sentence(),
         "",
         "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | best classical baseline | size "
-        "| TFLite Micro | Ethos-U55 | QAT engine | sha256 | reproduce |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {''.join(r.zoo.header + ' | ' for r in _columns())}QAT engine | sha256 | reproduce |",
+        "|---" * (12 + len(_columns())) + "|",
     ]
     for e in index["models"]:
         m, fmt = e["metrics"], ("{:.2f}" if e["unit"] == "%" else "{:.4f}")
