@@ -57,3 +57,16 @@ def test_the_zoo_client_works_from_a_wheel_outside_the_checkout(installed, data_
         assert got.returncode == 0 and Path(got.stdout.strip()).is_file(), got.stderr
         verified = _qatzoo(installed, "verify", "mnist_cnn_int8", "--index", index, "--data-dir", data_dir)
         assert verified.returncode == 0 and verified.stdout.rstrip().endswith(": ok"), verified.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_qatzoo_train_composes_the_shipped_configs_from_a_wheel_outside_the_checkout(installed):
+    """The config groups and recipes are package data: the installed command finds and checks them."""
+    wrong = _qatzoo(installed, "train", "recipe=nothing")
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1].startswith(
+        "error: recipe=nothing: no such option; recipe is one of: attention_int8, mnist_cnn_fashion_int8"
+    )
+    field = _qatzoo(installed, "train", "recipe=attention_int8", "arch.num_heads=3")
+    assert field.returncode == 2 and "arch.num_heads: must divide arch.dim" in field.stderr
+    listed = _qatzoo(installed, "recipes")
+    assert listed.returncode == 0 and "qatzoo train recipe=attention_int8" in listed.stdout
