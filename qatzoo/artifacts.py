@@ -260,3 +260,61 @@ def read_bounded(path: str | Path, limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"larger than {limit} bytes")
     return data
+
+
+#: A run's config.yaml is a few KiB; 1 MiB is far beyond any real one.
+MAX_YAML_BYTES = 1 << 20
+
+
+def _yaml_loader():
+    """OmegaConf's YAML loader (its float and key rules, so values read as a run wrote them) that refuses
+    aliases (a 350-byte file of nested aliases expands to 10^6 nodes), nesting deeper than :data:`MAX_DEPTH`
+    and every ``python/...`` tag."""
+    import yaml
+    from omegaconf._utils import get_yaml_loader
+
+    base = get_yaml_loader()
+
+    class BoundedLoader(base):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise ValueError(
+                    f"a YAML alias (line {self.peek_event().start_mark.line + 1}); a run's config has none"
+                )
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    BoundedLoader.yaml_constructors = {
+        tag: make
+        for tag, make in base.yaml_constructors.items()
+        if not str(tag).startswith("tag:yaml.org,2002:python/")
+    }
+    return BoundedLoader
+
+
+def parse_yaml(text: str | bytes):
+    """YAML as plain data, with bounds (no aliases, :data:`MAX_DEPTH` levels, no python tags). Every failure is
+    a ValueError whose text is one line."""
+    import yaml
+
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - the loader is SafeLoader's subclass above
+    except yaml.YAMLError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"not readable YAML ({first[:200]})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def read_yaml(path: str | Path, limit: int = MAX_YAML_BYTES):
+    """:func:`parse_yaml` of a file of at most ``limit`` bytes (ValueError; OSError as ``open`` raises)."""
+    return parse_yaml(read_bounded(path, limit))

@@ -63,11 +63,11 @@ def of_run(run_dir) -> str:
     :data:`LEGACY` for runs from before engines existed. Raises :class:`EngineError` for a name that is not one."""
     from pathlib import Path
 
-    import yaml
+    from qatzoo.artifacts import read_yaml
 
     try:
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    except (OSError, yaml.YAMLError):
+        config = read_yaml(Path(run_dir) / "config.yaml")
+    except (OSError, ValueError):
         return DEFAULT  # the command's own checks name the unreadable config
     section = config.get("engine") if isinstance(config, dict) else None
     name = section.get("name", LEGACY) if isinstance(section, dict) else LEGACY

@@ -116,6 +116,9 @@ def provenance(cfg, splits) -> dict:
         # Same config, same code, another CPU: the weights may differ in the last bits (oneDNN/XNNPACK pick
         # kernels by instruction set), so the bytes of a model are only promised for the CPU named here.
         "cpu": cpu_name(),
-        "dataset": {"name": splits.name, **{k: splits.info[k] for k in ("builder", "version", "file", "file_sha256") if k in splits.info}},
+        "dataset": {
+            "name": splits.name,
+            **{k: splits.info[k] for k in ("builder", "version", "file", "file_sha256") if k in splits.info},
+        },
         "data_sha256": data_fingerprint(splits),
     }

@@ -15,7 +15,7 @@ DAMAGED = [
     ("metrics.json", "garbage{", "metrics.json is not a readable run report (JSONDecodeError)"),
     ("metrics.json", "[1, 2]", "metrics.json is not a run report (not a JSON object)"),
     ("metrics.json", '{"a": 1}', "metrics.json is not a complete run report (missing 'name')"),
-    ("config.yaml", "a: [unclosed\n", "config.yaml is not readable (ParserError"),
+    ("config.yaml", "a: [unclosed\n", "config.yaml is not readable (ValueError: not readable YAML (while parsing"),
     ("config.yaml", "- 1\n", "config.yaml is not readable (ValueError: a list, not a mapping)"),
     ("config.yaml", b"\xff\xfe\x00", "config.yaml is not readable (UnicodeDecodeError"),
 ]

@@ -36,11 +36,12 @@ def _load_run(run_dir: Path, data_dir: str | None):
     """The run's config, its float model and its data; ConfigError (one line) for anything unreadable or unsafe."""
     from omegaconf import OmegaConf
 
+    from qatzoo.artifacts import read_yaml
     from qatzoo.errors import ConfigError
 
     model = load_float_model(run_dir / "model_float.keras")  # first: cheap, and no data is loaded for a bad file
     try:
-        saved = OmegaConf.load(run_dir / "config.yaml")
+        saved = OmegaConf.create(read_yaml(run_dir / "config.yaml"))
         saved_data = {k: v for k, v in OmegaConf.to_container(saved.data).items() if k != "task"}
         _check_target(saved.quant, "quant")
     except ConfigError:
@@ -98,6 +99,10 @@ def _check_target(section, group: str) -> None:
     walk(plain, group)
 
 
+#: A Keras model file's config.json: a few hundred KiB for the largest architecture here.
+MAX_MODEL_CONFIG_BYTES = 16 << 20
+
+
 def load_float_model(path: Path):
     """Load a run's ``model_float.keras`` as data: ConfigError (one line, naming the file) if it cannot be.
 
@@ -114,7 +119,11 @@ def load_float_model(path: Path):
 
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+            size = archive.getinfo("config.json").file_size  # from the zip's directory, before inflating
+            if size > MAX_MODEL_CONFIG_BYTES:
+                raise ValueError(f"its config.json inflates to {size:,} bytes, more than {MAX_MODEL_CONFIG_BYTES:,}")
+            with archive.open("config.json") as member:  # zipfile stops at the declared size
+                config = json.loads(member.read(MAX_MODEL_CONFIG_BYTES + 1))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError, RecursionError) as error:
         raise ConfigError(f"{path}: not a readable Keras model file ({_first_line(error)})") from error
     objects = custom_objects()

@@ -19,9 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from qatzoo.artifacts import finite
+from qatzoo.artifacts import finite, read_yaml
 from qatzoo.files import write_figure, write_text
 from qatzoo.report import ReportError, RunReport
 
@@ -63,7 +61,7 @@ def collect(sweep_dir: str | Path) -> list[dict]:
         if not (run / "config.yaml").is_file():
             continue
         try:
-            config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=False)
+            config = read_yaml(run / "config.yaml")
             if not isinstance(config, dict):
                 raise ValueError(f"a {type(config).__name__}, not a mapping")
             flat = _flatten(config)

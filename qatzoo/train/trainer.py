@@ -20,6 +20,7 @@ import tensorflow as tf
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qatzoo.artifacts import read_yaml
 from qatzoo.build import build_model, build_scheme, load_data
 from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
@@ -417,8 +418,8 @@ def resume_dir(cfg: RunConfig, run_dir: Path) -> Path:
 def _saved_config_hash(run: Path) -> tuple[str | None, str | None]:
     """The config hash of the run in ``run``, or None and why its config.yaml cannot be read (one line)."""
     try:
-        saved = OmegaConf.load(run / "config.yaml")
-        if not isinstance(saved, DictConfig):
+        saved = read_yaml(run / "config.yaml")  # bounded: a sibling's alias bomb must not stall this run
+        if not isinstance(saved, dict):
             return None, f"is not a mapping ({type(saved).__name__})"
         return config_hash(saved), None
     except Exception as error:  # noqa: BLE001 - YAML, OmegaConf, OS and decoding errors alike

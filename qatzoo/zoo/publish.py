@@ -29,6 +29,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from qatzoo.artifacts import MAX_YAML_BYTES, parse_yaml
 from qatzoo.provenance import engine_of
 from qatzoo.zoo.index import (
     NAME,
@@ -96,14 +97,19 @@ def _report(run_dir: Path):
 
 
 def _config(run_dir: Path) -> dict:
-    import yaml
-
+    """The run's config.yaml as plain data, parsed with bounds (size, no aliases, depth)."""
     try:
-        config = yaml.safe_load(read_regular(run_dir / "config.yaml").decode())
+        blob = read_regular(run_dir / "config.yaml")
     except FileNotFoundError:
         raise ZooError(f"{run_dir} has no config.yaml; pass the directory of a finished run") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ZooError(f"{run_dir}/config.yaml is not readable YAML ({type(error).__name__})") from None
+    except OSError as error:
+        raise ZooError(f"{run_dir}/config.yaml cannot be read ({error.strerror or error})") from None
+    try:
+        if len(blob) > MAX_YAML_BYTES:
+            raise ValueError(f"larger than {MAX_YAML_BYTES} bytes")
+        config = parse_yaml(blob)
+    except ValueError as error:
+        raise ZooError(f"{run_dir}/config.yaml: {error}") from None
     if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
         raise ZooError(f"{run_dir}/config.yaml is not a run config (no data section)")
     return config
