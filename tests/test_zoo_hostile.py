@@ -819,6 +819,29 @@ def test_cleaning_up_after_a_killed_publish_never_removes_published_models(tmp_p
     assert published and all((zoo / location).is_file() for location in published)
 
 
+@pytest.mark.parametrize("step", ["discard-renamed", "discard-half"])
+def test_a_clean_up_killed_at_any_step_is_finished_by_the_next_one(tmp_path, step):
+    """Killed while removing a killed publish's folder, the clean-up leaves a staged folder, never a version
+    folder without its marker (which every later publish of the name would refuse as 'already exists')."""
+    from qatzoo.zoo.publish import DISCARD_STEPS, UNPUBLISHED, clean_leftovers
+
+    assert step in DISCARD_STEPS
+    zoo = tmp_path / "zoo"
+    killed = zoo / "x" / "1"
+    killed.mkdir(parents=True)
+    for name in ("card.md", "contract.json", "model_int8.tflite", UNPUBLISHED):
+        (killed / name).write_bytes(b"half")
+    code = f"from pathlib import Path; from qatzoo.zoo.publish import clean_leftovers as c; c(Path({str(zoo)!r}), {{'models': []}})"
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "QATZOO_PUBLISH_FAULT": step}, cwd=REPO, timeout=120
+    )
+    assert run.returncode == -9  # killed at that step
+    (left,) = (zoo / "x").iterdir()
+    assert left.name.startswith(".1.discard-")  # renamed first: no version folder 1 without its marker
+    assert clean_leftovers(zoo, {"models": []}) == [left]
+    assert list((zoo / "x").iterdir()) == []
+
+
 def test_check_prints_where_an_int8_model_runs(capsys):
     code, out, _ = _cli(capsys, "check", str(REPO / "zoo" / "transformer_int8" / "1" / "model_int8.tflite"))
     assert code == 0 and "full integer: yes" in out

@@ -16,12 +16,14 @@ temporary files) are removed by the next publish, under the index lock.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import stat
@@ -49,6 +51,10 @@ PUBLISHED_FILES = {"model_int8.tflite", "card.md", "contract.json", "training.pn
 UNPUBLISHED = ".unpublished"
 #: ``QATZOO_PUBLISH_FAULT=<step>`` kills publish with SIGKILL at that step (tests of kill safety).
 FAULT_STEPS = ("locked", "staged", "moved", "indexed")
+#: The steps of discarding a folder (the clean-up of a killed publish), killed the same way.
+DISCARD_STEPS = ("discard-renamed", "discard-half")
+#: A folder publish works in or is removing: ``.<version>.<anything>`` beside the version folders.
+STAGED = re.compile(r"^\.[0-9]+\..+$")
 
 
 def _fault(step: str) -> None:
@@ -302,7 +308,7 @@ def clean_leftovers(zoo_dir: Path, index: dict) -> list[Path]:
         for child in model_dir.iterdir():
             if not child.is_dir() or child.is_symlink():
                 continue
-            staged = re.match(r"^\.[0-9]+\..+$", child.name)
+            staged = STAGED.match(child.name)
             marker = child / UNPUBLISHED
             if VERSION.match(child.name) and marker.is_file() and (model_dir.name, child.name) in listed:
                 marker.unlink()  # killed after the index was written: it is published
@@ -310,9 +316,24 @@ def clean_leftovers(zoo_dir: Path, index: dict) -> list[Path]:
             elif (staged or (VERSION.match(child.name) and marker.is_file())) and {
                 p.name for p in child.iterdir()
             } <= PUBLISHED_FILES | {UNPUBLISHED}:
-                shutil.rmtree(child)
+                _discard(child)
                 removed.append(child)
     return removed
+
+
+def _discard(folder: Path) -> None:
+    """Remove a flat folder publish made so that a kill at any point leaves something the next clean-up
+    removes: a version folder is first renamed to a staged name (atomic), and only then emptied."""
+    if not STAGED.match(folder.name):
+        doomed = folder.with_name(f".{folder.name}.discard-{secrets.token_hex(4)}")
+        os.rename(folder, doomed)
+        folder = doomed
+    _fault("discard-renamed")
+    for i, child in enumerate(sorted(folder.iterdir())):
+        child.unlink()
+        if i == 0:
+            _fault("discard-half")
+    folder.rmdir()
 
 
 def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, data_dir: str | None = None) -> dict:
@@ -364,7 +385,8 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
             try:
                 write_index(zoo_dir, index)  # the commit point: atomic rename of index.json
             except BaseException:
-                shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    _discard(target)
                 raise
             _fault("indexed")
             (target / UNPUBLISHED).unlink()
