@@ -37,7 +37,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from qatzoo.artifacts import parse_json, read_bounded
 from qatzoo.data.splits import Splits
+from qatzoo.files import sha256_file, write_json
 from qatzoo.keras import keras
 from qatzoo.quant.schemes import engine_module
 from qatzoo.train import distribute
@@ -49,6 +51,7 @@ from qatzoo.train.loop import (
     epoch_line,
     loss_for,
     prints_epoch,
+    tag_mismatch,
 )
 
 __all__ = ["run_phase_fit"]
@@ -151,6 +154,47 @@ class PhaseCallback(keras.callbacks.Callback):
         return engine_module().last_backup(self.backup_dir)
 
 
+class SealBackup(keras.callbacks.Callback):
+    """After BackupAndRestore has written an epoch's backup: ``seal.json`` beside it, with the phase's tag and
+    the backup's sha256 when it is one file (Keras 3's ``latest.weights.h5``: HDF5 keeps no checksum of its
+    data, so a flipped bit would be resumed silently). tf_keras' backup is a TensorFlow checkpoint, whose
+    tensors are checksummed, so only its tag is sealed."""
+
+    def __init__(self, phase: Phase, backup_dir: Path):
+        super().__init__()
+        self.phase, self.backup_dir = phase, backup_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        backup = engine_module().last_backup(self.backup_dir)
+        if backup:
+            write_json(self.backup_dir / SEAL, {"tag": self.phase.tag, "sha256": _backup_sha256(backup)})
+
+
+#: The seal of a fit backup (see :class:`SealBackup`).
+SEAL = "seal.json"
+
+
+def _backup_sha256(backup: str) -> str | None:
+    return sha256_file(backup) if Path(backup).is_file() else None
+
+
+def backup_sealed(backup: str, backup_dir: Path, phase: Phase) -> bool:
+    """Whether the backup carries this phase's seal (its tag, and its sha256 when it has one); says why not."""
+    why = None
+    try:
+        seal = parse_json(read_bounded(backup_dir / SEAL, 4096))
+        if not isinstance(seal, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError, RecursionError):
+        seal, why = {}, "it has no readable seal (a kill between the backup and its seal, or not this run's)"
+    why = why or tag_mismatch(seal.get("tag"), phase.tag)
+    if not why and seal.get("sha256") != _backup_sha256(backup):
+        why = "its sha256 differs from the one sealed when it was written (the file changed on disk)"
+    if why:
+        print(f"[qatzoo] {phase.name} phase: refusing the backup {backup}: {why}; starting this phase afresh")
+    return not why
+
+
 class SynchronizeRanges(keras.callbacks.Callback):
     """Under a tf.distribute strategy: after every batch, every replica gets the quantizer ranges of
     the global batch (``distribute.synchronize_ranges``), before anything reads or saves them."""
@@ -193,7 +237,9 @@ def run_phase_fit(
         return {"resumed_from_step": total, "steps": total}
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     backup = engine_module().last_backup(backup_dir)
-    if backup and not engine_module().backup_readable(backup, phase.name):
+    if backup and not (
+        engine_module().backup_readable(backup, phase.name) and backup_sealed(backup, backup_dir, phase)
+    ):
         shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
     loss_fn = loss_for(data.task)
@@ -205,6 +251,7 @@ def run_phase_fit(
     callbacks = [
         phase_callback,  # first: sets the data order; its h5/log precede the backup that ends an epoch
         keras.callbacks.BackupAndRestore(backup_dir=str(backup_dir)),
+        SealBackup(phase, backup_dir),  # after the backup it seals
     ]
     if strategy is not None and distribute.range_variables(model):
         callbacks.insert(0, SynchronizeRanges(strategy, distribute.range_variables(model)))

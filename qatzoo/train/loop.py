@@ -43,6 +43,8 @@ class Phase:
     step when a kill landed between two workers' saves. ``epoch_weights``: also keep each epoch's weights
     as ``<phase>-NNN.h5`` (a starting point for ``trainer.init_checkpoint``); off by default, they add up.
     ``verbose``: ``trainer.verbose``, which epochs get a printed line (``prints_epoch``).
+    ``config_hash``: the run's config hash; with the name it is the :attr:`tag` every checkpoint of the phase
+    carries, so a checkpoint of the other phase or of another run (copied in by mistake) is refused.
     """
 
     name: str
@@ -54,6 +56,11 @@ class Phase:
     verbose: int = 2
     keep_checkpoints: int = 2
     epoch_weights: bool = False
+    config_hash: str = ""
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}:{self.config_hash}"
 
 
 def prints_epoch(epoch: int, epochs: int, verbose: int) -> bool:
@@ -148,14 +155,15 @@ def run_phase(
     steps_per_epoch = math.ceil(n / phase.batch_size)
     total = phase.epochs * steps_per_epoch
     loss_fn = loss_for(data.task)
+    tag = tf.Variable(phase.tag, trainable=False, name="tag")  # a string on the host, outside any strategy
     with distribute.scope(strategy):
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
         state = engine_module().checkpoint_state(model)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **state)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, tag=tag, **state)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=phase.keep_checkpoints)
-    latest = newest_readable(manager.checkpoints, phase.name)
+    latest = newest_readable(manager.checkpoints, phase.name, phase.tag)
     if distribute.num_workers(strategy) > 1:
         latest = _common_checkpoint(strategy, manager, phase.name, latest)
     if latest:
@@ -226,12 +234,14 @@ def unreadable_reason(error: BaseException) -> str:
     return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
 
 
-def newest_readable(checkpoints: list[str], name: str) -> str | None:
-    """The newest of ``checkpoints`` (oldest first) whose every tensor reads back; None if none does.
+def newest_readable(checkpoints: list[str], name: str, tag: str | None = None) -> str | None:
+    """The newest of ``checkpoints`` (oldest first) whose every tensor reads back and, given ``tag``
+    (:attr:`Phase.tag`), that carries it; None if none does.
 
     A disk fault or a copy cut short can leave the newest checkpoint truncated or empty; the run then
     goes on from the one before (resume is bit-exact from any step), saying which one it skipped, or
-    starts the phase afresh when none is readable.
+    starts the phase afresh when none is readable. A checkpoint of another phase or config would restore
+    only the variables the two share, silently: it is refused the same way, in one line.
     """
     for path in reversed(checkpoints):
         try:
@@ -241,10 +251,33 @@ def newest_readable(checkpoints: list[str], name: str) -> str | None:
         except Exception as error:  # noqa: BLE001 - TensorFlow raises OpError, IndexError, ... for a cut file
             print(f"[qatzoo] {name} phase: skipping the unreadable checkpoint {path} ({unreadable_reason(error)})")
             continue
+        mismatch = tag_mismatch(reader.get_tensor(TAG_KEY) if reader.has_tensor(TAG_KEY) else None, tag)
+        if mismatch:
+            print(f"[qatzoo] {name} phase: refusing the checkpoint {path}: {mismatch}")
+            continue
         return path
     if checkpoints:
         print(f"[qatzoo] {name} phase: no readable checkpoint; starting this phase afresh")
     return None
+
+
+#: Where a phase checkpoint keeps its tag.
+TAG_KEY = "tag/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def tag_mismatch(found: bytes | str | None, tag: str | None) -> str | None:
+    """Why a checkpoint tagged ``found`` is not one of the phase tagged ``tag`` (None: it is, or no tag asked)."""
+    if tag is None:
+        return None
+    if found is None:
+        return "it carries no phase tag (not written by this phase of this run)"
+    found = found.decode(errors="replace") if isinstance(found, bytes) else str(found)
+    if found == tag:
+        return None
+    phase, _, config = found.partition(":")
+    if phase != tag.partition(":")[0]:
+        return f"it was written by the {phase[:20]!r} phase"
+    return f"it was written by a run of another config ({config[:12]})"
 
 
 def _common_checkpoint(

@@ -350,6 +350,7 @@ def _phase(cfg: RunConfig, name: str) -> Phase:
         verbose=cfg.trainer.verbose,
         keep_checkpoints=cfg.trainer.keep_checkpoints,
         epoch_weights=cfg.trainer.epoch_weights,
+        config_hash=config_hash(cfg.plain),
     )
 
 
