@@ -288,5 +288,5 @@ def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, 
         assert line.startswith(f"warning: ignoring the run in {runs / name}: its config.yaml "), line
 
     # Named explicitly (or as the run directory itself), an unreadable run is an error, not a warning.
-    with pytest.raises(ConfigError, match=r"config.yaml: is not a mapping \(ListConfig\); pick another"):
+    with pytest.raises(ConfigError, match=r"config.yaml: is not a mapping \(list\); pick another"):
         resume_dir(validate(cfg), runs / "b")
