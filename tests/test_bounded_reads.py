@@ -101,3 +101,18 @@ def test_a_keras_file_whose_config_is_a_zip_bomb_is_refused_from_the_zip_directo
     assert bomb.stat().st_size < 1 << 20
     with pytest.raises(ConfigError, match=f"inflates to 67,108,864 bytes, more than {MAX_MODEL_CONFIG_BYTES:,}"):
         load_float_model(bomb)
+
+
+def test_publish_reads_no_more_of_a_run_file_than_its_bound(tmp_path):
+    from qatzoo.zoo.index import ZooError
+    from qatzoo.zoo.publish import _config, read_regular
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("data: {}\n# " + "x" * MAX_YAML_BYTES)
+    with pytest.raises(ZooError, match=f"config.yaml is larger than {MAX_YAML_BYTES:,} bytes"):
+        _config(run)
+    (run / "card.md").write_bytes(b"y" * 101)
+    with pytest.raises(ZooError, match="larger than 100 bytes"):
+        read_regular(run / "card.md", 100)
+    assert read_regular(run / "card.md", 101) == b"y" * 101

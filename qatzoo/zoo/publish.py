@@ -62,9 +62,14 @@ def _fault(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def read_regular(path: Path) -> bytes:
-    """The bytes of ``path`` when it is a regular file, opened without following a symlink and without blocking
-    (a FIFO would hang ``open``); ZooError (one line) for anything else. FileNotFoundError as ``open`` raises."""
+#: The most publish reads of any one run file (an int8 model here is well under 10 MB).
+MAX_RUN_FILE = 256 << 20
+
+
+def read_regular(path: Path, limit: int = MAX_RUN_FILE) -> bytes:
+    """The bytes of ``path`` when it is a regular file of at most ``limit`` bytes, opened without following a
+    symlink and without blocking (a FIFO would hang ``open``); ZooError (one line) for anything else.
+    FileNotFoundError as ``open`` raises."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
@@ -77,7 +82,10 @@ def read_regular(path: Path) -> bytes:
             kind = "a FIFO" if stat.S_ISFIFO(mode) else "a directory" if stat.S_ISDIR(mode) else "not a regular file"
             raise ZooError(f"{path} is {kind}: publish reads only regular files from a run directory")
         os.set_blocking(fd, True)
-        return f.read()
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ZooError(f"{path} is larger than {limit:,} bytes: not a file a run writes")
+    return data
 
 
 def _check_regular(path: Path) -> None:
@@ -105,14 +113,12 @@ def _report(run_dir: Path):
 def _config(run_dir: Path) -> dict:
     """The run's config.yaml as plain data, parsed with bounds (size, no aliases, depth)."""
     try:
-        blob = read_regular(run_dir / "config.yaml")
+        blob = read_regular(run_dir / "config.yaml", MAX_YAML_BYTES)
     except FileNotFoundError:
         raise ZooError(f"{run_dir} has no config.yaml; pass the directory of a finished run") from None
     except OSError as error:
         raise ZooError(f"{run_dir}/config.yaml cannot be read ({error.strerror or error})") from None
     try:
-        if len(blob) > MAX_YAML_BYTES:
-            raise ValueError(f"larger than {MAX_YAML_BYTES} bytes")
         config = parse_yaml(blob)
     except ValueError as error:
         raise ZooError(f"{run_dir}/config.yaml: {error}") from None
