@@ -2,11 +2,13 @@
 
 ``qatzoo verify`` and ``qatzoo publish`` re-measure an int8 model on its test split. What they know
 of the dataset comes from outside (a zoo index, a run directory's config.yaml), so it is never
-instantiated: the loader is looked up here by the dataset's name, and only the parameters declared
-here are taken, each checked for type and range. Everything else (TFDS builder, splits, where the
-files live) is fixed by this table. The parameters and their bounds are not declared here: they are the
-loader's numeric arguments, read from its signature (:mod:`qatzoo.signature`), the same declaration the
-config schema checks a run against, so a run the schema accepts is one publish and verify can rebuild.
+instantiated: the loader is looked up here by the dataset's name, and only its declared parameters
+are taken, each checked for type and range. The table is read from one declaration, the dataset's YAML
+file in the package's ``conf/data`` (:func:`table`): everything in it but the loader's numeric arguments
+(TFDS builder, splits, where the files live) is fixed; the numeric arguments are the parameters, with the
+bounds of the loader's signature (:mod:`qatzoo.signature`), the same declaration the config schema checks a
+run against, so a run the schema accepts is one publish and verify can rebuild. Adding a dataset of an
+existing kind is its YAML file alone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qatzoo.artifacts import finite
@@ -77,26 +80,34 @@ class Dataset:
         return getattr(load, self.loader)(name=name, data_dir=os.path.expanduser(data_dir), **self.fixed, **kwargs)
 
 
-_SPLITS_55K = {"train": "train[:55000]", "val": "train[55000:]", "test": "test"}
+#: Keys of a dataset's YAML that are not loader arguments taken from outside data.
+_NOT_FIXED = {"_target_", "name", "task", "data_dir"}
+_LOADERS = "qatzoo.data.load."
 
-DATASETS: dict[str, Dataset] = {
-    "co2_weekly": Dataset("co2_forecast"),
-    "mnist_5k": Dataset(
-        "image_classification",
-        fixed={"builder": "mnist5k", "splits": {"train": "train", "val": "validation", "test": "test"}},
-    ),
-    "mnist": Dataset(
-        "image_classification", fixed={"builder": "mnist_local", "source_dir": None, "splits": _SPLITS_55K}
-    ),
-    "fashion_mnist": Dataset(
-        "image_classification",
-        fixed={
-            "builder": "fashion_mnist_local",
-            "source_dir": "/usr/share/datasets/fashion-mnist",
-            "splits": _SPLITS_55K,
-        },
-    ),
-}
+
+def table(conf_dir: Path | None = None) -> dict[str, Dataset]:
+    """The datasets of the package's own ``conf/data/*.yaml`` (never a user's config folder: outside data may
+    rebuild only the project's datasets), each declared once, in its YAML file: the loader its ``_target_``
+    names in :mod:`qatzoo.data.load`; the loader's numeric arguments are the parameters taken from outside
+    (bounds from its signature); every other key of the file is fixed. A user's own data files
+    (``qatzoo.data.files``) are not in it."""
+    import yaml
+
+    conf_dir = conf_dir or Path(__file__).resolve().parents[1] / "conf"  # qatzoo.config.CONF_DIR, without Hydra
+    datasets = {}
+    for path in sorted(Path(conf_dir, "data").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())  # the package's own file, not outside data
+        target = spec.get("_target_", "")
+        if not target.startswith(_LOADERS) or spec.get("name") != path.stem:
+            continue
+        loader = target.removeprefix(_LOADERS)
+        numeric = set(_numbers(loader, {}))
+        fixed = {k: v for k, v in spec.items() if k not in _NOT_FIXED and k not in numeric}
+        datasets[path.stem] = Dataset(loader, fixed=fixed)
+    return datasets
+
+
+DATASETS: dict[str, Dataset] = table()
 
 
 def data_dir(explicit: str | None = None, recorded: str | None = None) -> str:
