@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,45 +18,25 @@ from qatzoo.config import check_overrides
 from qatzoo.errors import ConfigError, DataError
 from tests.conftest import REPO
 
-#: The user's module: MobileNetV2 (keras.applications, weights=None) as the base of their own head.
-USER_MODULE = """
-import keras
+
+def readme_example() -> tuple[dict[str, str], list[str]]:
+    """The README's "Your own model" section as a user reads it: its files (each fenced block whose first line
+    is ``# PATH``, without that line) and its commands (the lines of its bash blocks, comments cut)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Your own model\n") :]
+    section = section[: section.index("\n## ", 3)]
+    files, commands = {}, []
+    for language, body in re.findall(r"```(\w+)\n(.*?)\n```", section, re.S):
+        first, _, rest = body.partition("\n")
+        if language == "bash":
+            commands += [line.split("#")[0].strip() for line in body.splitlines() if line.split("#")[0].strip()]
+        elif match := re.fullmatch(r"# (\S+\.(?:py|yaml))", first):
+            files[match.group(1)] = rest + "\n"
+    return files, commands
 
 
-def mobilenet_head(*, input_shape, num_outputs, alpha: float = 0.35, dropout: float = 0.1):
-    base = keras.applications.MobileNetV2(
-        input_shape=input_shape, alpha=alpha, include_top=False, weights=None, pooling="avg"
-    )
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Dropout(dropout)(base(inputs))
-    outputs = keras.layers.Dense(num_outputs, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="mobilenet_head")
-"""
-
-ARCH = """\
-_target_: mymodels.mobilenet_head
-name: mobilenet_head
-task: classification
-alpha: 0.35
-"""
-
-RECIPE = """\
-# @package _global_
-defaults:
-  - override /arch: mobilenet_head
-  - override /data: arrays
-name: mine
-data:
-  path: digits.npz
-schedule:
-  float_epochs: 3
-  qat_epochs: 1
-  batch_size: 32
-  lr: 0.003
-trainer:
-  representative_samples: 64
-  baselines: false
-"""
+FILES, COMMANDS = readme_example()
+USER_MODULE, ARCH = FILES["mymodels.py"], FILES["myconf/arch/mobilenet_head.yaml"]
 
 
 def _digits(path: Path, n_train: int = 1500, n_test: int = 300) -> Path:
@@ -72,13 +53,26 @@ def _digits(path: Path, n_train: int = 1500, n_test: int = 300) -> Path:
 
 @pytest.fixture
 def user_folder(tmp_path) -> Path:
-    """A user's folder outside the checkout: their module, their config folder, their data."""
-    (tmp_path / "mymodels.py").write_text(USER_MODULE)
-    for group, name, text in (("arch", "mobilenet_head", ARCH), ("recipe", "mine", RECIPE)):
-        (tmp_path / "myconf" / group).mkdir(parents=True)
-        (tmp_path / "myconf" / group / f"{name}.yaml").write_text(text)
+    """A user's folder outside the checkout, with the README's files in it (their modules, their config
+    folder, their Python script) and their data."""
+    files = FILES
+    assert set(files) == {
+        "mymodels.py",
+        "myconf/arch/mobilenet_head.yaml",
+        "myconf/recipe/mine.yaml",
+        "mylayers.py",
+        "train_gated.py",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
     _digits(tmp_path / "digits.npz")
     return tmp_path
+
+
+#: What the suite adds to the README's commands: the deployment report on (the suite turns it off by default),
+#: a smaller calibration set.
+BUDGET = ["trainer.deployment=true", "trainer.representative_samples=64"]
 
 
 def _train_py(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -93,9 +87,9 @@ def test_a_keras_applications_base_under_a_users_head_from_a_config_folder_gives
     user_folder,
 ):
     runs = user_folder / "runs"
-    result = _train_py(
-        user_folder, "--config-dir", "myconf", "recipe=mine", f"paths.runs_dir={runs}", "trainer.deployment=true"
-    )
+    words = COMMANDS[0].split()
+    assert words[:2] == ["python", "train.py"]
+    result = _train_py(user_folder, *words[2:], f"paths.runs_dir={runs}", *BUDGET)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (runs / "mine").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
@@ -117,27 +111,25 @@ def test_a_keras_applications_base_under_a_users_head_from_a_config_folder_gives
 
 
 @pytest.mark.slow
-def test_the_python_call_runs_a_built_model_to_an_ordinary_run_directory(user_folder, monkeypatch):
-    monkeypatch.syspath_prepend(str(user_folder))
-    import mymodels
-
-    from qatzoo import api
+def test_the_python_call_runs_a_users_layer_on_a_nested_base_to_an_ordinary_run_directory(user_folder):
+    """The README's train_gated.py, run as written: the user's registered layer on a MobileNetV2 base."""
     from qatzoo.model import Model
 
-    data = dict(np.load(user_folder / "digits.npz"))
-    metrics = api.train(
-        mymodels.mobilenet_head(input_shape=(32, 32, 1), num_outputs=10),
-        data,
-        schedule={"float_epochs": 3, "qat_epochs": 1, "batch_size": 32, "lr": 0.003},
-        overrides=["trainer.baselines=false", "trainer.representative_samples=64", "trainer.deployment=true"],
-        run_dir=user_folder / "run",
+    assert COMMANDS[1] == "python train_gated.py"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(user_folder)]), "QATZOO_DEPLOYMENT": "true"}
+    done = subprocess.run(
+        [sys.executable, "train_gated.py"], cwd=user_folder, env=env, capture_output=True, text=True, timeout=1200
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = user_folder / "runs" / "gated"
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["checks"] == {"full_integer": True, "parity": True}
     assert metrics["deployment"]["tflm"]["runs"] is True
-    model = Model.from_run(user_folder / "run")
+    assert {"LOGISTIC", "MUL"} <= set(metrics["int8"]["ops"])  # the user's layer, in int8
+    model = Model.from_run(run)
+    data = np.load(user_folder / "digits.npz")
     assert model.predict(data["x_test"][:5]).shape[0] == 5
-    card = (user_folder / "run" / "card.md").read_text()
-    assert "qatzoo.api.train(model, data) in Python" in card
+    assert "qatzoo.api.train(model, data) in Python" in (run / "card.md").read_text()
 
 
 # --- bad user input: one line, before anything is trained -------------------------------------------------
@@ -276,3 +268,32 @@ def test_nested_models_are_inlined_and_batch_norms_folded_with_the_same_outputs(
     reference = model.predict(x, verbose=0)
     np.testing.assert_allclose(flat.predict(x, verbose=0), reference, atol=1e-6)
     np.testing.assert_allclose(folded.predict(x, verbose=0), reference, atol=1e-4)
+
+
+def test_a_softmax_output_is_trained_as_probabilities_in_both_phases():
+    """A user's model often ends in a softmax. Keras finds the logits under a bare softmax output, but not
+    under the QAT model's output quantizer: cross-entropy 'from logits' of the QAT model's probabilities is
+    nearly flat (near log(10) whatever the labels), so QAT learned almost nothing from its loss."""
+    from qatzoo.keras import keras
+    from qatzoo.quant.schemes import scheme
+    from qatzoo.task import Task
+    from qatzoo.train.loop import loss_for, outputs_probabilities
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(256, 6)).astype(np.float32)
+    y = np.argmax(x[:, :3] * 4, axis=1)  # three confident classes
+    inputs = keras.Input((6,))
+    dense = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    dense.layers[-1].set_weights([np.eye(6, 3, dtype=np.float32) * 4, np.zeros(3, np.float32)])
+    logits = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    softmax_layer = keras.Model(inputs, keras.layers.Softmax()(logits(inputs)))
+    qat = scheme("t", qat=True, int8=True).quantize(dense, x[:64])
+    assert [outputs_probabilities(m) for m in (dense, qat, softmax_layer, logits)] == [True, True, True, False]
+
+    task = Task("classification")
+    float_loss = float(loss_for(task, probabilities=True)(y, dense(x)))
+    qat_loss = float(loss_for(task, probabilities=True)(y, qat(x)))
+    as_logits = float(loss_for(task)(y, qat(x)))  # what QAT minimised before
+    assert float_loss < 0.5 and abs(qat_loss - float_loss) < 0.05  # the int8 grid's error only
+    # Probabilities taken for logits: never below log(1 + 2/e) (0.55), the loss of a perfect model.
+    assert as_logits > np.log(1 + 2 / np.e) - 1e-3 and as_logits > 1.5 * float_loss

@@ -50,6 +50,7 @@ from qatzoo.train.loop import (
     batch_indices,
     epoch_line,
     loss_for,
+    outputs_probabilities,
     prints_epoch,
     tag_mismatch,
 )
@@ -242,7 +243,7 @@ def run_phase_fit(
     ):
         shutil.rmtree(backup_dir)  # BackupAndRestore keeps one backup: with it unreadable, start afresh
 
-    loss_fn = loss_for(data.task)
+    loss_fn = loss_for(data.task, probabilities=outputs_probabilities(model))
     with distribute.scope(strategy):
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
         model.compile(optimizer=optimizer, loss=loss_fn, jit_compile=False)

@@ -75,15 +75,29 @@ def prints_epoch(epoch: int, epochs: int, verbose: int) -> bool:
     return epoch in (1, epochs) or epoch % every == 0
 
 
-def loss_for(task: Task, reduction: str | None = None) -> keras.losses.Loss:
-    """The training loss of a task: cross-entropy on logits, or mean squared error.
+def loss_for(task: Task, reduction: str | None = None, probabilities: bool = False) -> keras.losses.Loss:
+    """The training loss of a task: cross-entropy on logits (on probabilities for a model whose output is a
+    softmax, see :func:`outputs_probabilities`), or mean squared error.
 
     ``reduction="none"``: per example, as custom loops under a strategy need.
     """
     kwargs = {} if reduction is None else {"reduction": reduction}
     if task.classification:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, **kwargs)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities, **kwargs)
     return keras.losses.MeanSquaredError(**kwargs)
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """Whether ``model`` (float or QAT-wrapped) ends in a softmax, as a user's model often does (the project's
+    own end in logits). Keras finds the logits under a bare softmax output itself, but not under the QAT
+    model's output quantizer: there, cross-entropy "from logits" would be taken of probabilities."""
+    layer = model.layers[-1] if model.layers else None
+    layer = getattr(layer, "layer", layer)  # a QAT wrapper's layer
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    activation = getattr(layer, "activation", None)
+    activation = getattr(activation, "activation", activation)  # tfmot wraps a layer's activation
+    return getattr(activation, "__name__", None) == "softmax"
 
 
 def make_train_step(model: keras.Model, optimizer, loss_fn, jit_compile: bool = False):
@@ -154,7 +168,7 @@ def run_phase(
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / phase.batch_size)
     total = phase.epochs * steps_per_epoch
-    loss_fn = loss_for(data.task)
+    loss_fn = loss_for(data.task, probabilities=outputs_probabilities(model))
     tag = tf.Variable(phase.tag, trainable=False, name="tag")  # a string on the host, outside any strategy
     with distribute.scope(strategy):
         optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(phase.lr, max(total, 1)))
@@ -313,7 +327,7 @@ def _common_checkpoint(
 
 def _distributed_train_step(model: keras.Model, optimizer, task: Task, strategy: tf.distribute.Strategy):
     """``train_step(x, y) -> global mean loss`` for one global batch, run on every replica of ``strategy``."""
-    per_example = loss_for(task, reduction="none")
+    per_example = loss_for(task, reduction="none", probabilities=outputs_probabilities(model))
     ranges = distribute.range_variables(model)
 
     def replica_step(x, y, global_size):
