@@ -219,3 +219,43 @@ def series(
     values, info = _column(name, path, column)
     info = {"builder": "series", **info, "column": column}
     return forecast_windows(name, values, window, horizon, val_fraction, test_fraction, unit, frequency, "step", info)
+
+
+#: The loaders of a user's data file, by the ``_target_`` a run's config.yaml records for them.
+LOADERS = {"qatzoo.data.files.arrays": "arrays", "qatzoo.data.files.series": "series"}
+
+
+def from_run(data: dict, recorded: dict) -> Splits | None:
+    """The splits a run trained on, rebuilt from its own data file, for ``publish`` to re-measure on; None
+    when the run's data is not a user's file (the project's datasets come from the catalog).
+
+    ``data``: the run's config.yaml ``data`` section; ``recorded``: its provenance's ``dataset`` (the file's
+    absolute path and sha256, as the run read it). Both come from a run directory, so they are data: the
+    loader is looked up in :data:`LOADERS` (never imported from the text), and only its declared arguments are
+    taken, checked against its signature. A file that is gone, or whose sha256 differs from the one the run
+    read, is one :class:`DataError` line: numbers are never published for data that cannot be checked."""
+    from pydantic import ValidationError
+
+    from qatzoo.artifacts import one_line
+    from qatzoo.signature import arguments_model
+
+    target = data.get("_target_")
+    if target not in LOADERS:
+        return None
+    file, sha256 = recorded.get("file"), recorded.get("file_sha256")
+    if not isinstance(file, str) or not isinstance(sha256, str):
+        raise DataError("the run recorded no data file and sha256 in its provenance")
+    fields = arguments_model(target).model_fields
+    try:
+        kwargs = arguments_model(target).model_validate(
+            {key: value for key, value in data.items() if key in fields} | {"path": file}
+        )
+    except ValidationError as error:
+        raise DataError(one_line(error, "data.")) from None
+    splits = globals()[LOADERS[target]](**dict(kwargs))
+    if splits.info.get("file_sha256") != sha256:
+        raise DataError(
+            f"{file} changed since the run read it (sha256 {str(splits.info.get('file_sha256'))[:12]}..., the run "
+            f"read {sha256[:12]}...)"
+        )
+    return splits

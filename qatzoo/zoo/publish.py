@@ -174,7 +174,9 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
         )
     config = _config(run_dir)
     dataset, test_size = report.data, report.dataset.get("sizes", {}).get("test")
-    data = load_test_data(dataset, config["data"], data_dir, recorded=config["data"].get("data_dir"))
+    data = _user_file(run_dir, config, report) or load_test_data(
+        dataset, config["data"], data_dir, recorded=config["data"].get("data_dir")
+    )
     if len(data.x_test) != test_size:
         raise ZooError(
             f"{run_dir}: the test split has {len(data.x_test)} examples here, the run had {test_size}; "
@@ -200,7 +202,8 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
     deployment = _deployment(run_dir, report, blob, data, int8_predictions)
     card += (
         "\n## Measured at publish\n\n"
-        f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples): {metric} "
+        f"`qatzoo publish` ran this file in LiteRT on the test split ({len(data.x_test)} examples"
+        f"{_from_file(data)}): {metric} "
         f"{measured:.4f} ({task.unit}); full integer: yes; sha256 `{digest}`.\n\n"
         "Where it runs, measured on this file at publish:\n\n" + "\n".join(deploy_lines(deployment, task.unit)) + "\n"
     )
@@ -247,6 +250,30 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
         "command": report.command,
     }
     return entry, blob, card
+
+
+def _user_file(run_dir: Path, config: dict, report):
+    """The run's splits rebuilt from a user's data file (``data=arrays``/``series``), checked by its sha256;
+    None for the project's own datasets (the catalog builds them). ZooError (one line) when it cannot be."""
+    from qatzoo.data import files
+    from qatzoo.errors import DataError
+
+    try:
+        return files.from_run(config["data"], report.provenance.get("dataset") or {})
+    except DataError as error:
+        raise ZooError(
+            f"{run_dir}: cannot re-measure the int8 model on the run's data file: {error}; not publishing it"
+        ) from None
+
+
+def _from_file(data) -> str:
+    """The card's words for where publish's test split came from, when it was a user's file."""
+    file, sha256 = data.info.get("file"), data.info.get("file_sha256")
+    return (
+        f", from the run's own data file `{Path(file).name}`, sha256 `{sha256[:12]}...` as the run read it"
+        if file
+        else ""
+    )
 
 
 def _figures(run_dir: Path, report) -> dict[str, bytes]:
