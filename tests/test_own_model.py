@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qatzoo.config import check_overrides
-from qatzoo.errors import ConfigError, DataError
+from qatzoo.errors import ConfigError, DataError, DataSourceMissing
 from tests.conftest import REPO
 
 
@@ -319,3 +319,63 @@ def test_a_softmax_output_is_trained_as_probabilities_in_both_phases():
     assert float_loss < 0.5 and abs(qat_loss - float_loss) < 0.05  # the int8 grid's error only
     # Probabilities taken for logits: never below log(1 + 2/e) (0.55), the loss of a perfect model.
     assert as_logits > np.log(1 + 2 / np.e) - 1e-3 and as_logits > 1.5 * float_loss
+
+
+def _prepared_under_another_name(data_dir: str, root: Path, name: str) -> Path:
+    """A TFDS dataset prepared in ``root`` that no code registers: mnist5k's prepared files, renamed."""
+    from qatzoo.data.load import image_classification
+
+    image_classification(name="mnist_5k", builder="mnist5k", data_dir=data_dir, splits=MNIST_5K)  # prepared once
+    (source,) = (Path(data_dir) / "mnist5k").iterdir()
+    target = root / name / source.name
+    target.mkdir(parents=True)
+    for file in source.iterdir():
+        text = file.name.replace("mnist5k", name)
+        (target / text).write_bytes(file.read_bytes())
+    info = target / "dataset_info.json"
+    info.write_text(info.read_text().replace('"name": "mnist5k"', f'"name": "{name}"'))
+    return root
+
+
+MNIST_5K = {"train": "train", "val": "validation", "test": "test"}
+
+
+def test_a_tfds_dataset_prepared_locally_is_taken_by_name(tmp_path, data_dir, compose_cfg):
+    """`data=tfds data.builder=NAME`: a dataset TFDS prepared in the data directory, read by name from its files
+    (no builder code), with TFDS's split syntax; a dataset that is not image classification is one line."""
+    from qatzoo.build import load_data
+    from qatzoo.config import validate
+
+    root = _prepared_under_another_name(data_dir, tmp_path / "tfds", "my_digits")
+    cfg = validate(compose_cfg("data=tfds", "data.builder=my_digits", f"paths.data_dir={root}"))
+    data = load_data(cfg.data)
+    assert data.sizes() == {"train": 3150, "val": 350, "test": 1000}  # train[:90%], train[90%:], test
+    assert data.num_outputs == 10 and data.x_train.shape[1:] == (28, 28, 1)
+    with pytest.raises(ConfigError, match=r"^data.builder: missing; give it on the command line"):
+        validate(compose_cfg("data=tfds"))
+    with pytest.raises(DataSourceMissing, match="my_other: TFDS knows no dataset of that name") as error:
+        load_data(validate(compose_cfg("data=tfds", "data.builder=my_other", f"paths.data_dir={root}")).data)
+    assert "\n" not in str(error.value)
+
+
+def test_a_tfds_dataset_that_is_not_image_classification_is_one_line():
+    import tensorflow_datasets as tfds
+
+    from qatzoo.data.load import _check_image_features
+
+    features = tfds.features.FeaturesDict
+    series = features({"co2": tfds.features.Tensor(shape=(), dtype=np.float32)})
+    with pytest.raises(
+        DataError, match="^data tfds: the TFDS dataset co2_weekly has features co2, not image and label"
+    ):
+        _check_image_features("tfds", "co2_weekly", series)
+    varying = features(
+        {"image": tfds.features.Image(shape=(None, None, 3)), "label": tfds.features.ClassLabel(num_classes=2)}
+    )
+    with pytest.raises(DataError, match=r"images have shape \(None, None, 3\); images of one size"):
+        _check_image_features("tfds", "x", varying)
+    scores = features(
+        {"image": tfds.features.Image(shape=(8, 8, 1)), "label": tfds.features.Tensor(shape=(), dtype=np.float32)}
+    )
+    with pytest.raises(DataError, match="label is Tensor, not a class label"):
+        _check_image_features("tfds", "x", scores)

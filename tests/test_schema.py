@@ -25,6 +25,8 @@ def test_every_group_option_fits_the_schema(compose_cfg):
                 overrides.append(f"{other}={partner}")
             if "data=arrays" in overrides or "data=series" in overrides:  # a user's own file: it must exist
                 overrides += [f"data.path={__file__}", *(["data.column=x"] if "data=series" in overrides else [])]
+            if "data=tfds" in overrides:  # a dataset the user names
+                overrides.append("data.builder=mnist5k")
             validate(compose_cfg(*overrides))
 
 

@@ -241,8 +241,13 @@ def test_the_catalog_agrees_with_the_data_configs():
     from qatzoo.data.catalog import DATASETS
 
     configs = {p.stem: yaml.safe_load(p.read_text()) for p in (REPO / "conf" / "data").glob("*.yaml")}
-    # data=arrays and data=series read a user's own file (qatzoo/data/files.py): not rebuilt from outside data.
-    configs = {k: v for k, v in configs.items() if not v["_target_"].startswith("qatzoo.data.files.")}
+    # data=arrays and data=series read a user's own file (qatzoo/data/files.py), data=tfds a dataset the user
+    # names (builder: ???): not rebuilt from outside data.
+    configs = {
+        k: v
+        for k, v in configs.items()
+        if not v["_target_"].startswith("qatzoo.data.files.") and "???" not in v.values()
+    }
     assert set(configs) == set(DATASETS)
     for name, cfg in configs.items():
         entry = DATASETS[name]

@@ -90,7 +90,7 @@ def table(conf_dir: Path | None = None) -> dict[str, Dataset]:
     rebuild only the project's datasets), each declared once, in its YAML file: the loader its ``_target_``
     names in :mod:`qatzoo.data.load`; the loader's numeric arguments are the parameters taken from outside
     (bounds from its signature); every other key of the file is fixed. A user's own data files
-    (``qatzoo.data.files``) are not in it."""
+    (``qatzoo.data.files``) and options with a value the user must give (``???``: ``data=tfds``) are not in it."""
     import yaml
 
     conf_dir = conf_dir or Path(__file__).resolve().parents[1] / "conf"  # qatzoo.config.CONF_DIR, without Hydra
@@ -98,8 +98,8 @@ def table(conf_dir: Path | None = None) -> dict[str, Dataset]:
     for path in sorted(Path(conf_dir, "data").glob("*.yaml")):
         spec = yaml.safe_load(path.read_text())  # the package's own file, not outside data
         target = spec.get("_target_", "")
-        if not target.startswith(_LOADERS) or spec.get("name") != path.stem:
-            continue
+        if not target.startswith(_LOADERS) or spec.get("name") != path.stem or "???" in spec.values():
+            continue  # a user's file, or a choice the user completes (data=tfds data.builder=NAME)
         loader = target.removeprefix(_LOADERS)
         numeric = set(_numbers(loader, {}))
         fixed = {k: v for k, v in spec.items() if k not in _NOT_FIXED and k not in numeric}

@@ -22,7 +22,13 @@ def _prepared(builder_name: str, data_dir: str, source_dir: str | None = None):
     import qatzoo.data.builders  # noqa: F401 - registers this project's builders with TFDS
 
     data_dir = os.path.expanduser(data_dir)
-    builder = tfds.builder(builder_name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(builder_name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:  # its text lists every dataset TFDS knows (~450 lines)
+        raise DataSourceMissing(
+            f"{builder_name}: TFDS knows no dataset of that name, and none is prepared in {data_dir} "
+            f"(a prepared one is a folder {builder_name}/VERSION there, as `tfds build` writes it)"
+        ) from None
     if builder.is_prepared():
         return builder
     # Processes that start together (a sweep's joblib or Ray workers) share the data directory: one prepares
@@ -68,12 +74,31 @@ def _as_arrays(builder, split: str) -> dict[str, np.ndarray]:
     return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
 
 
+def _check_image_features(name: str, builder: str, features) -> None:
+    """One DataError line unless the dataset has an ``image`` feature of one size and a class ``label``."""
+    import tensorflow_datasets as tfds
+
+    keys = list(features.keys())
+    if "image" not in keys or "label" not in keys:
+        raise DataError(
+            f"data {name}: the TFDS dataset {builder} has features {', '.join(keys)}, not image and label: "
+            "image classification takes an image and a class label per example"
+        )
+    shape = tuple(features["image"].shape)
+    if len(shape) != 3 or None in shape:
+        raise DataError(f"data {name}: {builder}'s images have shape {shape}; images of one size are needed")
+    if not isinstance(features["label"], tfds.features.ClassLabel):
+        raise DataError(f"data {name}: {builder}'s label is {type(features['label']).__name__}, not a class label")
+
+
 def image_classification(
     *, name: str, builder: str, data_dir: str, splits: SplitNames, source_dir: SourceDir = None
 ) -> Splits:
-    """28x28 grey images scaled to [0, 1] (the contract's steps), integer labels; ``splits`` maps train/val/test
-    to TFDS splits."""
+    """Images of one size (grey or colour) scaled to [0, 1] (the contract's steps), integer labels; ``splits`` maps
+    train/val/test to TFDS splits. ``builder``: this project's builders, or any TFDS dataset prepared in
+    ``data_dir`` with ``image`` and ``label`` features (``data=tfds data.builder=NAME``), TFDS's catalog or not."""
     tfds_builder = _prepared(builder, data_dir, source_dir)
+    _check_image_features(name, builder, tfds_builder.info.features)
     arrays, raw = {}, {}
     image_shape = tuple(tfds_builder.info.features["image"].shape)
     inputs = contract.image_input(image_shape[:2], channels=image_shape[2])
