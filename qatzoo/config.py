@@ -38,6 +38,9 @@ RECIPES_DIR = CONF_DIR.parent / "recipes"
 #: A user's own config folders (``--config-dir DIR``), searched after the project's: their ``arch/``,
 #: ``data/``, ``quant/``, ``recipe/`` ... options compose with the project's (:func:`use_config_dir`).
 USER_DIRS: list[Path] = []
+#: The command that started this process's runs, as a card's "Reproduce" line gives it: ``python train.py`` in a
+#: checkout, ``qatzoo train`` from an installed package (set by :func:`qatzoo.launch.cli`).
+ENTRY = "python train.py"
 
 
 def use_config_dir(path: str | Path) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from qatzoo import quiet
+from qatzoo import config, quiet
 from qatzoo.config import CONF_DIR, check_overrides, use_config_dir, validate
 from qatzoo.errors import ConfigError
 
@@ -120,6 +120,7 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> None:
         sys.path.insert(1, os.getcwd())
     config_dir, rest = _config_dir(args)
     flags = [a for a in rest if a.startswith("-")]
+    config.ENTRY = "qatzoo train" if prog == "qatzoo train" else "python train.py"
     try:
         if config_dir is not None:
             use_config_dir(config_dir)

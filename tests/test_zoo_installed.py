@@ -70,3 +70,31 @@ def test_qatzoo_train_composes_the_shipped_configs_from_a_wheel_outside_the_chec
     assert field.returncode == 2 and "arch.num_heads: must divide arch.dim" in field.stderr
     listed = _qatzoo(installed, "recipes")
     assert listed.returncode == 0 and "qatzoo train recipe=attention_int8" in listed.stdout
+
+
+@pytest.mark.slow
+def test_qatzoo_train_trains_from_a_wheel_outside_the_checkout(installed, data_dir):
+    """A real (tiny) run of the installed command, in a folder that is not the checkout: int8 file, checks."""
+    import json
+
+    runs = installed / "runs"
+    run = _qatzoo(
+        installed,
+        "train",
+        "data=mnist_5k",
+        "schedule.float_epochs=1",
+        "schedule.qat_epochs=1",
+        "trainer.verbose=0",
+        "trainer.baselines=false",
+        "trainer.deployment=false",
+        f"paths.data_dir={data_dir}",
+        f"paths.runs_dir={runs}",
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    (run_dir,) = (runs / "custom").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["checks"] == {"full_integer": True, "parity": True}
+    assert metrics["results"]["qat_int8"]["accuracy"] > 50
+    assert (run_dir / "model_int8.tflite").is_file() and "qatzoo train data=mnist_5k" in (
+        run_dir / "card.md"
+    ).read_text()

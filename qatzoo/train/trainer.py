@@ -254,7 +254,7 @@ class Stopwatch:
 
 
 def reproduce_command(cfg: RunConfig, overrides: list[str] | None = None) -> str:
-    """``python train.py`` with the overrides actually given (Hydra's, when it runs), so the card's
+    """``python train.py`` (or ``qatzoo train``, as the run was started) with the overrides actually given (Hydra's, when it runs), so the card's
     command rebuilds this run; ``hydra.*`` and ``paths.*`` (where this machine keeps things) left out."""
     if overrides is None:
         from hydra.core.hydra_config import HydraConfig
@@ -263,10 +263,10 @@ def reproduce_command(cfg: RunConfig, overrides: list[str] | None = None) -> str
     if overrides is None:  # called without Hydra and without overrides: the recipe is all we know
         overrides = [f"recipe={cfg.name}"] if cfg.name != "custom" else []
     kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/", "paths."))]
-    from qatzoo.config import USER_DIRS
+    from qatzoo.config import ENTRY, USER_DIRS
 
     folders = [f"--config-dir {shlex.quote(str(d))}" for d in USER_DIRS]  # a user's own config folder
-    return " ".join(["python train.py", *folders, *(shlex.quote(o) for o in kept)])
+    return " ".join([ENTRY, *folders, *(shlex.quote(o) for o in kept)])
 
 
 def _announce(cfg: RunConfig, model, data, formats: dict, parallel: dict) -> None:
