@@ -56,6 +56,14 @@ def classes_output(names: list[str]) -> dict:
     return {"kind": "logits", "classes": [str(n) for n in names], "decode": "argmax"}
 
 
+def as_produced(outputs: dict, last_op: str | None) -> dict:
+    """A classifier's output meaning as its file computes it: ``probabilities`` when the file's output is a
+    SOFTMAX (a user's model often ends in one; the project's end in logits), else as the data says."""
+    if outputs.get("kind") == "logits" and last_op == "SOFTMAX":
+        return {**outputs, "kind": "probabilities"}
+    return outputs
+
+
 def forecast_output(horizon: int, scale: float, unit: str, period: str) -> dict:
     """``horizon`` values in ``unit``, one per ``period``: outputs times ``scale`` plus the last input value."""
     return {

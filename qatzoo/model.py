@@ -3,7 +3,8 @@
     from qatzoo.zoo import load
     model = load("mnist_cnn_int8")            # or Model.from_run("runs/mnist_cnn_int8/<date>")
     model.predict(pixels)                     # uint8 (28, 28) or (N, 28, 28): class indices
-    model.predict(pixels, labels=True)        # class names; probabilities=True: softmax of the logits
+    model.predict(pixels, labels=True)        # class names; probabilities=True: softmax of the logits (or the
+                                              # file's own probabilities, when it ends in a softmax)
     load("attention_int8").predict(co2_ppm)   # >= window weekly values: the next horizon weeks, in ppm
 
 ``predict`` applies the contract (:mod:`qatzoo.contract`): raw -> the same preprocessing the trainer used
@@ -112,7 +113,10 @@ class Model:
             result = contracts.decode(output.steps, y, batch)
         else:
             classes = np.argmax(y, axis=-1)
-            if probabilities:
+            if probabilities and output.kind == "probabilities":  # the file ends in a softmax already
+                clipped = np.clip(y, 0.0, None)  # int8 steps: renormalised, never a second softmax
+                probs = clipped / np.maximum(clipped.sum(axis=-1, keepdims=True), 1e-12)
+            elif probabilities:
                 e = np.exp(y - y.max(axis=-1, keepdims=True))
                 probs = e / e.sum(axis=-1, keepdims=True)
             if labels:

@@ -151,6 +151,13 @@ def test_the_python_call_runs_a_users_layer_on_a_nested_base_to_an_ordinary_run_
     model = Model.from_run(run)
     data = np.load(user_folder / "digits.npz")
     assert model.predict(data["x_test"][:5]).shape[0] == 5
+    # The file ends in a SOFTMAX: its contract says probabilities, and predict never takes a second softmax.
+    assert json.loads((run / "contract.json").read_text())["output"]["kind"] == "probabilities"
+    from qatzoo import contract
+    from qatzoo.export.litert import predict
+
+    own = predict(model.interpreter, contract.preprocess(model.contract.input, data["x_test"][:5]))
+    assert np.allclose(model.predict(data["x_test"][:5], probabilities=True), own / own.sum(-1, keepdims=True))
     assert "qatzoo.api.train(model, data) in Python" in (run / "card.md").read_text()
 
 
@@ -379,3 +386,18 @@ def test_a_tfds_dataset_that_is_not_image_classification_is_one_line():
     )
     with pytest.raises(DataError, match="label is Tensor, not a class label"):
         _check_image_features("tfds", "x", scores)
+
+
+def test_a_file_that_ends_in_a_softmax_is_contracted_as_probabilities():
+    from qatzoo.contract import as_produced, classes_output
+    from qatzoo.export.checks import output_op
+    from qatzoo.export.tflite import to_int8_tflite
+    from qatzoo.keras import keras
+
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32)
+    inputs = keras.Input((6,))
+    for activation, op, kind in ((None, "FULLY_CONNECTED", "logits"), ("softmax", "SOFTMAX", "probabilities")):
+        model = keras.Model(inputs, keras.layers.Dense(3, activation=activation)(inputs))
+        blob = to_int8_tflite(model, lambda: (x[i : i + 1] for i in range(32)))
+        assert output_op(blob) == op
+        assert as_produced(classes_output(["a", "b", "c"]), output_op(blob))["kind"] == kind

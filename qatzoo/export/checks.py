@@ -39,3 +39,12 @@ def full_integer(model: bytes | str, types: tuple[str, ...] = INTEGER_TYPES) -> 
         if np.dtype(details[i]["dtype"]).name not in types
     ]
     return FullIntegerReport(ops=sorted({op["op_name"] for op in ops}), non_integer=bad)
+
+
+def output_op(model: bytes | str) -> str | None:
+    """The op that writes the model's (first) output tensor, e.g. ``SOFTMAX`` for a classifier that ends in
+    probabilities rather than logits; None when no op writes it (an input passed through)."""
+    it = interpreter(model, delegates=False)
+    index = it.get_output_details()[0]["index"]
+    ops = it._get_ops_details()  # noqa: SLF001 - LiteRT exposes op details only here
+    return next((op["op_name"] for op in reversed(ops) if index in op["outputs"]), None)

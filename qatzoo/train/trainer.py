@@ -221,7 +221,8 @@ def _figures(run: RunDir, report: RunReport, data, int8_predictions) -> tuple[st
 
 def _contract(data, blob: bytes) -> dict:
     """The model contract of the file ``blob`` (its I/O quantization) on ``data`` (raw input and meaning)."""
-    from qatzoo.contract import contract
+    from qatzoo.contract import as_produced, contract
+    from qatzoo.export.checks import output_op
     from qatzoo.export.litert import interpreter, io_quant
 
     in_q, out_q = io_quant(interpreter(blob))
@@ -229,7 +230,7 @@ def _contract(data, blob: bytes) -> dict:
     return contract(
         data.task.name,
         data.contract["input"],
-        data.contract["output"],
+        as_produced(data.contract["output"], output_op(blob)),
         None if float_io else in_q,
         None if float_io else out_q,
     )

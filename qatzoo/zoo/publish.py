@@ -134,9 +134,9 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
     split once (the metric and the deployment report's TFLM comparison). ``report``: the run's
     :class:`~qatzoo.report.RunReport` when the caller has read it.
     """
-    from qatzoo.contract import contract
+    from qatzoo.contract import as_produced, contract
     from qatzoo.deploy.report import lines as deploy_lines
-    from qatzoo.export.checks import full_integer
+    from qatzoo.export.checks import full_integer, output_op
     from qatzoo.export.evaluate import score
     from qatzoo.export.litert import interpreter, io_quant
     from qatzoo.zoo.verify import TOLERANCE, gap, load_test_data, predictions
@@ -238,7 +238,9 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
         # Classical models fitted by the run on the same splits (the run's numbers; they do not depend on this file).
         **({"baselines": report.baselines} if report.baselines else {}),
         # Raw input, preprocessing, int8 I/O and output meaning: from the data code and these bytes.
-        "contract": contract(report.task, data.contract["input"], data.contract["output"], in_q, out_q),
+        "contract": contract(
+            report.task, data.contract["input"], as_produced(data.contract["output"], output_op(blob)), in_q, out_q
+        ),
         "recipe": report.name,
         # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
         "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
