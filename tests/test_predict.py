@@ -102,3 +102,25 @@ def test_predict_command_reads_png_npy_and_csv_and_refuses_bad_files(cache, tmp_
         assert main(["predict", model, str(path), "--index", zoo]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_predict_and_check_never_import_tensorflow_and_print_only_their_answer(cache, tmp_path):
+    """LiteRT, TFLM and Vela are all they use: no TensorFlow import (it was 93% of `qatzoo predict`'s time)."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "digit.png")
+    code = (
+        "import sys; from qatzoo.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules, code)"
+    )
+    model = str(REPO / "zoo" / "mnist_cnn_int8" / "1" / "model_int8.tflite")
+    env = {**os.environ, "QATZOO_INDEX": str(REPO / "zoo")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
+    for argv in (["predict", "mnist_cnn_int8", str(tmp_path / "digit.png")], ["check", "--no-deploy", model]):
+        done = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == "False False 0", (argv, done.stdout, done.stderr)
+        assert done.stderr == "", (argv, done.stderr)
