@@ -109,7 +109,8 @@ def _argument_line(component: type[_Component], target: str, model: type[BaseMod
     group, loc = component.GROUP, error["loc"]
     if len(loc) == 1 and error["type"] == "extra_forbidden":
         fields = sorted({*model.model_fields, "name", "task"})
-        return f"{group}.{loc[0]}: unknown field; {group} fields are: {', '.join(fields)}"
+        hint = _suggestion(f"{group}.{loc[0]}", fields, None)
+        return f"{group}.{loc[0]}: unknown field{hint}; {group} fields are: {', '.join(fields)}"
     if len(loc) == 1 and error["type"] == "missing":
         return (
             f"{group}.{loc[0]}: missing; {target} takes it without a default ({_describe(model.model_fields[loc[0]])})"
@@ -302,7 +303,7 @@ def check(plain: dict) -> RunConfig:
     try:
         config = RunConfig.model_validate(plain)
     except ValidationError as error:
-        raise ConfigError(_line(error.errors()[0])) from None
+        raise ConfigError(_line(error.errors()[0], plain=plain)) from None
     config._plain = copy.deepcopy(plain)
     return config
 
@@ -310,8 +311,23 @@ def check(plain: dict) -> RunConfig:
 # --- pydantic's report as one line ------------------------------------------------------------------------
 
 
-def _line(error: dict, root: type[BaseModel] | None = None, prefix: str = "") -> str:
-    """One pydantic error on ``root`` (the run config, or a function's arguments named under ``prefix``)."""
+def _suggestion(name: str, fields: list[str], plain: dict | None) -> str:
+    """``; did you mean trainer.seed?`` for an unknown field: the same name in a group (a top-level ``seed=1``),
+    or a close spelling among its parent's fields (``trainer.sed``)."""
+    import difflib
+
+    parent, _, leaf = name.rpartition(".")
+    if not parent and isinstance(plain, dict):
+        found = [f"{group}.{leaf}" for group, section in plain.items() if isinstance(section, dict) and leaf in section]
+        if found:
+            return f"; did you mean {' or '.join(found)}?"
+    close = difflib.get_close_matches(leaf, fields, n=1, cutoff=0.75)
+    return f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
+
+
+def _line(error: dict, root: type[BaseModel] | None = None, prefix: str = "", plain: dict | None = None) -> str:
+    """One pydantic error on ``root`` (the run config, or a function's arguments named under ``prefix``);
+    ``plain``: the config validated, for suggestions."""
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, ConfigError):
         return str(cause)
@@ -319,8 +335,9 @@ def _line(error: dict, root: type[BaseModel] | None = None, prefix: str = "") ->
     name = f"{prefix}.{name}" if prefix else name
     kind = error["type"]
     if kind == "extra_forbidden":
-        parent = name.rpartition(".")[0] or "top-level"
-        return f"{name}: unknown field; {parent} fields are: {', '.join(_fields(holder)) or 'none'}"
+        parent, fields = name.rpartition(".")[0] or "top-level", _fields(holder)
+        hint = _suggestion(name, fields, plain)
+        return f"{name}: unknown field{hint}; {parent} fields are: {', '.join(fields) or 'none'}"
     if kind.startswith("union_tag"):
         key = field.discriminator
         members = get_args(field.annotation)

@@ -16,7 +16,7 @@ BAD = [
     (["arch=resnet"], "arch=resnet: no such option; arch is one of:"),
     (
         ["schedule.qat_epoch=2"],
-        "schedule.qat_epoch: unknown field; schedule fields are: batch_size, float_epochs, lr, qat_epochs, qat_lr",
+        "schedule.qat_epoch: unknown field; did you mean schedule.qat_epochs?; schedule fields are: batch_size, float_epochs, lr, qat_epochs, qat_lr",
     ),
     (["schedule.qat_epochs=two"], "schedule.qat_epochs: expected an integer >= 0, got 'two'"),
     (["schedule.batch_size=0"], "schedule.batch_size: expected an integer >= 1, got 0"),
@@ -111,7 +111,7 @@ def test_validate_rejects_a_recipe_file_typo(compose_cfg):
         cfg.trainer.sead = 1
     with pytest.raises(
         ConfigError,
-        match=r"trainer.sead: unknown field; trainer fields are: baselines, checkpoint_every_steps, deployment, deterministic",
+        match=r"trainer.sead: unknown field; did you mean trainer.seed\?; trainer fields are: baselines, checkpoint_every_steps, deployment, deterministic",
     ):
         validate(cfg)
     assert OmegaConf.select(cfg, "trainer.seed") == 0

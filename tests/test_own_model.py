@@ -177,7 +177,7 @@ def test_a_users_factory_is_checked_against_its_signature_before_tensorflow(tmp_
     base = ["arch=mobilenet_head", "data=arrays", f"data.path={npz}"]
     assert check_overrides(base).arch._target_ == "mymodels.mobilenet_head"
     with pytest.raises(
-        ConfigError, match=r"^arch\.alphaa: unknown field; arch fields are: alpha, dropout, name, task$"
+        ConfigError, match=r"^arch\.alphaa: unknown field; did you mean arch\.alpha\?; arch fields are: alpha, dropout, name, task$"
     ):
         check_overrides([*base, "arch.alphaa=1.0"])
     with pytest.raises(ConfigError, match=r"^arch\._target_: cannot import nomodule: no module named 'nomodule'$"):

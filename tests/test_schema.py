@@ -89,7 +89,7 @@ def test_a_users_factory_is_checked_against_its_signature_without_importing_it(c
     )
     _refused(
         compose_cfg(*base, "++arch.width=8", "++arch.widht=8"),
-        "arch.widht: unknown field; arch fields are: act, depth, name, task, width",
+        "arch.widht: unknown field; did you mean arch.width?; arch fields are: act, depth, name, task, width",
     )
     _refused(
         compose_cfg(*base, "++arch.width=8", "++arch.act=gelu"), "arch.act: expected one of relu, tanh, got 'gelu'"
@@ -99,7 +99,7 @@ def test_a_users_factory_is_checked_against_its_signature_without_importing_it(c
 def test_nested_fields_are_named_with_their_path(compose_cfg):
     _refused(
         compose_cfg("++data.splits.valid=validation"),
-        ("data.splits.valid: unknown field; data.splits fields are: test, train, val"),
+        ("data.splits.valid: unknown field; did you mean data.splits.val?; data.splits fields are: test, train, val"),
     )
     _refused(
         compose_cfg("quant.rules=[{match: Dense, weight_bits: 4, bits: 4}]"),
@@ -125,3 +125,19 @@ def test_optional_loggers_have_their_own_fields(compose_cfg):
 def test_the_new_trainer_fields_take_their_values(compose_cfg):
     validate(compose_cfg("trainer.keep_checkpoints=5", "trainer.epoch_weights=true"))
     _refused(compose_cfg("trainer.keep_checkpoints=2.5"), "trainer.keep_checkpoints: expected an integer >= 1, got 2.5")
+
+
+def test_an_unknown_field_suggests_the_group_that_has_it_or_a_close_spelling(compose_cfg):
+    from qatzoo.config import check_overrides
+
+    for given, hint in (
+        ("seed=1", "seed: unknown field; did you mean trainer.seed?;"),
+        ("lr=0.01", "lr: unknown field; did you mean schedule.lr?;"),
+        ("trainer.sed=3", "trainer.sed: unknown field; did you mean trainer.seed?;"),
+        ("arch.filtres=8", "arch.filtres: unknown field; did you mean arch.filters?;"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            check_overrides([given])
+        assert str(error.value).startswith(hint), str(error.value)
+    with pytest.raises(ConfigError, match=r"^foo: unknown field; top-level fields are: "):
+        check_overrides(["foo=1"])
