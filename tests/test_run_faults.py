@@ -290,3 +290,17 @@ def test_unreadable_sibling_runs_are_skipped_with_one_warning_each(compose_cfg, 
     # Named explicitly (or as the run directory itself), an unreadable run is an error, not a warning.
     with pytest.raises(ConfigError, match=r"config.yaml: is not a mapping \(list\); pick another"):
         resume_dir(validate(cfg), runs / "b")
+
+
+def test_run_files_get_the_mode_the_users_umask_gives(tmp_path):
+    """Written atomically (temporary name, then rename), but not private: mkstemp's 0600 made every run file,
+    card and zoo index readable by its writer alone."""
+    from qatzoo.files import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "card.md", "x")
+    finally:
+        os.umask(old)
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
