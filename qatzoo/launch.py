@@ -113,12 +113,91 @@ def _config_dir(args: list[str]) -> tuple[str | None, list[str]]:
     return chosen, rest
 
 
+#: The groups ``--help`` lists, in the order a user picks them.
+HELP_GROUPS = ("recipe", "arch", "data", "quant", "schedule", "trainer", "engine", "logger", "sweep")
+#: The groups whose fields ``--help`` describes (from the comments of their default YAML files).
+DESCRIBED = ("schedule", "trainer")
+
+
+def described_fields(path: Path) -> list[tuple[str, str, str]]:
+    """``(key, default, description)`` for each top-level key of a config YAML file, the description being the
+    comment block just above the key (a blank line ends a block, so a file's own heading is no key's)."""
+    rows, comments = [], []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            comments = []
+        elif line.startswith("#"):
+            comments.append(line.lstrip("# ").strip())
+        elif not line[0].isspace() and ":" in line:
+            key, _, value = line.partition(":")
+            rows.append((key.strip(), value.strip(), " ".join(comments)))
+            comments = []
+    return rows
+
+
+def help_text(prog: str) -> str:
+    """What ``--help`` prints: usage, examples, every group's options (the default marked), and the fields of
+    the schedule and trainer with their defaults and what they do."""
+    import textwrap
+
+    from qatzoo.config import group_options
+
+    command = "qatzoo train" if prog == "qatzoo train" else "python train.py"
+    defaults = {}
+    for item in parse_yaml_file(CONF_DIR / "config.yaml").get("defaults") or []:
+        if isinstance(item, dict):
+            defaults.update({str(k).removeprefix("optional "): v for k, v in item.items()})
+    lines = [
+        f"usage: {command} [--config-dir DIR] [GROUP=OPTION ...] [KEY=VALUE ...]",
+        f"       {command} -m [sweep=PRESET | KEY=V1,V2 ...]     (a sweep: grid or Optuna)",
+        "",
+        "Train a model float, then with quantization-aware training; export its int8 TFLite file and measure it on",
+        "itself (LiteRT on the test split; TensorFlow Lite Micro and Ethos-U for deployment). The config is checked",
+        "before TensorFlow loads: a wrong option, field or value is one line and no run directory.",
+        "",
+        "examples:",
+        f"  {command} recipe=attention_int8",
+        f"  {command} recipe=mnist_cnn_int8 quant=w4a8 schedule.qat_epochs=5",
+        f"  {command} -m sweep=cnn_qat",
+        f"  {command} --config-dir myconf recipe=mine        (your own arch/, data/, recipe/ ... options)",
+        "",
+        "groups (GROUP=OPTION; * the default):",
+    ]
+    for group in HELP_GROUPS:
+        options = [f"{o}*" if defaults.get(group) == o else o for o in group_options(group)]
+        lines += textwrap.wrap(", ".join(options), 110, initial_indent=f"  {group:<9} ", subsequent_indent=" " * 12)
+    for group in DESCRIBED:
+        lines += ["", f"{group} fields (KEY=VALUE):"]
+        for key, default, about in described_fields(CONF_DIR / group / "default.yaml"):
+            env = re.fullmatch(r"\$\{oc\.decode:\$\{oc\.env:(\w+),(\w+)\}\}", default)
+            head = f"  {group}.{key}={env[2]}" if env else f"  {group}.{key}={default}"
+            about = f"{about} (default from ${env[1]})" if env else about
+            lines += textwrap.wrap(about, 112, initial_indent=f"{head:<38} ", subsequent_indent=" " * 39) or [head]
+    lines += [
+        "",
+        "An option's own fields (arch.*, data.*, quant.*) are those of its YAML file in qatzoo/conf/<group>/;",
+        f"`{command} ... --cfg job` prints the whole composed config. README: 'Run', 'Your own model'.",
+    ]
+    return "\n".join(lines)
+
+
+def parse_yaml_file(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}  # the package's own file
+
+
 def cli(argv: list[str] | None = None, prog: str = "train.py") -> None:
     """Check the command line's config (one line and exit 2 if it cannot work), then run it under Hydra."""
     args = list(sys.argv[1:] if argv is None else argv)
     if os.getcwd() not in sys.path:  # a user's own modules in the folder they run from, as `python -m` finds them
         sys.path.insert(1, os.getcwd())
     config_dir, rest = _config_dir(args)
+    if {"--help", "-h"} & set(rest):  # the project's help (Hydra's own: --hydra-help)
+        if config_dir is not None:
+            use_config_dir(config_dir)
+        print(help_text(prog))
+        return
     flags = [a for a in rest if a.startswith("-")]
     config.ENTRY = "qatzoo train" if prog == "qatzoo train" else "python train.py"
     try:
