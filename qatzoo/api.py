@@ -43,7 +43,7 @@ def given_data(*, name: str):
     return _GIVEN["data"]
 
 
-def _splits(data, name: str, val_fraction: float, classes):
+def _splits(data, name: str, val_fraction: float, classes, unit: str = ""):
     """The Splits of ``data``: arrays by key, or ``tf.data`` datasets of ``(image, label)`` by part."""
     import numpy as np
 
@@ -65,7 +65,24 @@ def _splits(data, name: str, val_fraction: float, classes):
     for key in sorted(arrays):
         digest.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
     info = {"builder": "python", "arrays_sha256": digest.hexdigest()}
-    return image_splits(name, arrays, info, val_fraction, classes)
+    return image_splits(name, arrays, info, val_fraction, classes, unit=unit)
+
+
+def _task_of(data) -> str:
+    """``regression`` for float targets (``y_train``), else ``classification`` (a bad file is the loader's to
+    name, in its own one line)."""
+    import numpy as np
+
+    try:
+        if isinstance(data, (str, os.PathLike)):
+            with np.load(os.path.expanduser(os.fspath(data)), allow_pickle=False) as npz:
+                y = npz["y_train"] if "y_train" in npz.files else None
+        else:
+            y = data.get("y_train") if hasattr(data, "get") else None
+        floating = y is not None and hasattr(y, "dtype") and np.issubdtype(np.asarray(y).dtype, np.floating)
+    except (OSError, ValueError, KeyError):
+        floating = False
+    return "regression" if floating else "classification"
 
 
 def train(
@@ -77,9 +94,10 @@ def train(
     overrides: list[str] = (),
     run_dir: str | Path | None = None,
     name: str = "python",
-    task: str = "classification",
+    task: str | None = None,
     val_fraction: float = 0.1,
     classes: list[str] | None = None,
+    unit: str = "",
 ) -> dict:
     """Run ``model`` through float training, QAT (``quant``: an option of ``qatzoo/conf/quant``), int8 export,
     evaluation in LiteRT and the deployment report; returns metrics.json's content plus ``run_dir``.
@@ -88,7 +106,8 @@ def train(
     ``f(*, input_shape, num_outputs)`` (a ``"module.function"`` name, or the function itself).
     ``data``: a ``.npz`` path (as ``data=arrays``: uint8 images and integer labels), a mapping of the same
     arrays (``x_train, y_train, x_test, y_test``, optional ``x_val, y_val``), or of ``tf.data`` datasets of
-    ``(image, label)`` examples (``train``, ``test``, optional ``val``).
+    ``(image, label)`` examples (``train``, ``test``, optional ``val``). Float targets (N,) or (N, K) make a
+    regression (``task``, default: from ``y_train``'s dtype), scored as MAE in ``unit``.
     ``schedule``: fields of the ``schedule`` group (``float_epochs``, ``qat_epochs``, ``batch_size``, ``lr``,
     ``qat_lr``); ``overrides``: any other ``KEY=VALUE`` of the command line (``trainer.deployment=false``).
     Bad input is a :class:`~qatzoo.errors.ConfigError` or :class:`~qatzoo.errors.DataError`, one line.
@@ -99,7 +118,9 @@ def train(
 
     fields = [f"schedule.{key}={value}" for key, value in (schedule or {}).items()]
     is_file = isinstance(data, (str, os.PathLike))
+    task = task or _task_of(data)
     data_args = ["data=arrays", f"data.path={os.fspath(data)}"] if is_file else []
+    data_args += [f"data.unit={unit}"] if is_file and unit else []
     cfg = config.check_overrides([f"quant={quant}", f"name={name}", *data_args, *fields, *overrides])
     target = model if isinstance(model, str) else None
     if target is None and callable(model) and not hasattr(model, "layers"):
@@ -112,6 +133,7 @@ def train(
         cfg.arch = {"_target_": target or "qatzoo.api.given_model", "name": str(label), "task": task}
         if not is_file:
             cfg.data = {"_target_": "qatzoo.api.given_data", "name": name, "task": task}
+        cfg.data.task = task  # with the model's own task: the default arch (a classifier) no longer counts
     run_config = config.validate(cfg)  # the same schema as the command line: a factory's arguments checked
     from qatzoo import engine, quiet
 
@@ -121,7 +143,7 @@ def train(
     from qatzoo.train.trainer import train as run
 
     if not is_file:
-        _GIVEN["data"] = _splits(data, name, val_fraction, classes)
+        _GIVEN["data"] = _splits(data, name, val_fraction, classes, unit)
     where = (
         Path(run_dir) if run_dir else Path(run_config.paths.runs_dir) / name / f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}"
     )

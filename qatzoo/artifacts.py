@@ -23,6 +23,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, PlainValidator, PrivateAttr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from qatzoo.task import KINDS
+
 #: Integers beyond this are not exact in a float64 (and ``math.isfinite`` overflows on far larger ones).
 MAX_INT = 2**53
 MAX_DEPTH = 24
@@ -78,7 +80,7 @@ Count = integer(what="a count (an integer >= 0)")
 Sha256 = matching(SHA256, "a sha256 (64 lowercase hex digits)")
 Ident = matching(IDENT, "a plain identifier")
 Word = matching(re.compile(r"."), "a non-empty string")
-Task = one_of("classification", "forecast")
+Task = one_of(*KINDS)
 Metric = one_of("accuracy", "mae")
 Dtype = one_of("int8", "uint8", "int16", "float32")
 #: The default of a field that may be absent (read as None) but is valid when present: pydantic does not

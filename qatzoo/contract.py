@@ -23,8 +23,8 @@ from qatzoo.artifacts import Count, FiniteFloat, Quantization, Record, Task, dat
 SCHEMA_VERSION = 1
 #: Input steps (raw -> model input, float): the names and the constants each takes.
 INPUT_STEPS = {"divide": ("by",), "last_window": ("length",), "subtract_last": (), "add_axis": ()}
-#: Output steps (dequantized model output -> decoded): forecasts only.
-OUTPUT_STEPS = {"multiply": ("by",), "add_last": ()}
+#: Output steps (dequantized model output -> decoded): forecasts and regressions.
+OUTPUT_STEPS = {"multiply": ("by",), "add_last": (), "add": ("by",)}
 
 
 class ContractError(ValueError):
@@ -72,6 +72,16 @@ def forecast_output(horizon: int, scale: float, unit: str, period: str) -> dict:
         "unit": unit,
         "starts": f"the {period} after the last input value",
         "steps": [{"op": "multiply", "by": float(scale)}, {"op": "add_last"}],
+    }
+
+
+def values_output(count: int, scale: float, offset: float, unit: str) -> dict:
+    """``count`` values per example in ``unit`` (a regression): outputs times ``scale`` plus ``offset``."""
+    return {
+        "kind": "values",
+        "count": int(count),
+        "unit": unit,
+        "steps": [{"op": "multiply", "by": float(scale)}, {"op": "add", "by": float(offset)}],
     }
 
 
@@ -124,12 +134,14 @@ def targets(steps: list, raw_inputs: np.ndarray, raw_targets: np.ndarray) -> np.
 def decode(steps: list, y: np.ndarray, raw_inputs: np.ndarray) -> np.ndarray:
     """Apply output ``steps`` to dequantized outputs (float64): forecasts in the dataset's unit."""
     y = np.asarray(y, dtype=np.float64)
-    last = np.asarray(raw_inputs, dtype=np.float64)[:, -1:]
+    last = np.asarray(raw_inputs, dtype=np.float64).reshape(len(y), -1)[:, -1:]  # a series' last value
     for step in _output_steps(steps):
         if step.op == "multiply":
             y = y * step.by
         elif step.op == "add_last":
             y = y + last
+        elif step.op == "add":
+            y = y + step.by
     return y
 
 
@@ -164,7 +176,7 @@ class Step(Record):
         needs = self.STEPS[self.op]
         if self.model_fields_set - {"op"} != set(needs) or any(getattr(self, k) is None for k in needs):
             raise PydanticCustomError("qatzoo", f"is not {self.op} with {', '.join(needs) or 'nothing'}")
-        if self.by == 0:
+        if self.by == 0 and self.op in ("divide", "multiply"):
             raise PydanticCustomError("qatzoo", f"is not a step: {self.op} by 0")
         return self
 
@@ -210,6 +222,7 @@ class Outputs(Record):
     classes: list[str] | None = None
     decode: str | None = None
     horizon: Count | None = None
+    count: Count | None = None
     unit: str | None = None
     starts: str | None = None
     steps: list[OutputStep] = []
@@ -235,6 +248,8 @@ class Contract(Record):
             raise PydanticCustomError("qatzoo", "has no output.classes (a list of names) for its classification")
         if self.task == "forecast" and not self.output.horizon:
             raise PydanticCustomError("qatzoo", "has no output.horizon (a count >= 1) for its forecast")
+        if self.task == "regression" and not self.output.count:
+            raise PydanticCustomError("qatzoo", "has no output.count (a count >= 1) for its regression")
         return self
 
 

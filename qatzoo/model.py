@@ -109,7 +109,7 @@ class Model:
         with self._lock:
             y = predict(self.interpreter, x)
         output = self.contract.output
-        if self.contract.task == "forecast":
+        if self.contract.task in ("forecast", "regression"):  # values in the unit, as the contract decodes them
             result = contracts.decode(output.steps, y, batch)
         else:
             classes = np.argmax(y, axis=-1)

@@ -32,7 +32,7 @@ from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
 from qatzoo.errors import TrainingError
 from qatzoo.files import write_bytes, write_json
-from qatzoo.task import Task
+from qatzoo.task import KINDS, Task
 
 #: Version of metrics.json's layout. 1: this layout with ``schema``, ``files`` and the typed fields below.
 SCHEMA_VERSION = 1
@@ -42,7 +42,7 @@ MAX_BYTES = 64 * 1024 * 1024
 #: Model names in the order they are reported.
 MODELS = ("float", "float_tflite", "ptq_int8", "ptq_a16w8", "qat", "qat_int8")
 METRICS = ("accuracy", "mae")
-TASKS = ("classification", "forecast")
+TASKS = KINDS
 
 
 class ReportError(ValueError):

@@ -24,6 +24,7 @@ from qatzoo.engine import LEGACY as LEGACY_ENGINE
 from qatzoo.errors import ConfigError
 from qatzoo.quant.spec import MAX_BITS, MIN_BITS, RANGES, Spec, check_pattern
 from qatzoo.signature import arguments_model
+from qatzoo.task import KINDS
 
 
 def _existing_file(path: str | None) -> str | None:
@@ -55,7 +56,7 @@ class Group(BaseModel):
 
 # --- arch and data: a function and its keyword arguments, checked against its signature --------------------
 
-TASKS = ("classification", "forecast")
+TASKS = KINDS
 
 
 class _Component(Group):

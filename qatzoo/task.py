@@ -16,15 +16,19 @@ import numpy as np
 MIN_AGREEMENT = 0.99  # classification: share of identical predicted classes
 MAX_MAE_GAP = 0.01  # forecasting: relative difference of MAE
 
-KINDS = ("classification", "forecast")
+#: Every kind of task, declared here once (the config schema, the run report and the index take it from here):
+#: classification (integer labels, accuracy), forecast (a series' next values, MAE), regression (values per
+#: example, MAE).
+KINDS = ("classification", "forecast", "regression")
 
 
 @dataclass(frozen=True)
 class Task:
-    """A classification task (integer labels, accuracy in %) or a forecast (targets / ``scale``, MAE in ``target_unit``).
+    """A classification task (integer labels, accuracy in %), a forecast or a regression (targets / ``scale``,
+    MAE in ``target_unit``).
 
-    ``scale``: forecast targets are divided by it in the arrays; MAE in ``target_unit`` is ``scale`` times
-    MAE in array units.
+    ``scale``: forecast and regression targets are divided by it in the arrays; MAE in ``target_unit`` is
+    ``scale`` times MAE in array units.
     """
 
     name: str

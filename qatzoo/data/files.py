@@ -100,13 +100,20 @@ def _check_images(name: str, path: str, arrays: dict) -> tuple[int, ...]:
                 f"data {name}: {path}: x_{part} is {x.dtype} {x.shape}; expected uint8 images (N, H, W) or (N, H, W, C) "
                 "with C 1 or 3"
             )
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+        labels = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+        values = y.ndim in (1, 2) and np.issubdtype(y.dtype, np.floating)
+        if not (labels or values) or len(y) != len(x):
             raise DataError(
-                f"data {name}: {path}: y_{part} is {y.dtype} {y.shape}; expected {len(x)} integer labels (N,)"
+                f"data {name}: {path}: y_{part} is {y.dtype} {y.shape}; expected {len(x)} integer labels (N,) or "
+                f"float targets (N,) or (N, K)"
             )
+        if np.issubdtype(y.dtype, np.floating) != np.issubdtype(arrays["y_train"].dtype, np.floating):
+            raise DataError(f"data {name}: {path}: y_{part} is {y.dtype}, y_train {arrays['y_train'].dtype}")
         if len(x) == 0:
             raise DataError(f"data {name}: {path}: x_{part} holds no examples")
-        if y.min() < 0:
+        if values and not np.all(np.isfinite(y)):
+            raise DataError(f"data {name}: {path}: y_{part} holds {int(np.sum(~np.isfinite(y)))} non-finite targets")
+        if labels and y.min() < 0:
             raise DataError(f"data {name}: {path}: y_{part} holds a negative label ({int(y.min())})")
         if shape is not None and x.shape[1:] != shape:
             raise DataError(f"data {name}: {path}: x_{part} images are {x.shape[1:]}, x_train's are {shape}")
@@ -120,12 +127,14 @@ def arrays(
     path: DataFile,
     val_fraction: Fraction = 0.1,
     classes: Optional[list[str]] = None,  # noqa: UP045 - evaluated from source text
+    unit: str = "",
 ) -> Splits:
     """Images and integer labels from a .npz with ``x_train, y_train, x_test, y_test`` (optional ``x_val,
     y_val``; else the last ``val_fraction`` of the training examples): uint8 images (N, H, W) or (N, H, W, C),
-    scaled to [0, 1] as the contract says; labels 0..K-1, named by ``classes`` (default: their numbers)."""
+    scaled to [0, 1] as the contract says; labels 0..K-1, named by ``classes`` (default: their numbers), or
+    float targets (N,) or (N, K) in ``unit`` for a regression (``data.task=regression``)."""
     data, info = _npz(name, path)
-    return image_splits(name, data, {"builder": "arrays", **info}, val_fraction, classes, where=path)
+    return image_splits(name, data, {"builder": "arrays", **info}, val_fraction, classes, where=path, unit=unit)
 
 
 def image_splits(
@@ -135,9 +144,12 @@ def image_splits(
     val_fraction: float = 0.1,
     classes: list[str] | None = None,
     where: str = "the arrays",
+    unit: str = "",
 ) -> Splits:
-    """The Splits of uint8 images and integer labels ``data`` (``x_train, y_train, x_test, y_test``, optional
-    ``x_val, y_val``): what :func:`arrays` reads from a file, and what :func:`qatzoo.api.train` is given."""
+    """The Splits of uint8 images and integer labels or float targets ``data`` (``x_train, y_train, x_test,
+    y_test``, optional ``x_val, y_val``): what :func:`arrays` reads from a file, and what
+    :func:`qatzoo.api.train` is given. Float targets make a regression: divided by the training targets'
+    spread after their mean is taken off (the contract's output steps undo it), scored as MAE in ``unit``."""
     missing = [key for key in KEYS if key not in data]
     if missing:
         raise DataError(f"data {name}: {where} has no {', '.join(missing)}")
@@ -150,13 +162,13 @@ def image_splits(
             raise DataError(f"data {name}: {where}: x_train holds {n} examples, too few to hold out validation")
         data["x_val"], data["y_val"] = data["x_train"][cut:], data["y_train"][cut:]
         data["x_train"], data["y_train"] = data["x_train"][:cut], data["y_train"][:cut]
+    if np.issubdtype(data["y_train"].dtype, np.floating):
+        return _regression_splits(name, data, info, image_shape, unit)
     labels = int(max(int(data[f"y_{p}"].max()) for p in ("train", "val", "test"))) + 1
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(labels)]
     if len(names) < labels:
         raise DataError(f"data {name}: data.classes names {len(names)} classes, the labels reach {labels - 1}")
-    channels = image_shape[2] if len(image_shape) == 3 else 1
-    inputs = contract.image_input(image_shape[:2], channels=channels)
-    grey = len(image_shape) == 3 and channels == 1
+    inputs, grey = _images(image_shape)
     out = {}
     for part in ("train", "val", "test"):
         raw = data[f"x_{part}"][..., 0] if grey else data[f"x_{part}"]
@@ -168,6 +180,36 @@ def image_splits(
         num_outputs=len(names),
         info=info,
         contract={"input": inputs, "output": contract.classes_output(names)},
+        raw={"x_test": data["x_test"][..., 0] if grey else data["x_test"]},
+        **out,
+    )
+
+
+def _images(image_shape: tuple[int, ...]) -> tuple[dict, bool]:
+    """The contract's image input for ``image_shape`` ((H, W) or (H, W, C)), and whether its channel is dropped."""
+    channels = image_shape[2] if len(image_shape) == 3 else 1
+    return contract.image_input(image_shape[:2], channels=channels), len(image_shape) == 3 and channels == 1
+
+
+def _regression_splits(name: str, data: dict, info: dict, image_shape: tuple[int, ...], unit: str) -> Splits:
+    inputs, grey = _images(image_shape)
+    train = data["y_train"].astype(np.float64)
+    offset, scale = float(train.mean()), float(train.std()) or 1.0
+    out = {}
+    for part in ("train", "val", "test"):
+        raw = data[f"x_{part}"][..., 0] if grey else data[f"x_{part}"]
+        out[f"x_{part}"] = contract.preprocess(inputs, raw)
+        y = (data[f"y_{part}"].astype(np.float64) - offset) / scale
+        out[f"y_{part}"] = (y[:, None] if y.ndim == 1 else y).astype(np.float32)
+    count = out["y_train"].shape[1]
+    return Splits(
+        name=name,
+        task="regression",
+        num_outputs=count,
+        target_scale=scale,
+        target_unit=unit,
+        info=info,
+        contract={"input": inputs, "output": contract.values_output(count, scale, offset, unit)},
         raw={"x_test": data["x_test"][..., 0] if grey else data["x_test"]},
         **out,
     )

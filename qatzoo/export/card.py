@@ -22,6 +22,7 @@ FIGURES = {
     "training.png": "Training: loss and validation metric per epoch, both phases",
     "forecast.png": "The int8 model's forecasts against the actual series over the test period",
     "confusion.png": "Confusion matrix of the int8 model on the test split",
+    "regression.png": "The int8 model's predictions against the true values of the test split",
 }
 
 
@@ -49,7 +50,7 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
         value = report.value(name)
         lines.append(
             f"| {LABELS.get(name, name)} | {value:.2f} |"
-            if unit == "%"
+            if metric == "accuracy"
             else f"| {LABELS.get(name, name)} | {value:.4f} |"
         )
     lines += ["", "Every int8 number comes from running the exported .tflite in the LiteRT interpreter.", ""]
@@ -68,7 +69,8 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
     if report.contract is not None and report.int8_model:
         lines += use_it(report.name, report.contract) + [""]
     if report.agreement:
-        what = "share of equal predicted classes" if unit == "%" else f"mean |difference| of forecasts, {unit}"
+        things = "forecasts" if report.task == "forecast" else "predictions"
+        what = "share of equal predicted classes" if metric == "accuracy" else f"mean |difference| of {things}, {unit}"
         lines += [f"Agreement of test predictions ({what}):", ""]
         lines += [f"- {pair}: {value:.4f}" for pair, value in report.agreement.items()]
         lines.append("")
@@ -174,6 +176,7 @@ STEP_WORDS = {
     "add_axis": lambda s: "add a trailing axis",
     "multiply": lambda s: f"multiply by {s['by']:.6g}",
     "add_last": lambda s: "add the last input value",
+    "add": lambda s: f"add {s['by']:.6g}",
 }
 
 
@@ -195,7 +198,7 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
     if raw.kind == "image":
         height, width = raw.shape
         low, high = raw.range if raw.range is not None else [0, 255]
-        classes = output.classes
+        classes = output.classes or []
         shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
         picture = "image.png"
         code = [
@@ -204,15 +207,28 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
             f'model = load("{name}")',
             f'pixels = Image.open("{picture}").convert("L").resize(({width}, {height}))  '
             f"# {raw.dtype} grey, ({height}, {width}), {low}-{high}",
-            f"label = model.predict(pixels, labels=True)  # one of {len(classes)} class names; "
-            "probabilities=True adds the softmax",
         ]
-        cli = f"qatzoo predict {name} {picture}"
-        contract_words = (
-            f"Contract: a {raw.dtype} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; "
-            f"{io}; the output is {output.kind or 'logits'} over {len(classes)} classes ({shown}), "
-            f"decoded by {output.decode or 'argmax'}."
+        image_words = (
+            f"Contract: a {raw.dtype} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; {io}"
         )
+        if contract.task == "regression":
+            decode = ", ".join(STEP_WORDS[s.op](s) for s in output.steps) or "none"
+            code.append(
+                f"values = model.predict(pixels)  # {output.count} value(s) in {output.unit or 'the targets unit'}"
+            )
+            contract_words = (
+                f"{image_words}; the output is {output.count} value(s) in {output.unit} (decoding: {decode})."
+            )
+        else:
+            code.append(
+                f"label = model.predict(pixels, labels=True)  # one of {len(classes)} class names; "
+                "probabilities=True adds the softmax"
+            )
+            contract_words = (
+                f"{image_words}; the output is {output.kind or 'logits'} over {len(classes)} classes ({shown}), "
+                f"decoded by {output.decode or 'argmax'}."
+            )
+        cli = f"qatzoo predict {name} {picture}"
     else:
         need, unit, frequency = raw.min_length, raw.unit, raw.frequency
         horizon = output.horizon
@@ -261,10 +277,10 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
     def fmt(value) -> str:
         if value is None:
             return "-"
-        return f"{value:.2f}" if unit == "%" else f"{value:.4f}"
+        return f"{value:.2f}" if metric == "accuracy" else f"{value:.4f}"
 
     def amount(difference: float) -> str:
-        return f"{difference:.2f} points" if unit == "%" else f"{difference:.4f} {unit}"
+        return f"{difference:.2f} points" if metric == "accuracy" else f"{difference:.4f} {unit}"
 
     int8 = "**int8 model (this run, LiteRT)**"
     rows = [(int8, int8_value, None, "model_int8.tflite (this file, run in LiteRT)")]

@@ -202,3 +202,22 @@ def confusion_matrix(
     ax.set_title(f"{title}\n{int(counts.sum())} examples, {np.trace(counts) / max(counts.sum(), 1):.2%} correct")
     fig.tight_layout()
     return write_figure(path, fig)
+
+
+def predicted_vs_true(y_true, y_pred, unit: str, path: str | Path, title: str = "Regression (test split)") -> Path:
+    """Each test target against the int8 model's prediction (every output on one axis), with the identity line:
+    points on it are exact; the MAE in the title."""
+    y_true, y_pred = np.asarray(y_true, np.float64).ravel(), np.asarray(y_pred, np.float64).ravel()
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.scatter(y_true, y_pred, s=8, alpha=0.5, linewidths=0)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="exact")
+    suffix = f" ({unit})" if unit else ""
+    ax.set_xlabel(f"true{suffix}")
+    ax.set_ylabel(f"predicted by the int8 model{suffix}")
+    mae = float(np.mean(np.abs(y_pred - y_true)))
+    ax.set_title(f"{title}\n{y_true.size} values, MAE {mae:.4g}{suffix}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return write_figure(path, fig)

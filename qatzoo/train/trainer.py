@@ -59,6 +59,11 @@ def train(
     clock = Stopwatch()
     with clock("data_s"):
         data = load_data(cfg.data)
+    if data.task.name != cfg.data.task:  # a user's file decides by its targets' dtype
+        raise DataError(
+            f"data {cfg.data.name}: its targets make a {data.task.name} dataset, the config says data.task="
+            f"{cfg.data.task}; set data.task={data.task.name} (with an arch whose task is {data.task.name})"
+        )
     # Seeded again: preparing a dataset (a machine's first run of it) draws from the random generators, and a
     # model built after that would differ from a later run's, which finds the data prepared.
     _seed(cfg.trainer, cfg.trainer.seed)
@@ -212,6 +217,13 @@ def _figures(run: RunDir, report: RunReport, data, int8_predictions) -> tuple[st
             data.raw["y_test"], {"int8 (LiteRT)": forecast}, report.unit, run.path / "forecast.png"
         )
         written.append("forecast.png")
+    elif report.task == "regression":
+        steps = data.contract["output"]["steps"]
+        truth = contract.decode(steps, data.y_test, data.raw["x_test"])  # in the unit, as the contract decodes
+        plots.predicted_vs_true(
+            truth, contract.decode(steps, y, data.raw["x_test"]), report.unit, run.path / "regression.png"
+        )
+        written.append("regression.png")
     else:
         classes = data.contract["output"]["classes"]
         plots.confusion_matrix(data.y_test, np.argmax(y, axis=-1), classes, run.path / "confusion.png")

@@ -45,7 +45,15 @@ from qatzoo.zoo.index import (
 )
 
 #: Files a published version folder holds.
-PUBLISHED_FILES = {"model_int8.tflite", "card.md", "contract.json", "training.png", "forecast.png", "confusion.png"}
+PUBLISHED_FILES = {
+    "model_int8.tflite",
+    "card.md",
+    "contract.json",
+    "training.png",
+    "forecast.png",
+    "confusion.png",
+    "regression.png",
+}
 #: A version folder holds this from its staging until its index entry is written: with it and no entry,
 #: the folder is the leftover of a killed publish.
 UNPUBLISHED = ".unpublished"
@@ -516,7 +524,7 @@ def write_readme(zoo_dir: Path) -> None:
         "|---" * (12 + len(_columns())) + "|",
     ]
     for e in index["models"]:
-        m, fmt = e["metrics"], ("{:.2f}" if e["unit"] == "%" else "{:.4f}")
+        m, fmt = e["metrics"], ("{:.2f}" if e["metric"] == "accuracy" else "{:.4f}")
 
         def cell(key, m=m, fmt=fmt):
             return fmt.format(m[key]) if key in m else "-"
