@@ -34,10 +34,17 @@ class ContractError(ValueError):
 # ---- built by the loaders
 
 
-def image_input(shape: tuple[int, int], channels: int = 1) -> dict:
-    """uint8 grey images of ``shape``: pixels / 255, a channel axis added."""
-    steps = [{"op": "divide", "by": 255.0}] + ([{"op": "add_axis"}] if channels == 1 else [])
-    return {"raw": {"kind": "image", "shape": list(shape), "dtype": "uint8", "range": [0, 255]}, "steps": steps}
+def image_input(shape: tuple[int, int], channels: int = 1, value_range: tuple[float, float] | None = None) -> dict:
+    """Images of ``shape`` (grey, or ``channels`` 3: colour, raw shape (H, W, 3)): uint8 pixels / 255, or, given
+    ``value_range``, float32 values used as they are (a user's own scaled images, in that range); a grey image
+    gets a channel axis added."""
+    raw_shape = list(shape) + ([int(channels)] if channels != 1 else [])
+    add_axis = [{"op": "add_axis"}] if channels == 1 else []
+    if value_range is None:
+        raw = {"kind": "image", "shape": raw_shape, "dtype": "uint8", "range": [0, 255]}
+        return {"raw": raw, "steps": [{"op": "divide", "by": 255.0}, *add_axis]}
+    low, high = (float(v) for v in value_range)
+    return {"raw": {"kind": "image", "shape": raw_shape, "dtype": "float32", "range": [low, high]}, "steps": add_axis}
 
 
 def series_input(window: int, scale: float, unit: str, frequency: str) -> dict:
@@ -204,8 +211,11 @@ class Raw(Record):
     def _described(self):
         needs = ("shape",) if self.kind == "image" else ("min_length", "unit", "frequency")
         missing = [k for k in needs if getattr(self, k) is None]
-        if missing or (self.kind == "image" and len(self.shape) != 2):
+        colour = self.kind == "image" and len(self.shape) == 3 and self.shape[2] == 3
+        if missing or (self.kind == "image" and len(self.shape) != 2 and not colour):
             raise PydanticCustomError("qatzoo", f"is not a {self.kind} description (it needs {', '.join(needs)})")
+        if self.kind == "image" and self.dtype not in (None, "uint8", "float32"):
+            raise PydanticCustomError("qatzoo", f"is not an image description (dtype {self.dtype!r:.20})")
         return self
 
 

@@ -63,9 +63,12 @@ class Model:
             raise ContractError(f"input must be numbers, got {x.dtype}")
         if spec.kind == "image":
             shape = tuple(spec.shape)
-            if x.dtype != np.uint8:
+            if spec.dtype == "float32":  # a user's own scaled images
+                if x.dtype.kind != "f" or not np.all(np.isfinite(x)):
+                    raise ContractError(f"input must be finite float values of shape {shape}, got {x.dtype}")
+            elif x.dtype != np.uint8:
                 raise ContractError(f"input must be uint8 pixels (0-255) of shape {shape}, got {x.dtype}")
-            if x.shape[-1:] == (1,) and x.shape[-3:-1] == shape:
+            if len(shape) == 2 and x.shape[-1:] == (1,) and x.shape[-3:-1] == shape:
                 x = x[..., 0]
             if x.shape == shape:
                 return x[None], True
@@ -74,7 +77,7 @@ class Model:
                     raise ContractError("the batch is empty")
                 return x, False
             raise ContractError(
-                f"input must be one image {shape} or a batch (N, {shape[0]}, {shape[1]}), got {x.shape}"
+                f"input must be one image {shape} or a batch (N, {', '.join(map(str, shape))}), got {x.shape}"
             )
         need = spec.min_length
         if not np.all(np.isfinite(x)):

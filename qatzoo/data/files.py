@@ -95,11 +95,16 @@ def _check_images(name: str, path: str, arrays: dict) -> tuple[int, ...]:
         x, y = arrays.get(f"x_{part}"), arrays.get(f"y_{part}")
         if x is None:
             continue
-        if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+        pixels = x.dtype == np.uint8 or x.dtype in (np.float32, np.float64)
+        if not pixels or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
             raise DataError(
-                f"data {name}: {path}: x_{part} is {x.dtype} {x.shape}; expected uint8 images (N, H, W) or (N, H, W, C) "
-                "with C 1 or 3"
+                f"data {name}: {path}: x_{part} is {x.dtype} {x.shape}; expected uint8 (or float) images (N, H, W) "
+                "or (N, H, W, C) with C 1 or 3"
             )
+        if (x.dtype == np.uint8) != (arrays["x_train"].dtype == np.uint8):
+            raise DataError(f"data {name}: {path}: x_{part} is {x.dtype}, x_train {arrays['x_train'].dtype}")
+        if x.dtype != np.uint8 and not np.all(np.isfinite(x)):
+            raise DataError(f"data {name}: {path}: x_{part} holds {int(np.sum(~np.isfinite(x)))} non-finite values")
         labels = y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
         values = y.ndim in (1, 2) and np.issubdtype(y.dtype, np.floating)
         if not (labels or values) or len(y) != len(x):
@@ -168,7 +173,7 @@ def image_splits(
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(labels)]
     if len(names) < labels:
         raise DataError(f"data {name}: data.classes names {len(names)} classes, the labels reach {labels - 1}")
-    inputs, grey = _images(image_shape)
+    inputs, grey = _images(image_shape, data["x_train"])
     out = {}
     for part in ("train", "val", "test"):
         raw = data[f"x_{part}"][..., 0] if grey else data[f"x_{part}"]
@@ -185,14 +190,17 @@ def image_splits(
     )
 
 
-def _images(image_shape: tuple[int, ...]) -> tuple[dict, bool]:
-    """The contract's image input for ``image_shape`` ((H, W) or (H, W, C)), and whether its channel is dropped."""
+def _images(image_shape: tuple[int, ...], x_train: np.ndarray) -> tuple[dict, bool]:
+    """The contract's image input for ``image_shape`` ((H, W) or (H, W, C)), and whether its channel is dropped:
+    uint8 pixels / 255, or float images as they are (their training range recorded)."""
     channels = image_shape[2] if len(image_shape) == 3 else 1
-    return contract.image_input(image_shape[:2], channels=channels), len(image_shape) == 3 and channels == 1
+    value_range = None if x_train.dtype == np.uint8 else (float(x_train.min()), float(x_train.max()))
+    inputs = contract.image_input(image_shape[:2], channels=channels, value_range=value_range)
+    return inputs, len(image_shape) == 3 and channels == 1
 
 
 def _regression_splits(name: str, data: dict, info: dict, image_shape: tuple[int, ...], unit: str) -> Splits:
-    inputs, grey = _images(image_shape)
+    inputs, grey = _images(image_shape, data["x_train"])
     train = data["y_train"].astype(np.float64)
     offset, scale = float(train.mean()), float(train.std()) or 1.0
     out = {}

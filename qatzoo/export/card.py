@@ -196,21 +196,30 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
     steps = ", ".join(STEP_WORDS[s.op](s) for s in contract.input.steps) or "none"
     io = f"the model's input is {_quantization_words(contract.input)}, its output {_quantization_words(output)}"
     if raw.kind == "image":
-        height, width = raw.shape
+        height, width = raw.shape[:2]
+        colour = len(raw.shape) == 3
         low, high = raw.range if raw.range is not None else [0, 255]
         classes = output.classes or []
         shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
         picture = "image.png"
-        code = [
-            "from PIL import Image",
-            "from qatzoo.zoo import load",
-            f'model = load("{name}")',
-            f'pixels = Image.open("{picture}").convert("L").resize(({width}, {height}))  '
-            f"# {raw.dtype} grey, ({height}, {width}), {low}-{high}",
-        ]
-        image_words = (
-            f"Contract: a {raw.dtype} grey image ({height}, {width}), values {low}-{high}; preprocessing: {steps}; {io}"
-        )
+        kind, shape = ("colour", f"({height}, {width}, 3)") if colour else ("grey", f"({height}, {width})")
+        if raw.dtype == "float32":  # a user's own scaled images: no picture file makes them
+            picture = "image.npy"
+            code = [
+                "import numpy as np",
+                "from qatzoo.zoo import load",
+                f'model = load("{name}")',
+                f'pixels = np.load("{picture}").astype(np.float32)  # {kind} {shape}, values {low:g} to {high:g}',
+            ]
+        else:
+            code = [
+                "from PIL import Image",
+                "from qatzoo.zoo import load",
+                f'model = load("{name}")',
+                f'pixels = Image.open("{picture}").convert("{"RGB" if colour else "L"}").resize(({width}, {height}))  '
+                f"# {raw.dtype} {kind}, {shape}, {low}-{high}",
+            ]
+        image_words = f"Contract: a {raw.dtype} {kind} image {shape}, values {low}-{high}; preprocessing: {steps}; {io}"
         if contract.task == "regression":
             decode = ", ".join(STEP_WORDS[s.op](s) for s in output.steps) or "none"
             code.append(
@@ -256,7 +265,9 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
         "",
         "or from the shell (the .csv's last column; a .npy works too):"
         if raw.kind == "series"
-        else "or from the shell (a .npy of uint8 pixels works too):",
+        else "or from the shell (a .npy of uint8 pixels works too):"
+        if raw.dtype != "float32"
+        else "or from the shell:",
         "",
         "```sh",
         cli,
