@@ -70,4 +70,4 @@ def test_task_scores_compares_and_judges_parity_in_the_reported_unit():
     assert forecast.harm(1.1, 1.0) == pytest.approx(0.1) and CLASSIFY.harm(95.0, 96.0) == 1.0
     assert forecast == "forecast" and forecast != "classification" and forecast.metric == "mae"
     with pytest.raises(ValueError, match="unknown task"):
-        Task("regression")
+        Task("segmentation")

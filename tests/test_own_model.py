@@ -197,12 +197,12 @@ def test_a_users_factory_is_checked_against_its_signature_before_tensorflow(tmp_
         ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4, np.int64)}, "has no x_test, y_test"),
         (
             {
-                "x_train": np.zeros((4, 8, 8), np.float32),
+                "x_train": np.zeros((4, 8, 8), np.int16),
                 "y_train": np.zeros(4, np.int64),
-                "x_test": np.zeros((2, 8, 8), np.float32),
+                "x_test": np.zeros((2, 8, 8), np.int16),
                 "y_test": np.zeros(2, np.int64),
             },
-            "x_train is float32 (4, 8, 8); expected uint8 images",
+            "x_train is int16 (4, 8, 8); expected uint8 (or float) images",
         ),
         (
             {
