@@ -111,6 +111,10 @@ def provenance(cfg, splits) -> dict:
         "engine": {"name": ENGINE, "keras": KERAS_VERSION},
         "git": git_state(),
         "config_sha256": config_hash(cfg.plain),
+        # The function that built the model, as text (a zoo entry of a user's model names it; nothing imports it).
+        "factory": "a model built in Python (qatzoo.api.train)"
+        if cfg.arch.target == "qatzoo.api.given_model"
+        else cfg.arch.target,
         "versions": versions(),
         "platform": platform.platform(),
         # Same config, same code, another CPU: the weights may differ in the last bits (oneDNN/XNNPACK pick

@@ -121,6 +121,7 @@ def test_a_keras_applications_base_under_a_users_head_from_a_config_folder_gives
     assert published.returncode == 0, published.stderr[-2000:]
     entry = json.loads((user_folder / "zoo" / "index.json").read_text())["models"][0]
     assert entry["name"] == "mine" and entry["dataset"]["name"] == "arrays" and entry["measured_at_publish"]
+    assert entry["provenance"]["factory"] == "mymodels.mobilenet_head"  # recorded as text, never imported
     assert "from the run's own data file `digits.npz`" in (user_folder / "zoo" / "mine" / "1" / "card.md").read_text()
     # ... and refuses, in one line, when the file changed since the run.
     _digits(user_folder / "digits.npz", n_train=1400)
