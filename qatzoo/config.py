@@ -147,7 +147,12 @@ def check_overrides(overrides: list[str]) -> DictConfig:
     try:
         cfg = compose(composed)
     except HydraException as error:
-        raise ConfigError(_first_line(error)) from error
+        line = _first_line(error)
+        bracketed = next((o for o in overrides if "[" in o.partition("=")[2] and "'" not in o and '"' not in o), None)
+        if bracketed and ("mismatched input" in line or "Error parsing override" in line):  # a TFDS slice, unquoted
+            key, _, value = bracketed.partition("=")
+            line = f"{bracketed}: Hydra reads [ ] as a list; quote the value: {key}='\"{value}\"'"
+        raise ConfigError(line) from error
     validate(cfg)
     run_dir = next((o.partition("=")[2] for o in overrides if o.startswith("hydra.run.dir=")), None)
     _check_writable("hydra.run.dir" if run_dir else "paths.runs_dir", run_dir or cfg.paths.runs_dir)

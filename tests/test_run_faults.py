@@ -304,3 +304,32 @@ def test_run_files_get_the_mode_the_users_umask_gives(tmp_path):
         os.umask(old)
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in tmp_path.iterdir()] == ["card.md"]
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ("nosuch", r"^data mnist5k: split 'nosuch' cannot be read \(Unknown split 'nosuch'.*; its splits: train, "),
+        ('"train[5:2]"', r"^data mnist5k: split 'train\[5:2\]' holds no examples$"),
+        ('"train[:200%]"', r"^data mnist5k: split 'train\[:200%\]' cannot be read \(Error parsing split"),
+    ],
+)
+def test_a_split_tfds_cannot_read_is_one_data_error_line(compose_cfg, tmp_path, split, message):
+    from qatzoo.build import load_data
+    from qatzoo.config import validate
+    from qatzoo.errors import DataError
+
+    cfg = validate(compose_cfg(f"data.splits.train={split}"))
+    with pytest.raises(DataError, match=message) as error:
+        load_data(cfg.data)
+    assert "\n" not in str(error.value)
+
+
+def test_an_unquoted_tfds_slice_on_the_command_line_says_how_to_quote_it():
+    from qatzoo.config import ConfigError, check_overrides
+
+    with pytest.raises(ConfigError) as error:
+        check_overrides(["data.splits.train=train[:90%]"])
+    assert str(error.value) == (
+        "data.splits.train=train[:90%]: Hydra reads [ ] as a list; quote the value: data.splits.train='\"train[:90%]\"'"
+    )

@@ -69,9 +69,23 @@ def _prepare(builder, builder_name: str, data_dir: str, source_dir: str | None):
 
 
 def _as_arrays(builder, split: str) -> dict[str, np.ndarray]:
+    """Every example of TFDS split ``split`` as arrays; a split TFDS cannot read is one DataError line."""
     import tensorflow_datasets as tfds
 
-    return tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+    try:
+        count = builder.info.splits[split].num_examples  # from the dataset's info, before anything is read
+        if count > 0:
+            dataset = builder.as_dataset(split=split, batch_size=-1, shuffle_files=False)
+    except (ValueError, KeyError, AssertionError) as error:  # an unknown split, a bad slice
+        splits = ", ".join(builder.info.splits.keys())
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise DataError(
+            f"data {builder.name}: split {split!r} cannot be read ({reason}); its splits: {splits}, with TFDS's "
+            "slices (train[:90%], train[90%:])"
+        ) from None
+    if count <= 0:
+        raise DataError(f"data {builder.name}: split {split!r} holds no examples")
+    return tfds.as_numpy(dataset)
 
 
 def _check_image_features(name: str, builder: str, features) -> None:
