@@ -118,3 +118,35 @@ def _flip_a_data_bit(path: str) -> None:
         byte = f.read(1)
         f.seek(offsets[0] + 1)
         f.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_checkpoint_list_that_is_not_text_is_set_aside_and_the_checkpoints_on_disk_are_used(tmp_path, capsys):
+    from qatzoo.train.loop import run_phase
+
+    data = _data()
+    with pytest.raises(KeyboardInterrupt):
+        run_phase(_model(), data, PHASE, tmp_path, Logger(die_at=2))
+    (tmp_path / "float" / "checkpoint").write_bytes(b"\x00\xff\xfe not text \x80")
+    capsys.readouterr()
+    assert run_phase(_model(), data, PHASE, tmp_path, Logger())["resumed_from_step"] == 8  # was a traceback
+    out = capsys.readouterr().out
+    assert "the checkpoint list" in out and "is unreadable" in out and "using the 2 checkpoint(s) on disk" in out
+    assert (tmp_path / "float" / "checkpoint.unreadable").is_file()
+
+
+def test_a_fit_backup_whose_metadata_changed_is_refused(tmp_path, capsys):
+    from qatzoo.quant.schemes import engine_module
+    from qatzoo.train.fit import run_phase_fit
+
+    data = _data()
+    with pytest.raises(KeyboardInterrupt):
+        run_phase_fit(_model(), data, PHASE, tmp_path, Logger(die_at=2))
+    files = [
+        p for p in (tmp_path / "float-fit").iterdir() if p.is_file() and p.suffix == ".json" and p.name != "seal.json"
+    ]
+    if not files:
+        pytest.skip(f"this engine's backup ({engine_module().__name__}) keeps no metadata file beside its weights")
+    files[0].write_bytes(b"\xff not json")
+    capsys.readouterr()
+    assert run_phase_fit(_model(), data, PHASE, tmp_path, Logger())["resumed_from_step"] == 0
+    assert "a file of it changed on disk" in capsys.readouterr().out

@@ -157,9 +157,9 @@ class PhaseCallback(keras.callbacks.Callback):
 
 class SealBackup(keras.callbacks.Callback):
     """After BackupAndRestore has written an epoch's backup: ``seal.json`` beside it, with the phase's tag and
-    the backup's sha256 when it is one file (Keras 3's ``latest.weights.h5``: HDF5 keeps no checksum of its
-    data, so a flipped bit would be resumed silently). tf_keras' backup is a TensorFlow checkpoint, whose
-    tensors are checksummed, so only its tag is sealed."""
+    the sha256 of each file of the backup folder itself (Keras 3's ``latest.weights.h5``, whose HDF5 keeps no
+    checksum of its data, so a flipped bit would be resumed silently, and ``training_metadata.json``).
+    tf_keras' backup is a TensorFlow checkpoint under ``chief/``, whose tensors are checksummed."""
 
     def __init__(self, phase: Phase, backup_dir: Path):
         super().__init__()
@@ -168,15 +168,16 @@ class SealBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         backup = engine_module().last_backup(self.backup_dir)
         if backup:
-            write_json(self.backup_dir / SEAL, {"tag": self.phase.tag, "sha256": _backup_sha256(backup)})
+            write_json(self.backup_dir / SEAL, {"tag": self.phase.tag, "files": _backup_files(self.backup_dir)})
 
 
 #: The seal of a fit backup (see :class:`SealBackup`).
 SEAL = "seal.json"
 
 
-def _backup_sha256(backup: str) -> str | None:
-    return sha256_file(backup) if Path(backup).is_file() else None
+def _backup_files(backup_dir: Path) -> dict[str, str]:
+    """sha256 of each regular file in the backup folder (not its subfolders), the seal left out."""
+    return {p.name: sha256_file(p) for p in sorted(backup_dir.iterdir()) if p.is_file() and p.name != SEAL}
 
 
 def backup_sealed(backup: str, backup_dir: Path, phase: Phase) -> bool:
@@ -189,8 +190,8 @@ def backup_sealed(backup: str, backup_dir: Path, phase: Phase) -> bool:
     except (OSError, ValueError, RecursionError):
         seal, why = {}, "it has no readable seal (a kill between the backup and its seal, or not this run's)"
     why = why or tag_mismatch(seal.get("tag"), phase.tag)
-    if not why and seal.get("sha256") != _backup_sha256(backup):
-        why = "its sha256 differs from the one sealed when it was written (the file changed on disk)"
+    if not why and seal.get("files") != _backup_files(backup_dir):
+        why = "its sha256 differs from the one sealed when it was written (a file of it changed on disk)"
     if why:
         print(f"[qatzoo] {phase.name} phase: refusing the backup {backup}: {why}; starting this phase afresh")
     return not why

@@ -176,8 +176,9 @@ def run_phase(
         optimizer.build(model.trainable_variables)  # slots exist before restore, so they are restored too
         state = engine_module().checkpoint_state(model)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, tag=tag, **state)
+    found = _set_aside_unreadable_state(ckpt_dir / phase.name, phase.name)
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir / phase.name), max_to_keep=phase.keep_checkpoints)
-    latest = newest_readable(manager.checkpoints, phase.name, phase.tag)
+    latest = newest_readable(found or manager.checkpoints, phase.name, phase.tag)
     if distribute.num_workers(strategy) > 1:
         latest = _common_checkpoint(strategy, manager, phase.name, latest)
     if latest:
@@ -241,6 +242,25 @@ def run_phase(
             manager.save(checkpoint_number=s + 1)
     bar.close()
     return {"resumed_from_step": start, "steps": total}
+
+
+def _set_aside_unreadable_state(directory: Path, name: str) -> list[str]:
+    """When the manager's list of checkpoints (``checkpoint``, a text file) cannot be parsed, set it aside (one
+    line) and return the checkpoints found on disk, oldest first; else ``[]`` (the manager's list holds)."""
+    state = directory / "checkpoint"
+    if not state.is_file():
+        return []
+    try:
+        tf.train.get_checkpoint_state(str(directory))
+        return []
+    except Exception as error:  # noqa: BLE001 - UnicodeDecodeError, text_format.ParseError, ...
+        state.replace(directory / "checkpoint.unreadable")
+        found = sorted(directory.glob("ckpt-*.index"), key=lambda p: int(p.stem.rpartition("-")[2] or 0))
+        print(
+            f"[qatzoo] {name} phase: the checkpoint list {state} is unreadable ({unreadable_reason(error)}); "
+            f"set aside as checkpoint.unreadable, using the {len(found)} checkpoint(s) on disk"
+        )
+        return [str(p.with_suffix("")) for p in found]
 
 
 def unreadable_reason(error: BaseException) -> str:
