@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from qatzoo.errors import error_line
 from qatzoo.zoo.index import ZooError
 
 
@@ -75,7 +76,7 @@ def _sensitivity(args) -> int:
     try:
         engine.select(engine.of_run(run_dir))  # the run's Keras, before anything imports one
     except engine.EngineError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     from qatzoo.errors import ConfigError
     from qatzoo.export import tensors
@@ -89,7 +90,7 @@ def _sensitivity(args) -> int:
             print(paths[1].read_text())
         compared, title = sensitivity.tensors(run_dir, args.tflite, data_dir=args.data_dir)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     written = tensors.write(compared, args.out or run_dir, title)
     print(written[1].read_text())
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ZooError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(error_line(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; a partial download is kept and the next run resumes it", file=sys.stderr)

@@ -24,11 +24,11 @@ from omegaconf import DictConfig
 
 from qatzoo import config, quiet
 from qatzoo.config import CONF_DIR, check_overrides, use_config_dir, validate
-from qatzoo.errors import ConfigError
+from qatzoo.errors import ConfigError, error_line
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     sys.exit(2)
 
 
