@@ -121,6 +121,31 @@ def _publish(args) -> int:
     return 0
 
 
+def _network_flags(command) -> None:
+    """The download limits every command that fetches from a zoo takes (list, info, download, verify, predict)."""
+    command.add_argument(
+        "--stall-timeout",
+        type=float,
+        help="seconds without a byte before a try is abandoned (default: $QATZOO_STALL_TIMEOUT or 30)",
+    )
+    command.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds for the whole download, retries included (default: $QATZOO_DEADLINE or 600)",
+    )
+    command.add_argument(
+        "--speed-limit",
+        type=float,
+        help="bytes/s a transfer must average over --speed-time, else it is cut; 0: no limit "
+        "(default: $QATZOO_SPEED_LIMIT or 1024)",
+    )
+    command.add_argument(
+        "--speed-time",
+        type=float,
+        help="seconds over which --speed-limit is measured (default: $QATZOO_SPEED_TIME or 30)",
+    )
+
+
 def _limits(args):
     from qatzoo.zoo.download import Limits
 
@@ -337,7 +362,19 @@ def _predict(args) -> int:
 
     try:
         source = Path(args.model)
-        model = Model.from_run(source) if source.is_dir() else load(args.model, index=args.index, progress=False)
+        model = (
+            Model.from_run(source)
+            if source.is_dir()
+            else load(
+                args.model,
+                index=args.index,
+                progress=False,
+                timeout=args.stall_timeout,
+                deadline=args.deadline,
+                speed_limit=args.speed_limit,
+                speed_time=args.speed_time,
+            )
+        )
         raw = _read_input(Path(args.input), model.contract.input.raw)
         if model.contract.task == "classification":
             result = model.predict(raw, labels=True, probabilities=True)
@@ -433,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("input", help="the raw input file")
     pred.add_argument("--json", action="store_true", help="print JSON instead of text")
     pred.add_argument("--index", help="index path or URL (default: $QATZOO_INDEX or zoo/)")
+    _network_flags(pred)
     pred.set_defaults(func=_predict)
 
     pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
@@ -453,27 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         if name != "list":
             cmd.add_argument("model", help="NAME or NAME@VERSION")
         cmd.add_argument("--index", help="index path, file:// or http(s):// URL (default: $QATZOO_INDEX or zoo/)")
-        cmd.add_argument(
-            "--stall-timeout",
-            type=float,
-            help="seconds without a byte before a try is abandoned (default: $QATZOO_STALL_TIMEOUT or 30)",
-        )
-        cmd.add_argument(
-            "--deadline",
-            type=float,
-            help="seconds for the whole download, retries included (default: $QATZOO_DEADLINE or 600)",
-        )
-        cmd.add_argument(
-            "--speed-limit",
-            type=float,
-            help="bytes/s a transfer must average over --speed-time, else it is cut; 0: no limit "
-            "(default: $QATZOO_SPEED_LIMIT or 1024)",
-        )
-        cmd.add_argument(
-            "--speed-time",
-            type=float,
-            help="seconds over which --speed-limit is measured (default: $QATZOO_SPEED_TIME or 30)",
-        )
+        _network_flags(cmd)
         if name == "download":
             cmd.add_argument("--to", help="also copy the verified file into this directory")
         if name == "verify":

@@ -512,6 +512,21 @@ def test_a_fifo_given_as_index_is_refused_with_one_line(tmp_path, cache, where):
     assert _outside(tmp_path, cache) == before and not cache.exists()
 
 
+def test_predict_takes_the_download_limits_too(zoo, cache, tmp_path, capsys):
+    """`qatzoo predict NAME` downloads first: the same --speed-limit/--speed-time/--deadline as download."""
+    series = tmp_path / "series.csv"
+    series.write_text("\n".join(str(400 + i / 10) for i in range(300)) + "\n")
+    with ZooServer(zoo) as server:
+        server.faults[MODEL] = "trickle"
+        index = f"{server.url}/index.json"
+        start = time.monotonic()
+        code, _, err = _cli(
+            capsys, "predict", "m", str(series), "--index", index, "--speed-limit", "5000", "--speed-time", "1"
+        )
+        assert code == 2 and "low-speed limit of 5000 B/s" in _one_error_line(err.split("\r")[-1])
+        assert time.monotonic() - start < 4
+
+
 def test_a_trickle_under_the_low_speed_limit_is_cut_and_the_part_kept(zoo, cache, tmp_path, monkeypatch, capsys):
     """20 bytes/s (the trickle server) is under the default 1024 B/s: cut after --speed-time, not the deadline."""
     before = _outside(tmp_path, cache)
