@@ -138,7 +138,7 @@ def test_a_wheel_whose_metadata_inflates_to_gigabytes_is_refused_before_pip_read
     done = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, timeout=300)
     message, peak_kib = done.stdout.strip().splitlines()
     assert "the file the index serves is not the pinned sha256" in message
-    assert int(peak_kib) < 300 * 1024  # pip's own footprint; the METADATA alone would be 200 MB
+    assert int(peak_kib) < 100 * 1024  # pip's own footprint (about 50 MB); the METADATA alone would be 200 MB
     assert list((tmp_path / "cache").iterdir()) == []
 
 
