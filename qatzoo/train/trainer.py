@@ -62,7 +62,9 @@ def train(
     # Seeded again: preparing a dataset (a machine's first run of it) draws from the random generators, and a
     # model built after that would differ from a later run's, which finds the data prepared.
     _seed(cfg.trainer, cfg.trainer.seed)
-    model, scheme = build_model(cfg.arch, data, strategy), build_scheme(cfg.quant)
+    with distribute.scope(strategy):  # the model's variables are mirrored on every replica
+        model = build_model(cfg.arch, data)
+    scheme = build_scheme(cfg.quant)
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
     if cfg.trainer.init_checkpoint:  # before the run directory is written: a bad file leaves nothing
