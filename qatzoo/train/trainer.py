@@ -26,6 +26,7 @@ from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
 from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingError
 from qatzoo.export.card import render as render_card
+from qatzoo.export.scheme_files import export_float, export_qat, ptq_provenance
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
 from qatzoo.quant.schemes import engine_module
@@ -78,7 +79,7 @@ def train(
     _announce(cfg, model, data, formats, parallel)
     keras_models, files, representative = _train(cfg, run, data, model, scheme, strategy, logger, clock, trial, origin)
     with clock("export_s"):
-        files |= scheme.export_qat(keras_models.get("qat"), representative)
+        files |= export_qat(scheme, keras_models.get("qat"), representative)
     # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
     with clock("evaluate_s"):
         report, predictions = assemble(
@@ -114,8 +115,8 @@ def _train(cfg: RunConfig, run: RunDir, data, model, scheme, strategy, logger, c
         representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
         keras_models = {"float": model}
         with clock("export_s"):
-            files = scheme.export_float(model, representative)
-        if made := scheme.ptq_provenance():
+            files = export_float(scheme, model, representative)
+        if made := ptq_provenance(scheme):
             origin["ptq"] = made  # LiteRT's quantizer: package, version, recipe of each post-training file
         if scheme.qat:
             _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model
