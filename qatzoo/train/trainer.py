@@ -25,11 +25,11 @@ from qatzoo.build import build_model, build_scheme, load_data
 from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
 from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingError
-from qatzoo.export.card import render as render_card
 from qatzoo.export.scheme_files import export_float, export_qat, ptq_provenance
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
 from qatzoo.quant.schemes import engine_module
+from qatzoo.render.card import render as render_card
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, run_phase
