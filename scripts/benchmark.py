@@ -424,13 +424,13 @@ def write(rows: list[dict], args) -> None:
         "models here are calibrated, not trained: a run's card and the zoo index give the trained model's. The table "
         "has the zoo README's cells; the lines below it, each runtime's card line.",
         "",
-        "| recipe | " + "".join(f"{c.zoo.header} | " for c in columns),
+        "".join(f"| {header} " for header in ["recipe", *(c.zoo.header for c in columns)]) + "|",
         "|---|" + "---|" * len(columns),
     ]
     for r in rows:
         deployment = r.get("deployment", {})
         cells = (c.zoo.cell(deployment[c.key], _cell) if c.key in deployment else "-" for c in columns)
-        lines.append(f"| {r['recipe']} | " + "".join(f"{cell} | " for cell in cells))
+        lines.append("".join(f"| {cell} " for cell in [r["recipe"], *cells]) + "|")
     for r in rows:
         lines += ["", f"{r['recipe']}:", "", *deployment_lines(r.get("deployment", {}))]
     lines += [
