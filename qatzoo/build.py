@@ -18,15 +18,14 @@ def load_data(data: Data):
     return get_method(data.target)(**data.arguments)
 
 
-def build_model(arch: Arch, data, strategy=None):
-    """The float functional model of ``arch`` for ``data``'s input shape and outputs (under ``strategy``), nested
-    models inlined where the engine can."""
+def build_model(arch: Arch, data):
+    """The float functional model of ``arch`` for ``data``'s input shape and outputs, nested models inlined
+    where the engine can. Under a distribution strategy, call it in the strategy's scope
+    (``qatzoo.train.distribute.scope``): the model's variables are then mirrored on every replica."""
     from qatzoo.quant.schemes import engine_module
-    from qatzoo.train import distribute
 
-    with distribute.scope(strategy):  # the model's variables are mirrored on every replica
-        model = get_method(arch.target)(input_shape=data.input_shape, num_outputs=data.num_outputs, **arch.arguments)
-        return engine_module().flatten(model)  # a base model nested under a head: one graph (Keras 3)
+    model = get_method(arch.target)(input_shape=data.input_shape, num_outputs=data.num_outputs, **arch.arguments)
+    return engine_module().flatten(model)  # a base model nested under a head: one graph (Keras 3)
 
 
 def build_scheme(quant: Group):

@@ -318,17 +318,16 @@ def bench(recipe: str, args) -> dict:
             row["xnnpack_partitions_int8"] = lat.coverage["int8"].partitions
             row["outside_xnnpack_int8"] = lat.coverage["int8"].outside_summary()
 
-    # The microcontroller and NPU runtimes on the same int8 file (qatzoo.deploy): TFLM on test inputs, Vela.
-    from qatzoo.deploy.report import measure
+    # The deployment runtimes with a zoo column (qatzoo.deploy.RUNTIMES: TFLite Micro, Ethos-U55 through Vela) on
+    # the same int8 file and the first test inputs; LiteRT on this CPU is measured above, in more settings.
+    from qatzoo.deploy.report import measure as deployed
 
-    micro = measure("tflm", files["int8"], np.asarray(data.x_test[: args.tflm_examples], np.float32))
-    row["tflm_runs"] = micro["runs"]
-    row["tflm_missing"] = ", ".join(micro["unsupported"]) or micro["error"] or ""
-    row["tflm_arena"] = micro["arena_bytes"]
-    row["tflm_equal_share"] = micro.get("equal_share")
-    row["tflm_max_step_diff"] = micro.get("max_step_diff")
-    npu = measure("ethos_u55", files["int8"])
-    row.update({f"u55_{k}": npu.get(k) for k in ("npu_share", "cycles", "inference_ms", "sram_bytes", "flash_bytes")})
+    x = np.asarray(data.x_test[: args.tflm_examples], np.float32)
+    row["deployment"] = {r.key: deployed(r.key, files["int8"], x) for r in deployment_columns()}
+    for key, section in row["deployment"].items():  # the CSV's columns: <runtime>_<field>, plain values only
+        row.update(
+            {f"{key}_{k}": v for k, v in section.items() if v is None or isinstance(v, bool | int | float | str)}
+        )
 
     for b in args.batch_sweep:
         big = {"float": to_tflite_at_batch(model, b), "int8": to_tflite_at_batch(qat, b, sample)}
@@ -350,6 +349,18 @@ def bench(recipe: str, args) -> dict:
     return row
 
 
+def deployment_columns() -> list:
+    """The registered deployment runtimes with a zoo README column (qatzoo.deploy.RUNTIMES)."""
+    from qatzoo.deploy import RUNTIMES
+
+    return [r for r in RUNTIMES if r.zoo is not None]
+
+
+def _cell(value: str) -> str:
+    """``value`` as the text of one table cell (on one line, ``|`` escaped)."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def _ratio(a, b) -> str:
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
@@ -369,9 +380,9 @@ def write(rows: list[dict], args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     cpu = next((r["cpu"] for r in rows if "cpu" in r), None) or cpu_name()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "deployment"))  # its plain fields have columns
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -401,28 +412,27 @@ def write(rows: list[dict], args) -> None:
             + (f"| {_ratio(g(r, 'lat_noamx_int8_1t_us'), g(r, 'lat_noamx_float_1t_us'))} " if amx else "")
             + f"| {r['size_int8'] / r['size_float']:.3f}x | {triple} |"
         )
+    from qatzoo.deploy.report import lines as deployment_lines
+
+    columns = deployment_columns()
     lines += [
         "",
         "## Where the int8 file runs",
         "",
-        f"TensorFlow Lite Micro (its kernels on the host): arena, and outputs compared with LiteRT's on the first "
-        f"{args.tflm_examples} test inputs (share of equal int8 elements, largest difference in steps; the models here "
-        "are calibrated, not trained: a run's card and the zoo index give the trained model's). Arm Ethos-U55-128 "
-        "through Vela (Ethos_U55_High_End_Embedded): share of operators on the NPU and the compiler's estimate.",
+        "Each registered deployment runtime with a zoo column (`qatzoo.deploy.RUNTIMES`) on the int8 file, given the "
+        f"first {args.tflm_examples} test inputs where it runs the model (its outputs compared with LiteRT's); the "
+        "models here are calibrated, not trained: a run's card and the zoo index give the trained model's. The table "
+        "has the zoo README's cells; the lines below it, each runtime's card line.",
         "",
-        "| recipe | TFLM | arena (bytes) | equal to LiteRT | max diff (steps) | U55 on NPU | U55 cycles | U55 ms "
-        "| U55 SRAM (bytes) | U55 flash (bytes) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "".join(f"| {header} " for header in ["recipe", *(c.zoo.header for c in columns)]) + "|",
+        "|---|" + "---|" * len(columns),
     ]
     for r in rows:
-        runs = "runs" if r.get("tflm_runs") else f"no ({r.get('tflm_missing')})"
-        share = g(r, "tflm_equal_share")
-        lines.append(
-            f"| {r['recipe']} | {runs} | {_num(g(r, 'tflm_arena'), '{:,}')} | {_num(share, '{:.1%}')} "
-            f"| {_num(g(r, 'tflm_max_step_diff'), '{}')} | {_num(g(r, 'u55_npu_share'), '{:.0%}')} "
-            f"| {_num(g(r, 'u55_cycles'), '{:,}')} | {_num(g(r, 'u55_inference_ms'), '{:.3f}')} "
-            f"| {_num(g(r, 'u55_sram_bytes'), '{:,}')} | {_num(g(r, 'u55_flash_bytes'), '{:,}')} |"
-        )
+        deployment = r.get("deployment", {})
+        cells = (c.zoo.cell(deployment[c.key], _cell) if c.key in deployment else "-" for c in columns)
+        lines.append("".join(f"| {cell} " for cell in [r["recipe"], *cells]) + "|")
+    for r in rows:
+        lines += ["", f"{r['recipe']}:", "", *deployment_lines(r.get("deployment", {}))]
     lines += [
         "",
         "## Training step (ms, batch of the recipe)",
@@ -586,7 +596,10 @@ def main() -> int:
     )
     parser.add_argument("--step-worker", default=None, help=argparse.SUPPRESS)  # a child of engine_step_times
     parser.add_argument(
-        "--tflm-examples", type=int, default=200, help="test inputs run in TFLite Micro and LiteRT (default: 200)"
+        "--tflm-examples",
+        type=int,
+        default=200,
+        help="test inputs given to each deployment runtime that runs the model (TFLite Micro), and LiteRT (default: 200)",
     )
     parser.add_argument("--out", default=str(OUT), help="where results.{md,csv,png} go (default: %(default)s)")
     parser.add_argument(

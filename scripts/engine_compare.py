@@ -7,7 +7,9 @@ metric is the run's own (LiteRT on the test split, the int8 file). Latency: ever
 .tflite in one LiteRT child process, 1 thread, batch 1, XNNPACK, their invokes interleaved (so machine
 load hits all alike), on a random input of the model's shape. The QAT/float training-step ratio of each engine
 comes from ``python scripts/benchmark.py --engine-steps-only`` (scripts/benchmark/engine_steps.csv), which times
-the steps side by side. A run made without the deployment report gets TFLite Micro and Vela run on its file here.
+the steps side by side. The deployment columns are those of the zoo README: one per registered runtime with a zoo
+column (``qatzoo.deploy.RUNTIMES``: TFLite Micro, Ethos-U55 through Vela); a run made without the deployment
+report (or without a runtime's section) gets that runtime run on its file here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _columns() -> list:
+    """The registered deployment runtimes with a zoo README column (the others, LiteRT on this CPU, are
+    measured here side by side)."""
+    from qatzoo.deploy import RUNTIMES
+
+    return [r for r in RUNTIMES if r.zoo is not None]
+
+
+def _cell(value: str) -> str:
+    """``value`` as the text of one table cell (on one line, ``|`` escaped)."""
+    return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _read(run: Path) -> dict:
@@ -40,8 +55,7 @@ def _read(run: Path) -> dict:
         "int8_bytes": (run / "model_int8.tflite").stat().st_size,
         "float_bytes": (run / "model_float.tflite").stat().st_size,
         "test": metrics["dataset"]["sizes"]["test"],
-        "tflm": (metrics.get("deployment") or {}).get("tflm", {}),
-        "npu": (metrics.get("deployment") or {}).get("ethos_u55", {}).get("npu_share"),
+        "deployment": dict(metrics.get("deployment") or {}),
         "parity": (metrics.get("checks") or {}).get("parity"),
         "command": metrics.get("command", ""),
     }
@@ -77,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     from qatzoo.export import litert
 
     rows = [_read(Path(run)) for run in args.runs]
-    for r in rows:  # a run made with trainer.deployment=false: TFLite Micro and Vela on its int8 file now
-        if not r["tflm"]:
+    columns = _columns()
+    for r in rows:  # a run made with trainer.deployment=false: each runtime missing from it on its int8 file now
+        missing = [c.key for c in columns if c.key not in r["deployment"]]
+        if missing:
             from qatzoo.deploy import report
 
             blob = (r["run"] / "model_int8.tflite").read_bytes()
             shape = litert.interpreter(blob).get_input_details()[0]["shape"][1:]
             x = np.random.default_rng(0).uniform(0.0, 1.0, size=(20, *shape)).astype(np.float32)
-            r["tflm"], r["npu"] = report.tflm(blob, x), report.ethos_u55(blob).get("npu_share")
+            for key in missing:
+                r["deployment"][key] = report.measure(key, blob, x)
     us = {}
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         group = [r for r in rows if r["recipe"] == recipe]
@@ -102,21 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     steps = _step_ratios(Path(args.steps))
     lines = [
         "| recipe | engine (Keras) | int8 metric, test split (LiteRT) | int8 file | int8/float size | "
-        "QAT/float train step | int8 / float latency (us) | int8/float latency | TFLite Micro arena | "
-        "Ethos-U55 on NPU | parity |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "QAT/float train step | int8 / float latency (us) | int8/float latency | "
+        + "".join(f"{c.zoo.header} | " for c in columns)
+        + "parity |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(columns) + "---|",
     ]
     for r in rows:
         step = steps.get((r["recipe"], r["engine"]))
         int8_us, float_us = us[id(r)]
         value = f"{r['value']:.4f} {r['unit']}" if r["metric"] == "mae" else f"{r['value']:.2f}%"
-        arena = f"{r['tflm']['arena_bytes']:,} B" if r["tflm"].get("runs") else "-"
-        npu = f"{100 * r['npu']:.0f}%" if r["npu"] is not None else "-"
+        where = "".join(f"{c.zoo.cell(r['deployment'][c.key], _cell)} | " for c in columns)
         lines.append(
             f"| {r['recipe']} | {r['engine']} ({r['keras']}) | {r['metric']} {value} ({r['test']:,} examples) | "
             f"{r['int8_bytes']:,} B | {r['int8_bytes'] / r['float_bytes']:.2f}x | "
             f"{f'{step:.2f}x' if step else '-'} | {int8_us:.1f} / {float_us:.1f} | "
-            f"{int8_us / float_us:.2f}x | {arena} | {npu} | {'pass' if r['parity'] else r['parity']} |"
+            f"{int8_us / float_us:.2f}x | {where}{'pass' if r['parity'] else r['parity']} |"
         )
     header = (
         f"Latency on {cpu_name()}: LiteRT, XNNPACK, 1 thread, batch 1, median of {args.runs_per_model} invokes per "

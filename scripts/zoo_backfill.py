@@ -2,10 +2,9 @@
 
     python scripts/zoo_backfill.py [--zoo zoo] [--data-dir DIR] [NAME@VERSION ...]   # default: every entry lacking one
 
-For each entry: the file's sha256 is checked against the index, then LiteRT CPU latency (int8 only: the
-float model is not in the zoo), TensorFlow Lite Micro on the full test split (metric, agreement with
-LiteRT, arena) and Vela's Ethos-U55 estimates are measured (``qatzoo.deploy.report``) and written into the
-entry as ``deployment``. The contract (``qatzoo.contract``) comes from the dataset's code and the file's
+For each entry: the file's sha256 is checked against the index, then every registered deployment runtime
+(``qatzoo.deploy.RUNTIMES``) measures it on the full test split (``qatzoo.deploy.report.build``; int8 only: the
+float model is not in the zoo), and the report is written into the entry as ``deployment``. The contract (``qatzoo.contract``) comes from the dataset's code and the file's
 input/output quantization; it goes into the entry and beside the model as ``contract.json``. The index is
 rewritten under its lock; nothing else in an entry changes. The baselines (``qatzoo.baselines``: classical
 models fitted on the entry's training split) do not depend on the model file; they are computed when missing.
@@ -24,7 +23,7 @@ def main() -> int:
     from qatzoo import quiet
     from qatzoo.baselines import baselines
     from qatzoo.contract import contract
-    from qatzoo.deploy.report import build
+    from qatzoo.deploy.report import build, summary
     from qatzoo.export.litert import interpreter, io_quant
     from qatzoo.files import sha256_file, write_json
     from qatzoo.zoo.index import ZooError, locked_index, write_index
@@ -53,7 +52,7 @@ def main() -> int:
                 blob = path.read_bytes()
                 if "deployment" not in entry or args.models:
                     entry["deployment"] = build(blob, None, data.x_test, lambda y, d=data: d.task.score(d.y_test, y))
-                    print(f"{spec}: {entry['deployment']['tflm']}")
+                    print(f"{spec}: {summary(entry['deployment'])}")
                 if "baselines" not in entry:
                     entry["baselines"] = baselines(data)
                 in_q, out_q = io_quant(interpreter(blob))

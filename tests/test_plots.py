@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qatzoo.export import card, plots
+from qatzoo.export import plots
+from qatzoo.render import card
 from tests.conftest import REPO
 
 #: The newest version's contract of each zoo model (what ``load(name)`` gets).

@@ -34,7 +34,10 @@ def _train(args, timeout=600, env=None):
 
 
 BAD = [
-    (["schedule.qat_lrr=0.1,0.2"], "schedule.qat_lrr: unknown field; did you mean schedule.qat_lr?; schedule fields are:"),
+    (
+        ["schedule.qat_lrr=0.1,0.2"],
+        "schedule.qat_lrr: unknown field; did you mean schedule.qat_lr?; schedule fields are:",
+    ),
     (["schedule.qat_epochs=range(5,1)"], "schedule.qat_epochs: the sweep range(5,1) has no values"),
     (["schedule.lr=interval(0.1,0.01)"], "schedule.lr: interval(0.1, 0.01) is empty"),
     (["quant.weight_bits=choice(4,9)"], "quant.weight_bits: expected an integer >= 2 and <= 8, got 9"),

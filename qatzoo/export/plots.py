@@ -16,6 +16,14 @@ from qatzoo.files import write_figure
 PHASE_COLOURS = {"float": "tab:blue", "qat": "tab:orange"}
 PHASE_LABELS = {"float": "float", "qat": "QAT"}
 
+#: The run's figures, by the file name the trainer writes them to (and the card links to).
+FIGURES = {
+    "training.png": "Training: loss and validation metric per epoch, both phases",
+    "forecast.png": "The int8 model's forecasts against the actual series over the test period",
+    "confusion.png": "Confusion matrix of the int8 model on the test split",
+    "regression.png": "The int8 model's predictions against the true values of the test split",
+}
+
 
 def _pyplot():
     import matplotlib

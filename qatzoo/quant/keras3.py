@@ -711,7 +711,7 @@ def backup_readable(backup: str, name: str) -> bool:
     """Whether every tensor of the backup reads back (a cut or emptied file does not); says so when not."""
     import h5py
 
-    from qatzoo.train.loop import unreadable_reason
+    from qatzoo.checkpoints import unreadable_reason
 
     try:
         with h5py.File(backup, "r") as weights:

@@ -115,34 +115,6 @@ class Scheme:
         """What executes this scheme's reported int8 numbers, in words."""
         return "no int8 export: float only"
 
-    def export_float(self, model: keras.Model, representative: np.ndarray) -> dict[str, bytes]:
-        """The float model's files (stripped, as written): ``float``, and the PTQ int8 baseline when int8 or QAT
-        (LiteRT's quantizer on the float file, calibrated on ``representative``; ``qatzoo.export.ptq``)."""
-        from qatzoo.export import ptq
-        from qatzoo.export.tflite import strip_names, to_float_tflite
-
-        files = {"float": to_float_tflite(model)}
-        if self.int8 or self.qat:  # PTQ int8: the baseline beside every QAT scheme, exportable or not
-            files["ptq_int8"] = ptq.quantize(files["float"], representative, "a8w8")
-        if self.int8_model == "ptq_a16w8":
-            files["ptq_a16w8"] = ptq.quantize(files["float"], representative, "a16w8")
-        return {name: strip_names(blob) for name, blob in files.items()}
-
-    def ptq_provenance(self) -> dict:
-        """What made this scheme's post-training files (package, version, recipe), by model name."""
-        from qatzoo.export import ptq
-
-        if not (self.int8 or self.qat):
-            return {}
-        made = {"ptq_int8": ptq.describe("a8w8")}
-        if self.int8_model == "ptq_a16w8":
-            made["ptq_a16w8"] = ptq.describe("a16w8")
-        return made
-
-    def export_qat(self, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
-        """The QAT model's int8 file (stripped), when this scheme exports one."""
-        return {}
-
 
 class FloatScheme(Scheme):
     """``quant=none``: float training and export only."""
@@ -180,13 +152,6 @@ class QATScheme(Scheme):
         if self.spec.keep_float:
             text += "; layers kept float during QAT are quantized by the converter from the representative sample"
         return text
-
-    def export_qat(self, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
-        from qatzoo.export.tflite import strip_names, to_int8_tflite
-
-        if not self.int8 or qat_model is None:
-            return {}
-        return {"qat_int8": strip_names(to_int8_tflite(qat_model, lambda: representative))}
 
 
 def scheme(name: str, qat: bool, int8: bool, activations: str = "int8", **fields) -> Scheme:

@@ -118,7 +118,7 @@ def last_backup(backup_dir: Path) -> str | None:
 
 def backup_readable(backup: str, name: str) -> bool:
     """Whether every tensor of the backup reads back (a cut or emptied file does not); says so when not."""
-    from qatzoo.train.loop import newest_readable
+    from qatzoo.checkpoints import newest_readable
 
     return newest_readable([backup], name) is not None
 

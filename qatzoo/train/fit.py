@@ -38,6 +38,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from qatzoo.artifacts import parse_json, read_bounded
+from qatzoo.checkpoints import tag_mismatch
 from qatzoo.data.splits import Splits
 from qatzoo.files import sha256_file, write_json
 from qatzoo.keras import keras
@@ -52,7 +53,6 @@ from qatzoo.train.loop import (
     loss_for,
     outputs_probabilities,
     prints_epoch,
-    tag_mismatch,
 )
 
 __all__ = ["run_phase_fit"]

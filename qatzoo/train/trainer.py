@@ -25,10 +25,11 @@ from qatzoo.build import build_model, build_scheme, load_data
 from qatzoo.config import RunConfig, validate
 from qatzoo.deploy import report as deploy_report
 from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingError
-from qatzoo.export.card import render as render_card
+from qatzoo.export.scheme_files import export_float, export_qat, ptq_provenance
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
 from qatzoo.quant.schemes import engine_module
+from qatzoo.render.card import render as render_card
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
 from qatzoo.train.loop import Phase, run_phase
@@ -67,7 +68,9 @@ def train(
     # Seeded again: preparing a dataset (a machine's first run of it) draws from the random generators, and a
     # model built after that would differ from a later run's, which finds the data prepared.
     _seed(cfg.trainer, cfg.trainer.seed)
-    model, scheme = build_model(cfg.arch, data, strategy), build_scheme(cfg.quant)
+    with distribute.scope(strategy):  # the model's variables are mirrored on every replica
+        model = build_model(cfg.arch, data)
+    scheme = build_scheme(cfg.quant)
     scheme.check(model)  # a keep-float pattern that matches nothing, a layer without config: fail now
     formats = scheme.layer_formats(model) if scheme.qat else {}
     if cfg.trainer.init_checkpoint:  # before the run directory is written: a bad file leaves nothing
@@ -81,7 +84,7 @@ def train(
     _announce(cfg, model, data, formats, parallel)
     keras_models, files, representative = _train(cfg, run, data, model, scheme, strategy, logger, clock, trial, origin)
     with clock("export_s"):
-        files |= scheme.export_qat(keras_models.get("qat"), representative)
+        files |= export_qat(scheme, keras_models.get("qat"), representative)
     # The truth: every number is measured on the full test split; int8 ones in LiteRT, on the bytes written.
     with clock("evaluate_s"):
         report, predictions = assemble(
@@ -117,8 +120,8 @@ def _train(cfg: RunConfig, run: RunDir, data, model, scheme, strategy, logger, c
         representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)
         keras_models = {"float": model}
         with clock("export_s"):
-            files = scheme.export_float(model, representative)
-        if made := scheme.ptq_provenance():
+            files = export_float(scheme, model, representative)
+        if made := ptq_provenance(scheme):
             origin["ptq"] = made  # LiteRT's quantizer: package, version, recipe of each post-training file
         if scheme.qat:
             _seed(cfg.trainer, cfg.trainer.seed + 1)  # a resumed run that skipped the float phase builds the same model

@@ -288,7 +288,7 @@ def _from_file(data) -> str:
 
 def _figures(run_dir: Path, report) -> dict[str, bytes]:
     """The card's figures (PNG), when they are the bytes the run recorded; the card links to them."""
-    from qatzoo.export.card import FIGURES
+    from qatzoo.export.plots import FIGURES
 
     recorded, out = report.files, {}
     for name in FIGURES:

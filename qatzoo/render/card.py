@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from qatzoo.contract import Contract, Inputs, Outputs
+from qatzoo.export.plots import FIGURES
 from qatzoo.report import Baseline, RunReport, Scheme
 
 LABELS = {
@@ -14,15 +15,6 @@ LABELS = {
     "ptq_a16w8": "PTQ int16 activations, int8 weights (LiteRT)",
     "qat": "QAT fake-quant (Keras)",
     "qat_int8": "QAT int8 (LiteRT)",
-}
-
-
-#: The run's figures, by the file name the trainer writes them to (and the card links to).
-FIGURES = {
-    "training.png": "Training: loss and validation metric per epoch, both phases",
-    "forecast.png": "The int8 model's forecasts against the actual series over the test period",
-    "confusion.png": "Confusion matrix of the int8 model on the test split",
-    "regression.png": "The int8 model's predictions against the true values of the test split",
 }
 
 
