@@ -80,7 +80,7 @@ def _sensitivity(args) -> int:
         return 2
     from qatzoo.errors import ConfigError
     from qatzoo.export import tensors
-    from qatzoo.quant import sensitivity
+    from qatzoo.tools import sensitivity
 
     paths = []
     try:

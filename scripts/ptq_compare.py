@@ -17,7 +17,7 @@ from pathlib import Path
 def compare(run_dir: Path) -> dict:
     from qatzoo.export import checks, evaluate, ptq
     from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
-    from qatzoo.quant.sensitivity import _load_run
+    from qatzoo.tools.sensitivity import _load_run
 
     cfg, data, model = _load_run(run_dir, None)
     representative = data.representative(cfg.trainer.representative_samples, cfg.trainer.seed)

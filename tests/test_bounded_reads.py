@@ -60,8 +60,8 @@ def test_a_sibling_runs_alias_bomb_is_skipped_at_once_by_the_resume_scan(tmp_pat
 def test_every_reader_of_a_run_config_refuses_the_alias_bomb(tmp_path):
     from qatzoo import engine
     from qatzoo.errors import ConfigError
-    from qatzoo.quant.sensitivity import _load_run
     from qatzoo.sweep.summary import collect
+    from qatzoo.tools.sensitivity import _load_run
     from qatzoo.zoo.index import ZooError
     from qatzoo.zoo.publish import _config
 
@@ -85,7 +85,7 @@ def _float_model(path):
 
 def test_a_keras_file_whose_config_is_a_zip_bomb_is_refused_from_the_zip_directory(tmp_path):
     from qatzoo.errors import ConfigError
-    from qatzoo.quant.sensitivity import MAX_MODEL_CONFIG_BYTES, load_float_model
+    from qatzoo.tools.sensitivity import MAX_MODEL_CONFIG_BYTES, load_float_model
 
     good = tmp_path / "good.keras"
     _float_model(good)

@@ -49,7 +49,7 @@ def _sensitivity_fails(run: Path, capsys, expected: str) -> str:
 
 def test_the_real_model_loads_with_the_projects_layers(good_model):
     """The guard lets a genuine model of the project through (custom layers included)."""
-    from qatzoo.quant.sensitivity import load_float_model
+    from qatzoo.tools.sensitivity import load_float_model
 
     model = load_float_model(good_model)
     assert {"Attention", "LayerNorm", "PositionEmbedding"} <= {type(layer).__name__ for layer in model.layers}
