@@ -58,16 +58,7 @@ def train(
     # Before any TensorFlow op: logical devices and collective ops are configured at start-up.
     strategy = distribute.make_strategy(cfg.trainer.strategy, cfg.trainer.loop)
     clock = Stopwatch()
-    with clock("data_s"):
-        data = load_data(cfg.data)
-    if data.task.name != cfg.data.task:  # a user's file decides by its targets' dtype
-        raise DataError(
-            f"data {cfg.data.name}: its targets make a {data.task.name} dataset, the config says data.task="
-            f"{cfg.data.task}; set data.task={data.task.name} (with an arch whose task is {data.task.name})"
-        )
-    # Seeded again: preparing a dataset (a machine's first run of it) draws from the random generators, and a
-    # model built after that would differ from a later run's, which finds the data prepared.
-    _seed(cfg.trainer, cfg.trainer.seed)
+    data = _load(cfg, clock)
     with distribute.scope(strategy):  # the model's variables are mirrored on every replica
         model = build_model(cfg.arch, data)
     scheme = build_scheme(cfg.quant)
@@ -105,6 +96,21 @@ def train(
     logger.finish()
     _print_summary(run.path, report)
     return metrics
+
+
+def _load(cfg: RunConfig, clock):
+    """The run's splits, their task checked against the config's (a user's file decides by its targets' dtype).
+    The generators are seeded again after: preparing a dataset (a machine's first run of it) draws from them,
+    and a model built after that would differ from a later run's, which finds the data prepared."""
+    with clock("data_s"):
+        data = load_data(cfg.data)
+    if data.task.name != cfg.data.task:
+        raise DataError(
+            f"data {cfg.data.name}: its targets make a {data.task.name} dataset, the config says data.task="
+            f"{cfg.data.task}; set data.task={data.task.name} (with an arch whose task is {data.task.name})"
+        )
+    _seed(cfg.trainer, cfg.trainer.seed)
+    return data
 
 
 def _train(cfg: RunConfig, run: RunDir, data, model, scheme, strategy, logger, clock, trial, origin: dict):
