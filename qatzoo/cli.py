@@ -146,6 +146,16 @@ def _network_flags(command) -> None:
     )
 
 
+def _limit_arguments(args) -> dict:
+    """The download limits of :func:`_network_flags` as ``fetch``/``load`` take them."""
+    return {
+        "timeout": args.stall_timeout,
+        "deadline": args.deadline,
+        "speed_limit": args.speed_limit,
+        "speed_time": args.speed_time,
+    }
+
+
 def _limits(args):
     from qatzoo.zoo.download import Limits
 
@@ -195,10 +205,7 @@ def _download(args) -> int:
             index=args.index,
             to=args.to,
             progress=True,
-            timeout=args.stall_timeout,
-            deadline=args.deadline,
-            speed_limit=args.speed_limit,
-            speed_time=args.speed_time,
+            **_limit_arguments(args),
         )
     )
     return 0
@@ -211,10 +218,7 @@ def _verify(args) -> int:
         args.model,
         index=args.index,
         data_dir=args.data_dir,
-        timeout=args.stall_timeout,
-        deadline=args.deadline,
-        speed_limit=args.speed_limit,
-        speed_time=args.speed_time,
+        **_limit_arguments(args),
     )
     print(
         f"{r['name']}@{r['version']}: sha256 ok; {r['metric']} measured {r['measured']:.4f}, index {r['index']:.4f} "
@@ -369,10 +373,7 @@ def _predict(args) -> int:
                 args.model,
                 index=args.index,
                 progress=False,
-                timeout=args.stall_timeout,
-                deadline=args.deadline,
-                speed_limit=args.speed_limit,
-                speed_time=args.speed_time,
+                **_limit_arguments(args),
             )
         )
         raw = _read_input(Path(args.input), model.contract.input.raw)
