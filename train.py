@@ -8,7 +8,16 @@
 The config groups and their options: ``python train.py --help``; what runs: qatzoo/launch.py.
 """
 
-from qatzoo.launch import cli
+import sys
+
+from qatzoo.extras import MissingExtra, require
 
 if __name__ == "__main__":
+    try:
+        require("train", "python train.py")
+    except MissingExtra as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    from qatzoo.launch import cli
+
     cli()

@@ -18,6 +18,7 @@ this repository's zoo/. Downloads are cached under $QATZOO_CACHE (default ~/.cac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,12 +57,14 @@ def _check(args) -> int:
         names = ", ".join(t["name"] for t in report.non_integer[:5])
         print(f"full integer: NO ({len(report.non_integer)} tensors): {names}")
     if args.deploy and inp.dtype == "int8":
-        from qatzoo.deploy.report import lines, of_file
+        from qatzoo.deploy.report import installed, lines, of_file
 
         if args.float and not Path(args.float).is_file():
             raise ZooError(f"{args.float}: no such file")
         print("where it runs:")
         print("\n".join(lines(of_file(path, args.float))))
+        for extra in installed()[1]:  # TensorFlow Lite Micro and Vela come with qatzoo[deploy]
+            print(f"- TensorFlow Lite Micro and Ethos-U: not measured; pip install 'qatzoo[{extra}]' adds them")
     return 0 if report.ok else 1
 
 
@@ -185,6 +188,47 @@ def _list(args) -> int:
     return 0
 
 
+#: The index's metric keys, in the order and with the names ``info`` shows them.
+METRIC_NAMES = {
+    "float": "float (Keras)",
+    "float_tflite": "float (LiteRT)",
+    "ptq_int8": "PTQ int8 (LiteRT)",
+    "qat": "QAT fake-quant",
+    "qat_int8": "QAT int8 (LiteRT)",
+}
+
+
+def info_lines(entry: dict, versions: list[str]) -> list[str]:
+    """A readable summary of one index entry (``qatzoo info``): what it is, its numbers, its file, where it runs."""
+    from qatzoo.deploy.report import summary
+    from qatzoo.zoo.index import entry_of
+
+    e = entry_of(entry)
+    numbers = [f"{METRIC_NAMES.get(k, k)} {_fmt(e, k)}" for k in (*METRIC_NAMES, *e.metrics) if k in e.metrics]
+    quant = lambda q: f"{q.dtype} (scale {q.scale:.6g}, zero point {q.zero_point})"  # noqa: E731
+    lines = [
+        f"{e.name}@{e.version}: {e.task} on {e.dataset.name} (arch {e.arch}, scheme {e.scheme}"
+        + (f", engine {e.engine.name}" if e.engine is not None else "")
+        + ")",
+        f"  {e.metric} on the test split ({e.dataset.examples:,} examples): " + " | ".join(dict.fromkeys(numbers)),
+        f"  int8 model: {e.size:,} bytes, sha256 {e.sha256}; input {quant(e.input)}, output {quant(e.output)}",
+    ]
+    fitted = entry.get("baselines") or {}
+    if fitted:  # the strongest on validation, as a user would have picked it
+        pick = max if e.higher_is_better else min
+        best = pick(fitted, key=lambda k: fitted[k][f"val_{e.metric}"])
+        value = fitted[best][e.metric]
+        shown = f"{value:.2f}%" if e.unit == "%" else f"{value:.4f} {e.unit}"
+        lines.append(f"  strongest classical baseline (of {len(fitted)}, on validation): {best} {shown} on test")
+    if e.deployment is not None:
+        lines.append(f"  where it runs: {summary(entry['deployment'])}")
+    lines += [
+        f"  published {e.date[:10]}; reproduce: {e.command}",
+        f"  versions: {', '.join(versions)}  (qatzoo info {e.name}@{e.version} --json: the whole entry)",
+    ]
+    return lines
+
+
 def _info(args) -> int:
     import json
 
@@ -192,7 +236,12 @@ def _info(args) -> int:
     from qatzoo.zoo.index import find
 
     index, _ = read_index(args.index, limits=_limits(args))
-    print(json.dumps(find(index, args.model), indent=2))
+    entry = find(index, args.model)
+    if args.json:
+        print(json.dumps(entry, indent=2))
+        return 0
+    versions = [m["version"] for m in index["models"] if m.get("name") == entry["name"]]
+    print("\n".join(info_lines(entry, versions)))
     return 0
 
 
@@ -403,9 +452,22 @@ def _predict(args) -> int:
     return 0
 
 
+def _missing_train() -> bool:
+    from qatzoo.extras import missing
+
+    return missing("train") is not None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["train"]:  # Hydra's own command line, as python train.py takes it
+        from qatzoo.extras import MissingExtra, require
+
+        try:
+            require("train", "qatzoo train")
+        except MissingExtra as error:
+            print(error_line(error), file=sys.stderr)
+            return 2
         from qatzoo.launch import cli
 
         cli(args[1:], prog="qatzoo train")
@@ -484,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     pub.set_defaults(func=_publish)
     for name, func, about in (
         ("list", _list, "list the published models"),
-        ("info", _info, "everything the index says about a model"),
+        ("info", _info, "a model's summary: numbers, file, where it runs (--json: the whole index entry)"),
         ("download", _download, "download a model, verified by sha256; prints its path"),
         ("verify", _verify, "download a model and re-measure its metric in LiteRT"),
     ):
@@ -493,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("model", help="NAME or NAME@VERSION")
         cmd.add_argument("--index", help="index path, file:// or http(s):// URL (default: $QATZOO_INDEX or zoo/)")
         _network_flags(cmd)
+        if name == "info":
+            cmd.add_argument("--json", action="store_true", help="print the whole index entry as JSON")
         if name == "download":
             cmd.add_argument("--to", help="also copy the verified file into this directory")
         if name == "verify":
@@ -503,18 +567,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(args)
     # They import TensorFlow (datasets through TFDS, Keras models): without its start-up noise. predict and
     # check run LiteRT, TFLM and Vela only, and start in well under a second without it.
-    if args.func in (_verify, _publish, _sensitivity):
+    if args.func in (_publish, _sensitivity, _sweep_summary):
+        from qatzoo.extras import MissingExtra, require
+
+        try:
+            require("train", f"qatzoo {args.command}")
+        except MissingExtra as error:
+            print(error_line(error), file=sys.stderr)
+            return 2
+    if args.func in (_verify, _publish, _sensitivity) and not _missing_train():
         from qatzoo import quiet
 
         quiet.configure(verbose=0)
+    from qatzoo.extras import MissingExtra
+
     try:
         return args.func(args)
-    except ZooError as error:
+    except (ZooError, MissingExtra) as error:
         print(error_line(error), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; a partial download is kept and the next run resumes it", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `qatzoo info NAME --json | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

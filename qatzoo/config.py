@@ -156,6 +156,9 @@ def check_overrides(overrides: list[str]) -> DictConfig:
     validate(cfg)
     run_dir = next((o.partition("=")[2] for o in overrides if o.startswith("hydra.run.dir=")), None)
     _check_writable("hydra.run.dir" if run_dir else "paths.runs_dir", run_dir or cfg.paths.runs_dir)
+    from qatzoo.extras import for_config
+
+    for_config(cfg)  # the deployment report, W&B: their extras installed (MissingExtra, one line)
     return cfg
 
 

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from qatzoo import config, quiet
 from qatzoo.config import CONF_DIR, check_overrides, use_config_dir, validate
 from qatzoo.errors import ConfigError, error_line
+from qatzoo.extras import MissingExtra, for_overrides
 
 
 def _fail(message: str) -> None:
@@ -203,13 +204,14 @@ def cli(argv: list[str] | None = None, prog: str = "train.py") -> None:
     try:
         if config_dir is not None:
             use_config_dir(config_dir)
+        for_overrides(rest)
         if not flags:  # plain runs: check overrides first, one-line errors
             check_overrides(rest)
         elif set(flags) <= {"-m", "--multirun"}:  # sweeps: every trial's config and the ranges
             from qatzoo.sweep.check import check_sweep
 
             check_sweep([a for a in rest if not a.startswith("-")])
-    except ConfigError as error:
+    except (ConfigError, MissingExtra) as error:
         _fail(str(error))
     sys.argv = [prog, *(["--config-dir", str(use_config_dir(config_dir))] if config_dir else []), *rest]
     main()

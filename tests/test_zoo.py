@@ -66,6 +66,7 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert entry["metrics"]["qat_int8"] == metrics["results"]["qat_int8"]["accuracy"]
     assert entry["input"] == metrics["int8"]["input"] and entry["config"]["name"] == "mnist_cnn_int8"
     assert entry["provenance"]["config_sha256"] == entry["config_sha256"]
+    assert entry["config"]["data"]["data_dir"] is None  # where the publisher kept its data is not published
     card = (zoo / entry["card"]).read_text()
     assert card.startswith((run_dir / "card.md").read_text()) and entry["sha256"] in card
     # The deployment report is measured on the published bytes (same file: same TFLM arena as the run's).
@@ -337,6 +338,36 @@ def test_every_published_command_composes_the_published_config(spec):
         if key.startswith("arch.") and key not in recorded and name in factory:
             default = json.loads(json.dumps(factory[name].default))
             assert same.get(got, got) == same.get(default, default), f"{key}: {entry['command']} composes {got!r}"
+
+
+def _strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def test_info_summarises_every_committed_entry_and_publishes_no_machine_path(capsys):
+    from qatzoo.cli import main
+
+    index = read_index(REPO / "zoo" / "index.json")
+    for entry in index["models"]:
+        spec = f"{entry['name']}@{entry['version']}"
+        assert main(["info", spec]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith(f"{spec}: {entry['task']} on {entry['dataset']['name']}")
+        int8 = entry["metrics"][entry["int8_model"]]
+        assert (f"QAT int8 (LiteRT) {int8:.2f}%" if entry["unit"] == "%" else f"{int8:.4f} {entry['unit']}") in lines[1]
+        assert f"sha256 {entry['sha256']}" in lines[2] and lines[-1].startswith("  versions: 1, ")
+        assert len(lines) <= 8 and all(len(line) < 400 for line in lines)
+        assert main(["info", spec, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == entry
+        paths = [s for s in _strings(entry) if s.startswith(("/tmp", "/home", "/root", "/work", "~", "/Users"))]
+        assert not paths, (spec, paths)
 
 
 def test_file_url_env_var_and_cli_against_the_committed_zoo(cache, monkeypatch, tmp_path):

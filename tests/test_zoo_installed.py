@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def test_the_zoo_client_works_from_a_wheel_outside_the_checkout(installed, data_
         listed = _qatzoo(installed, "list", "--index", index)
         assert listed.returncode == 0 and listed.stdout.count("@1") == 4, listed.stderr
         info = _qatzoo(installed, "info", "mnist_cnn_int8", "--index", index)
-        assert info.returncode == 0 and '"sha256": "' in info.stdout
+        assert info.returncode == 0 and info.stdout.startswith("mnist_cnn_int8@") and " sha256 " in info.stdout
+        whole = _qatzoo(installed, "info", "mnist_cnn_int8@1", "--json", "--index", index)
+        assert whole.returncode == 0 and json.loads(whole.stdout)["version"] == "1"
         got = _qatzoo(installed, "download", "mnist_cnn_int8", "--index", index, "--to", str(installed / "out"))
         assert got.returncode == 0 and Path(got.stdout.strip()).is_file(), got.stderr
         verified = _qatzoo(installed, "verify", "mnist_cnn_int8", "--index", index, "--data-dir", data_dir)

@@ -33,7 +33,6 @@ import os
 import sys
 from pathlib import Path
 
-import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
@@ -41,10 +40,15 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
 from qatzoo.errors import ConfigError
-from qatzoo.sweep.prune import TRIAL_ENV
+from qatzoo.sweep import TRIAL_ENV
+
+try:
+    import optuna
+except ImportError:  # without qatzoo[sweeps]: Hydra imports every plugin as it starts; a sweep that names this
+    optuna = None  # sweeper is refused before that, in one line (qatzoo.extras.for_config)
 
 log = logging.getLogger(__name__)
-States = optuna.trial.TrialState
+States = optuna.trial.TrialState if optuna else None
 #: Study user attributes the sweeper records when it creates a study, and checks when it resumes one.
 SAMPLER_ATTR, SPACE_ATTR = "qatzoo_sweep_sampler", "qatzoo_sweep_space"
 

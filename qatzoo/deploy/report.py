@@ -34,6 +34,7 @@ def build(
     latency_runs: int | None = None,
     predictions: np.ndarray | None = None,
     inputs: str | None = None,
+    runtimes=None,
 ) -> dict:
     """The report of the int8 flatbuffer ``int8`` (and its float model, for the CPU ratio).
 
@@ -41,7 +42,8 @@ def build(
     point as a deployment would; ``score``: the task metric of dequantized outputs (``None``: not scored);
     ``predictions``: ``int8``'s LiteRT outputs on ``x`` when the caller has them (``litert.predict``), so
     the file is not run over ``x`` again; ``latency_runs``: timed invokes (``None``: the runtime's default);
-    ``inputs``: what ``x`` is when it is not the test split.
+    ``inputs``: what ``x`` is when it is not the test split; ``runtimes``: the runtimes measured (default:
+    every registered one).
     """
     from qatzoo.export import litert
 
@@ -50,7 +52,7 @@ def build(
         "schema": SCHEMA_VERSION,
         # int8, or int16 for a file with 16-bit activations (quant=ptq_a16w8): what the "int8" numbers are of.
         "activations": litert.io_quant(litert.interpreter(int8))[0].dtype,
-        **{runtime.key: runtime.measure(file) for runtime in RUNTIMES},
+        **{runtime.key: runtime.measure(file) for runtime in (RUNTIMES if runtimes is None else runtimes)},
     }
 
 
@@ -66,15 +68,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def installed() -> tuple[list, list[str]]:
+    """The registered runtimes whose extra is installed, and the extras of those that are not."""
+    from qatzoo import extras
+
+    absent = {r.extra for r in RUNTIMES if r.extra and extras.missing(r.extra)}
+    return [r for r in RUNTIMES if r.extra not in absent], sorted(absent)
+
+
 def of_file(path: str | Path, float_path: str | Path | None = None, latency_runs: int | None = None) -> dict:
-    """The report of a .tflite on its own (``qatzoo check``): random inputs, no metric."""
+    """The report of a .tflite on its own (``qatzoo check``): random inputs, no metric; the installed runtimes."""
     from qatzoo.export import litert
 
     blob = Path(path).read_bytes()
     shape = litert.interpreter(blob).get_input_details()[0]["shape"][1:]
     x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(100, *shape)).astype(np.float32)
     float_model = Path(float_path).read_bytes() if float_path else None
-    return build(blob, float_model, x, latency_runs=latency_runs, inputs="100 random inputs")
+    runtimes, _ = installed()
+    return build(blob, float_model, x, latency_runs=latency_runs, inputs="100 random inputs", runtimes=runtimes)
 
 
 # ---- reading (the run report's and the zoo index's strict readers)

@@ -60,7 +60,8 @@ class Runtime:
     ``card_line(section, report, unit)``: its bullet on the card (without the ``- ``); ``summary(section,
     report)``: its part of the one-line summary; ``zoo``: its zoo README column, or ``zoo_note``: what the
     README says of it instead. ``required``: a report without the section is malformed (a runtime added
-    later can be ``False``, so reports written before it still read).
+    later can be ``False``, so reports written before it still read). ``extra``: the pip extra that installs
+    it (:mod:`qatzoo.extras`), None when the zoo client's own packages run it.
     """
 
     key: str
@@ -71,6 +72,7 @@ class Runtime:
     zoo: ZooColumn | None = None
     zoo_note: str | None = None
     required: bool = True
+    extra: str | None = None
 
 
 class Registry:

@@ -334,6 +334,7 @@ def zoo_cell(micro: dict, text) -> str:
 
 RUNTIME = Runtime(
     key="tflm",
+    extra="deploy",
     measure=measure,
     model=Tflm,
     card_line=card_line,

@@ -208,6 +208,7 @@ def zoo_cell(npu: dict, text) -> str:
 
 RUNTIME = Runtime(
     key="ethos_u55",
+    extra="deploy",
     measure=measure,
     model=EthosU55,
     card_line=card_line,

@@ -55,6 +55,9 @@ def check_sweep(overrides: list[str]) -> None:
     base = check_overrides(plain)  # the non-swept part must be a valid config on its own
 
     hydra_cfg = _hydra_config(overrides)
+    from qatzoo.extras import for_config
+
+    for_config(hydra_cfg)  # the sweeper's and the launcher's extras
     sweeper = hydra_cfg.hydra.sweeper
     if "n_trials" in sweeper:  # an Optuna sweep (Hydra's basic sweeper has no such field)
         check_n_trials(sweeper.n_trials)

@@ -16,9 +16,8 @@ import os
 
 import optuna
 
+from qatzoo.sweep import TRIAL_ENV
 from qatzoo.track import Logger
-
-TRIAL_ENV = "QATZOO_OPTUNA_TRIAL"
 
 
 class Pruned(optuna.TrialPruned):

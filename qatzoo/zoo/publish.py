@@ -135,6 +135,20 @@ def _config(run_dir: Path) -> dict:
     return config
 
 
+def without_machine_paths(config: dict) -> dict:
+    """A published config: where the publisher kept TFDS data is not published (data.data_dir: null), a data
+    file is named by its file name only (data.path)."""
+    data = config.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        if "data_dir" in data:
+            data["data_dir"] = None
+        if isinstance(data.get("path"), str):
+            data["path"] = Path(data["path"]).name
+        config = {**config, "data": data}
+    return config
+
+
 def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report=None) -> tuple[dict, bytes, str]:
     """The index entry (without version) of ``run_dir``, with the bytes and card text to publish.
 
@@ -250,8 +264,9 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
             report.task, data.contract["input"], as_produced(data.contract["output"], output_op(blob)), in_q, out_q
         ),
         "recipe": report.name,
-        # The resolved config as plain data, without `paths` (where the publisher kept data and runs).
-        "config": plain_config({k: v for k, v in config.items() if k != "paths"}),
+        # The resolved config as plain data, without the publisher's machine paths (`paths`, data.data_dir;
+        # a data file by its name).
+        "config": without_machine_paths(plain_config({k: v for k, v in config.items() if k != "paths"})),
         "config_sha256": report.provenance.get("config_sha256", ""),
         # The QAT engine and its Keras (also in provenance; a field of its own, as dataset and arch are).
         "engine": engine_of(report.provenance),

@@ -80,6 +80,13 @@ def verify(
     index_data, index_url = read_index(index, clock=clock)
     entry = find(index_data, spec)
     path = fetch_entry(entry, index_url, clock, progress=progress)
+    from qatzoo.extras import missing
+
+    if missing("train"):  # the test split is read through TensorFlow Datasets
+        raise ZooError(
+            f"{entry['name']}@{entry['version']}: sha256 ok; re-measuring its {entry['metric']} on the test split "
+            "needs qatzoo's [train] extra: pip install 'qatzoo[train]'"
+        )
     data = load_test_data(entry["dataset"]["name"], entry["config"].get("data", {}), data_dir)
     if len(data.x_test) != entry["dataset"]["examples"]:
         raise ZooError(
