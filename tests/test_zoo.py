@@ -239,6 +239,8 @@ def test_download_over_http_verifies_caches_and_reverifies(zoo, cache, tmp_path)
         copy = fetch("tiny_cnn@1", index=index, to=tmp_path / "out", progress=False)
         assert copy == tmp_path / "out" / "tiny_cnn-1.tflite" and copy.read_bytes() == path.read_bytes()
         assert (tmp_path / "out" / "tiny_cnn-1.contract.json").is_file()  # the contract travels with the copy
+        card = (zoo / "tiny_cnn" / "1" / "card.md").read_bytes()  # and the card: in the cache and the copy
+        assert (path.parent / "card.md").read_bytes() == card == (tmp_path / "out" / "tiny_cnn-1.card.md").read_bytes()
         model = load("tiny_cnn", index=index, progress=False)
         assert model.interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
         assert json.loads((path.parent / "contract.json").read_text()) == model.contract
@@ -254,6 +256,19 @@ def test_bad_files_are_rejected_and_removed(zoo, cache, fault, message):
         with pytest.raises(ZooError, match=message):
             fetch("tiny_cnn", index=f"{server.url}/index.json", progress=False)
     assert not [p for p in cache.rglob("*") if p.is_file() and p.name != ".lock"], "something bad stayed in the cache"
+
+
+@pytest.mark.slow
+def test_a_card_that_is_too_large_or_not_text_is_refused_and_the_model_kept(zoo, cache, capsys):
+    card = zoo / "tiny_cnn" / "1" / "card.md"
+    for content, message in ((b"# card\n" * 40_000, "is larger than 262144 bytes"), (b"\xff\xfe\x00", "is not UTF-8")):
+        card.write_bytes(content)
+        with ZooServer(zoo) as server:
+            path = fetch("tiny_cnn", index=f"{server.url}/index.json", progress=False)
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("warning: the card of tiny_cnn@1") and message in line
+        assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
+        assert not (path.parent / "card.md").exists()
 
 
 @pytest.mark.slow

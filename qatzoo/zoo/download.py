@@ -44,7 +44,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qatzoo.files import sha256_file, write_json
+from qatzoo.files import sha256_file, write_bytes, write_json
 from qatzoo.zoo.index import (
     MAX_INDEX_BYTES,
     IndexEntry,
@@ -304,30 +304,69 @@ def read_index(
     clock = clock or Clock(limits)
     limits = clock.limits
     url = _source_url(source)
+    data = _read_bounded(url, clock, MAX_INDEX_BYTES, "the zoo index")
+    return parse_index(bytes(data)), url
+
+
+def _read_bounded(url: str, clock: Clock, limit: int, what: str) -> bytes:
+    """The bytes at ``url`` (at most ``limit``), within ``clock``'s deadline and low-speed limit; ZooError if not."""
+    limits = clock.limits
     data, speed = bytearray(), _Speed(limits)
     try:
         with _open(url, clock) as response:
-            while len(data) <= MAX_INDEX_BYTES:
+            while len(data) <= limit:
                 chunk = _read1(response, clock)
                 if not chunk:
                     break
                 data += chunk
                 speed.add(len(chunk))
     except _DeadlinePassed:
-        raise ZooError(f"reading the zoo index at {url} took longer than {limits.deadline:g} s") from None
+        raise ZooError(f"reading {what} at {url} took longer than {limits.deadline:g} s") from None
     except _TooSlow as slow:
         raise ZooError(
-            f"reading the zoo index at {url} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
+            f"reading {what} at {url} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
             f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
             "--speed-limit/--speed-time)"
         ) from None
     except ZooError:
         raise
     except NETWORK_ERRORS as error:
-        raise ZooError(f"cannot read the zoo index at {url}: {_reason(error)}") from None
-    if len(data) > MAX_INDEX_BYTES:
-        raise ZooError(f"the zoo index at {url} is larger than {MAX_INDEX_BYTES} bytes")
-    return parse_index(bytes(data)), url
+        raise ZooError(f"cannot read {what} at {url}: {_reason(error)}") from None
+    if len(data) > limit:
+        raise ZooError(f"{what} at {url} is larger than {limit} bytes")
+    return bytes(data)
+
+
+#: A model card larger than this is not downloaded (the published ones are 3-6 kB).
+MAX_CARD_BYTES = 256 * 1024
+
+
+def fetch_card(entry: dict | IndexEntry, index_url: str, clock: Clock, to=None) -> Path | None:
+    """The card of an index entry as ``card.md`` beside the cached model (and ``NAME-VERSION.card.md`` in ``to``):
+    text of at most :data:`MAX_CARD_BYTES`, UTF-8, written as data. None for an entry published without one.
+    The index holds no hash of the card: it is documentation, not the model (the model's sha256 is checked)."""
+    entry = entry_of(entry)
+    if entry.card is None:
+        return None
+    label = f"the card of {entry.name}@{entry.version}"
+    target = _cached_path(entry, index_url).with_name("card.md")
+    cached = target.is_file() and not target.is_symlink() and target.stat().st_size <= MAX_CARD_BYTES
+    if cached:  # a published version never changes: the card fetched once is reused
+        text = target.read_bytes()
+    else:
+        text = _read_bounded(model_url(entry, index_url, entry.card), clock, MAX_CARD_BYTES, label)
+    try:
+        text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ZooError(f"{label} is not UTF-8 text") from None
+    try:
+        if not cached:
+            write_bytes(target, text)
+        if to is not None:
+            write_bytes(Path(to) / f"{entry.name}-{entry.version}.card.md", text)
+    except OSError as error:
+        raise ZooError(f"cannot write {label}: {error.strerror or error}") from None
+    return target
 
 
 def _reason(error: BaseException) -> str:
@@ -337,9 +376,10 @@ def _reason(error: BaseException) -> str:
     return str(reason).splitlines()[0][:200] if str(reason) else type(error).__name__
 
 
-def model_url(entry: IndexEntry, index_url: str) -> str:
-    """Where the model of ``entry`` lives: an http(s) URL, or a file:// URL checked to stay in the zoo."""
-    location = entry.location
+def model_url(entry: IndexEntry, index_url: str, location: str | None = None) -> str:
+    """Where the model of ``entry`` (or another of its files, ``location``: its card) lives: an http(s) URL, or
+    a file:// URL checked to stay in the zoo."""
+    location = entry.location if location is None else location
     if location.startswith("https://"):
         return location
     url = urllib.parse.urljoin(index_url, location)
@@ -507,8 +547,10 @@ def fetch(
     deadline: float | None = None,
     speed_limit: float | None = None,
     speed_time: float | None = None,
+    card: bool = True,
 ) -> Path:
-    """Download (or reuse from the cache) a published model, verify its sha256, return its path.
+    """Download (or reuse from the cache) a published model, verify its sha256, return its path; its contract
+    and (``card``) its card are written beside it (``contract.json``, ``card.md``).
 
     ``timeout``: seconds without a byte before a try is abandoned (``$QATZOO_STALL_TIMEOUT``, 30);
     ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600);
@@ -518,7 +560,20 @@ def fetch(
     limits = Limits.resolve(stall=timeout, deadline=deadline, speed_limit=speed_limit, speed_time=speed_time)
     clock = Clock(limits)  # one deadline: index and model
     index_data, index_url = read_index(index, clock=clock)
-    return fetch_entry(find(index_data, spec), index_url, clock, to=to, progress=progress, retries=retries)
+    entry = find(index_data, spec)
+    path = fetch_entry(entry, index_url, clock, to=to, progress=progress, retries=retries)
+    if card:
+        try:
+            fetch_card(entry, index_url, clock, to=to)
+        except ZooError as error:  # the model is verified and kept; the card is documentation
+            import sys
+
+            from qatzoo.errors import error_line
+
+            print(
+                error_line(error).replace("error:", "warning:", 1) + "; the model itself is verified", file=sys.stderr
+            )
+    return path
 
 
 def fetch_entry(
