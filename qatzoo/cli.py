@@ -276,140 +276,13 @@ def _verify(args) -> int:
     return 0
 
 
-#: A .npy holding more bytes of values than this is not read (the MNIST test split as uint8 is 8 MB).
-MAX_INPUT_BYTES = 256 * 1024 * 1024
-#: A .csv larger than this is not read (a million weeks, dated, are about 20 MB).
-MAX_CSV_BYTES = 32 * 1024 * 1024
-
-
-def _read_input(path: Path, raw) -> object:
-    """A raw input file for ``raw`` (the contract's input.raw): an image (.png, .npy of uint8) or a series
-    (.csv: the last column's numbers; .npy). Only PNG is decoded, and only at the model's size (checked from
-    the header, before any pixel is); a .npy's dtype and size come from its header before its data; no cell
-    of a .csv is skipped. Anything else is a ZooError naming the file."""
-    import csv
-    import struct
-    import zlib
-
-    if not path.is_file():
-        raise ZooError(f"{path}: no such file")
-    suffix, kind = path.suffix.lower(), raw.kind
-    try:
-        if suffix == ".npy":
-            return _read_npy(path)
-        if suffix == ".png" and kind == "image":
-            return _read_png(path, tuple(raw.shape))
-        if suffix in (".csv", ".txt") and kind == "series":
-            return _read_csv(path)
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, csv.Error) as error:
-        raise ZooError(f"{path} is not a readable {kind} ({type(error).__name__}: {str(error)[:80]})") from None
-    wanted = ".png or .npy" if kind == "image" else ".csv or .npy"
-    raise ZooError(f"{path}: a {kind} input must be {wanted}")
-
-
-def _read_npy(path: Path):
-    """A .npy's array: its header (format version, dtype, shape) checked before the data is read."""
-    import numpy as np
-    from numpy.lib import format as npy
-
-    with open(path, "rb") as f:
-        version = npy.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f".npy format {version} is not read")
-        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, _, dtype = read_header(f)
-        if dtype.kind not in "biuf" or dtype.fields is not None:  # objects (pickles), text, records, complex
-            raise ZooError(f"{path}: input must be real numbers, got {dtype}")
-        if 0 in shape:
-            raise ZooError(f"{path}: the array is empty (shape {shape})")
-        size = dtype.itemsize * int(np.prod(shape, dtype=object))
-        if size > MAX_INPUT_BYTES:
-            raise ZooError(f"{path}: the array is too large ({shape}, {size} bytes; at most {MAX_INPUT_BYTES})")
-        f.seek(0)
-        return npy.read_array(f, allow_pickle=False)  # the same open file: what was checked is what is read
-
-
-def _read_png(path: Path, shape: tuple[int, int]):
-    """A PNG's pixels as uint8 grey, decoded only by Pillow's PNG plugin and only if its header's size is the
-    model's: a file of any other format (PostScript, which Pillow hands to Ghostscript; GIF; TIFF) named .png,
-    or a header claiming a huge image, is refused before a pixel is decoded."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        opened = Image.open(path, formats=["PNG"])
-    except UnidentifiedImageError:
-        raise ZooError(f"{path}: not a PNG image") from None
-    except Image.DecompressionBombError as error:  # Pillow's own cap, checked from the header too
-        claim = str(error).split(" exceeds")[0].lower()  # "image size (400000000 pixels)"
-        raise ZooError(f"{path}: {claim}; the model takes {shape[1]} x {shape[0]}") from None
-    with opened as image:
-        width, height = image.size
-        if (height, width) != shape:
-            raise ZooError(f"{path}: {width} x {height} pixels; the model takes {shape[1]} x {shape[0]}")
-        image.load()
-        return np.asarray(image.convert("L"), dtype=np.uint8)
-
-
-def _read_csv(path: Path):
-    """The last column of a .csv as float64, every row kept: a header row (a first row whose last cell is
-    text) is skipped; an empty, NaN, infinite or non-numeric cell, a row of another width or an empty row
-    before the end is refused by row and column."""
-    import array
-    import csv
-    import io
-    import math
-
-    import numpy as np
-
-    from qatzoo.artifacts import read_bounded
-
-    text = read_bounded(path, MAX_CSV_BYTES).decode("utf-8-sig")
-    header, width, blank, values = None, 0, None, array.array("d")  # 8 bytes a value, not a list's 32
-    for number, row in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
-        if not row:
-            blank = blank or number  # refused below if a row follows: only the file's end may be blank
-            continue
-        if blank:
-            raise ZooError(f"{path}: row {blank} is empty")
-        if number == 1:
-            width = len(row)
-            if _is_text(row[-1]):
-                header = row[-1].strip()[:40]
-                continue
-        if len(row) != width:
-            raise ZooError(f"{path}: row {number} has {len(row)} columns, row 1 has {width}")
-        where = f"{path}: row {number}, column {width}" + (f" ({header})" if header else "")
-        cell = row[-1].strip()
-        if not cell:
-            raise ZooError(f"{where}: empty")
-        try:
-            value = float(cell)
-        except ValueError:
-            raise ZooError(f"{where}: {cell[:40]!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ZooError(f"{where}: {cell[:40]!r} is not a finite number")
-        values.append(value)
-    if not values:
-        raise ZooError(f"{path}: the file holds no values")
-    return np.frombuffer(values, dtype=np.float64).copy()
-
-
-def _is_text(cell: str) -> bool:
-    """Whether a first row's last cell is a header (text), not a value (a number, NaN, or empty: refused)."""
-    try:
-        float(cell)
-    except ValueError:
-        return bool(cell.strip())
-    return False
-
-
 def _predict(args) -> int:
     import json
 
     import numpy as np
 
     from qatzoo.contract import ContractError
+    from qatzoo.inputs import forecast_dates, read_dated
     from qatzoo.model import Model
     from qatzoo.zoo.download import load
 
@@ -425,7 +298,7 @@ def _predict(args) -> int:
                 **_limit_arguments(args),
             )
         )
-        raw = _read_input(Path(args.input), model.contract.input.raw)
+        raw, dates = read_dated(Path(args.input), model.contract.input.raw)
         if model.contract.task == "classification":
             result = model.predict(raw, labels=True, probabilities=True)
             if isinstance(result["labels"], np.ndarray) and result["labels"].ndim:
@@ -438,6 +311,9 @@ def _predict(args) -> int:
         else:
             out = np.atleast_2d(model.predict(raw))
             rows = [{"forecast": [float(v) for v in row]} for row in out]
+            weeks = forecast_dates(dates, model.contract.output.horizon) if dates else None
+            if weeks and len(rows) == 1:
+                rows[0]["dates"] = weeks
     except ContractError as error:
         raise ZooError(str(error)) from None
     if args.json:
@@ -447,6 +323,9 @@ def _predict(args) -> int:
     for row in rows:
         if "label" in row:
             print(f"{row['label']} ({row['probability']:.1%})")
+        elif "dates" in row:  # one line a forecast week, dated from the input's date column
+            for day, value in zip(row["dates"], row["forecast"], strict=True):
+                print(f"{day}: {value:.4f}" + (f" {unit}" if unit else ""))
         else:
             print(" ".join(f"{v:.4f}" for v in row["forecast"]) + (f" {unit}" if unit else ""))
     return 0

@@ -97,6 +97,13 @@ class Model:
             )
         return x.astype(np.float64), single
 
+    def read(self, path: str | Path):
+        """The raw input in a file, read as ``qatzoo predict`` reads it (:mod:`qatzoo.inputs`): a .png image, a
+        .csv series (its last column; a header row skipped) or a .npy. ``model.predict(model.read(path))``."""
+        from qatzoo.inputs import read_input
+
+        return read_input(path, self.contract.input.raw)
+
     def predict(self, raw, *, probabilities: bool = False, labels: bool = False):
         """Decoded outputs of raw input (one example or a batch).
 

@@ -549,7 +549,7 @@ def test_a_model_on_float_colour_images_runs_from_its_contract(tmp_path):
     with pytest.raises(Exception, match="finite float values"):
         loaded.predict((colour[1000] * 255).astype(np.uint8))
     card = (tmp_path / "run" / "card.md").read_text()
-    assert 'np.load("image.npy")' in card and "colour (28, 28, 3)" in card
+    assert 'np.load("sample.npy")' in card and "colour (28, 28, 3)" in card
 
 
 def _digit_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -129,7 +129,7 @@ def test_a_csv_with_a_gap_or_a_bad_cell_is_refused_by_row_and_column(capsys, tmp
 
 
 def test_a_csv_over_the_size_cap_is_not_read(capsys, tmp_path):
-    from qatzoo.cli import MAX_CSV_BYTES
+    from qatzoo.inputs import MAX_CSV_BYTES
 
     path = tmp_path / "series.csv"
     with open(path, "wb") as f:
@@ -218,3 +218,28 @@ def test_predict_from_many_threads_gives_the_single_threaded_answers():
     assert not errors
     wrong = [i for i, (a, e) in enumerate(zip(answers, expected, strict=True)) if not np.array_equal(a, e)]
     assert not wrong, f"{len(wrong)} of {len(images)} answers differ"
+
+
+def test_a_dated_csv_dates_the_forecast_and_an_undated_one_does_not(capsys, tmp_path):
+    """A first column of ISO dates on every row dates each forecast week (CLI and --json); a first column of
+    anything else (an index), or one date that is not, gives the plain forecast."""
+    from qatzoo.inputs import forecast_dates
+
+    weeks = np.datetime64("2000-01-01") + 7 * np.arange(120)
+    values = 370 + 0.04 * np.arange(120)
+    dated, undated = tmp_path / "dated.csv", tmp_path / "undated.csv"
+    dated.write_text("date,ppm\n" + "".join(f"{w},{v:.2f}\n" for w, v in zip(weeks, values, strict=True)))
+    undated.write_text("".join(f"{i},{v:.2f}\n" for i, v in enumerate(values)))
+    assert main(["predict", str(FORECASTER), str(dated)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == forecast_dates([str(w) for w in weeks], 4)
+    assert lines[0].startswith("2002-04-20: 37") and lines[0].endswith(" ppm")  # the week after 2002-04-13
+    assert main(["predict", str(FORECASTER), str(dated), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dates"][-1] == "2002-05-11"
+    assert main(["predict", str(FORECASTER), str(undated), "--json"]) == 0
+    assert "dates" not in json.loads(capsys.readouterr().out)
+    broken = dated.read_text().replace("2001-01-06", "week 53")
+    dated.write_text(broken)
+    assert main(["predict", str(FORECASTER), str(dated), "--json"]) == 0
+    assert "dates" not in json.loads(capsys.readouterr().out)
+    assert forecast_dates(["2000-01-08", "2000-01-01"], 4) is None and forecast_dates(["2000-01-01"], 4) is None

@@ -421,3 +421,94 @@ def test_file_url_env_var_and_cli_against_the_committed_zoo(cache, monkeypatch, 
         "error: no model 'no_such_model' in the zoo; published: attention_int8, mnist_cnn_fashion_int8, "
         "mnist_cnn_int8, transformer_int8"
     ]
+
+
+def test_the_readme_s_zoo_tables_and_numbers_are_generated_from_the_index():
+    """README.md's results and where-it-runs tables are the index's (scripts/readme_tables.py writes them), the
+    contract example quotes the newest forecaster's divisor, and a changed index changes the tables."""
+    import copy
+
+    from qatzoo.zoo.readme import contract_divisor, render
+
+    index = read_index(REPO / "zoo" / "index.json")
+    text = (REPO / "README.md").read_text()
+    assert render(text, index) == text, "README.md is stale: python scripts/readme_tables.py"
+    for block in ("results", "where-it-runs"):
+        assert f"<!-- generated: {block} -->\n| model |" in text
+    newest = max((e for e in index["models"] if e["name"] == "attention_int8"), key=lambda e: e["version"])
+    assert f"/ {contract_divisor(index)}` for attention_int8@{newest['version']}" in text
+    metric, arena = copy.deepcopy(index), copy.deepcopy(index)
+    metric["models"][-1]["metrics"][metric["models"][-1]["int8_model"]] += 0.01
+    arena["models"][1]["deployment"]["tflm"]["arena_bytes"] += 16
+    assert render(text, metric) != text and render(text, arena) != text
+    with pytest.raises(ValueError, match="unknown generated block 'nope'"):
+        render("<!-- generated: nope -->\n<!-- end: nope -->", index)
+
+
+CARDS = sorted((REPO / "zoo").glob("*/*/card.md"))
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda p: f"{p.parent.parent.name}@{p.parent.name}")
+def test_every_card_s_snippets_run_as_written_on_the_sample_beside_it(card, tmp_path):
+    """Each published card's Python and shell blocks, run as written in the card's folder (the default index of
+    a checkout, a fresh cache): they read the sample the zoo ships there and predict what the card says."""
+    import re
+    import subprocess
+    import sys
+
+    text = card.read_text()
+    (python,), (shell,) = re.findall(r"```python\n(.*?)```", text, re.S), re.findall(r"```sh\n(.*?)```", text, re.S)
+    env = {k: v for k, v in os.environ.items() if k != "QATZOO_INDEX"}
+    env.update(QATZOO_CACHE=str(tmp_path / "cache"), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    result = "label" if "label = " in python else "forecast"
+    show = "print(label)" if result == "label" else "print(' '.join(f'{v:.4f}' for v in forecast))"
+    ran = subprocess.run([sys.executable, "-c", f"{python}\n{show}"], cwd=card.parent, env=env, capture_output=True)
+    assert ran.returncode == 0, ran.stderr.decode()[-2000:]
+    cli = subprocess.run(["bash", "-c", shell], cwd=card.parent, env=env, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    if result == "label":  # the sample's class, named in the card, is what both predict
+        (truth,) = re.findall(r'first image \(class "(.+?)"\)', text)
+        assert ran.stdout.decode().strip() == truth
+        assert cli.stdout.startswith(f"{truth} (")
+    else:  # four dated weeks, the card's, each within 2 ppm of the actual values it states
+        (first, last), (actual,) = (
+            re.findall(r"forecast is for (\S+) to (\S+),", text)[0],
+            re.findall(r"actual values are ([\d., ]+) ppm", text),
+        )
+        lines = cli.stdout.splitlines()
+        assert [line.split(":")[0] for line in lines][:: len(lines) - 1] == [first, last]
+        predicted = [float(line.split()[1]) for line in lines]
+        truth = [float(v) for v in actual.split(",")]
+        assert (
+            len(predicted) == len(truth) == 4 and max(abs(p - t) for p, t in zip(predicted, truth, strict=True)) < 2.0
+        )
+        assert ran.stdout.decode().split() == [line.split()[1] for line in lines]  # Python and shell agree
+
+
+def test_the_readme_s_zoo_client_lines_and_python_snippet_run_as_written(tmp_path):
+    """Every client line in README.md's code blocks (list, info, download, predict, recipes, check on a real
+    file) and its zoo Python snippet, run as written from the checkout's root with a fresh cache."""
+    import re
+    import subprocess
+    import sys
+
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+    client = re.compile(r"^qatzoo (list|info|download|predict|recipes|check)\b[^#<]*?(?=\s*(#|$))", re.M)
+    lines = [m.group(0) for _, body in blocks for m in client.finditer(body) if "..." not in m.group(0)]
+    assert any(line.startswith("qatzoo predict attention_int8 zoo/") for line in lines) and len(lines) >= 8
+    env = {k: v for k, v in os.environ.items() if k != "QATZOO_INDEX"}
+    env.update(QATZOO_CACHE=str(tmp_path / "cache"), PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    for line in lines:
+        ran = subprocess.run(["bash", "-c", line], cwd=REPO, env=env, capture_output=True, text=True)
+        assert ran.returncode == 0 and ran.stdout.strip(), f"{line}: {ran.stderr[-500:]}"
+    (snippet,) = [body for kind, body in blocks if kind == "python" and "forecaster.predict(co2_ppm)" in body]
+    probe = "\nprint(model.predict(pixels, labels=True), list(forecaster.predict(co2_ppm)))"
+    ran = subprocess.run([sys.executable, "-c", snippet + probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    (truth,) = re.findall(r'first image \(class "(.+?)"\)', (REPO / "zoo/mnist_cnn_int8/3/card.md").read_text())
+    label, forecast = ran.stdout.split(" ", 1)
+    (actual,) = re.findall(r"actual values are ([\d., ]+) ppm", (REPO / "zoo/attention_int8/4/card.md").read_text())
+    weeks = [float(v) for v in re.findall(r"\d+\.\d+", forecast)]
+    assert label == truth and len(weeks) == 4
+    assert max(abs(w - float(a)) for w, a in zip(weeks, actual.split(","), strict=True)) < 2.0  # ppm

@@ -149,9 +149,11 @@ def co2_forecast(
     info = {"builder": "co2_weekly", "version": str(builder.info.version)}
     extra = {"filled_weeks": int(full["filled"].sum())}
     series = full["co2"].astype(np.float64)
-    return forecast_windows(
+    splits = forecast_windows(
         name, series, window, horizon, val_fraction, test_fraction, "ppm", "weekly", "week", info, extra
     )
+    splits.raw["dates"] = [d.decode() if isinstance(d, bytes) else str(d) for d in full["date"]]  # ISO, per week
+    return splits
 
 
 def forecast_windows(

@@ -179,10 +179,12 @@ def _quantization_words(side: Inputs | Outputs) -> str:
     return f"{q.dtype} (scale {q.scale:.6g}, zero point {q.zero_point})"
 
 
-def use_it(name: str, contract: dict | Contract) -> list[str]:
+def use_it(name: str, contract: dict | Contract, sample: str | None = None) -> list[str]:
     """Markdown lines of the card's "## Use it" section: five lines of Python that load the published model
     and predict from a raw input made the way the contract asks, the CLI line, and the contract in one sentence.
-    Everything comes from ``contract`` (:mod:`qatzoo.contract`), so the snippet stays true for any model."""
+    Everything comes from ``contract`` (:mod:`qatzoo.contract`), so the snippet stays true for any model.
+    ``name`` may carry a version (``mnist_cnn_int8@3``); ``sample``: the sentence on the sample input the zoo
+    ships beside the card (:mod:`qatzoo.zoo.samples`), which the snippet reads as written."""
     contract = Contract.model_validate(contract)
     raw, output = contract.input.raw, contract.output
     steps = ", ".join(STEP_WORDS[s.op](s) for s in contract.input.steps) or "none"
@@ -193,10 +195,10 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
         low, high = raw.range if raw.range is not None else [0, 255]
         classes = output.classes or []
         shown = ", ".join(f'"{c}"' for c in classes) if len(classes) <= 12 else f'"{classes[0]}", ..., "{classes[-1]}"'
-        picture = "image.png"
+        picture = "sample.png"
         kind, shape = ("colour", f"({height}, {width}, 3)") if colour else ("grey", f"({height}, {width})")
         if raw.dtype == "float32":  # a user's own scaled images: no picture file makes them
-            picture = "image.npy"
+            picture = "sample.npy"
             code = [
                 "import numpy as np",
                 "from qatzoo.zoo import load",
@@ -235,14 +237,13 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
         horizon = output.horizon
         decode = ", ".join(STEP_WORDS[s.op](s) for s in output.steps) or "none"
         code = [
-            "import numpy as np",
             "from qatzoo.zoo import load",
             f'model = load("{name}")',
-            f'series = np.loadtxt("series.csv", delimiter=",", ndmin=2)[-{need}:, -1]  '
-            f"# last column: the last {need} {frequency} values, {unit}, oldest first",
+            f'series = model.read("sample.csv")  # the last column (a header row is skipped): >= {need} {frequency} '
+            f"values in {unit}, oldest first",
             f"forecast = model.predict(series)  # {horizon} values in {output.unit}, from {output.starts}",
         ]
-        cli = f"qatzoo predict {name} series.csv"
+        cli = f"qatzoo predict {name} sample.csv"
         contract_words = (
             f"Contract: a {frequency} series in {unit}, at least {need} values; preprocessing: {steps}; {io}; "
             f"the output is {horizon} {frequency} values in {output.unit} starting {output.starts} "
@@ -255,7 +256,7 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
         *code,
         "```",
         "",
-        "or from the shell (the .csv's last column; a .npy works too):"
+        "or from the shell (the .csv's last column; a first column of dates dates the forecast; a .npy works too):"
         if raw.kind == "series"
         else "or from the shell (a .npy of uint8 pixels works too):"
         if raw.dtype != "float32"
@@ -264,6 +265,9 @@ def use_it(name: str, contract: dict | Contract) -> list[str]:
         "```sh",
         cli,
         "```",
+        "",
+        sample
+        or f"`{'sample.csv' if raw.kind == 'series' else picture}`: the zoo ships one beside each published card.",
         "",
         contract_words,
         "",

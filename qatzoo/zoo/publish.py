@@ -53,6 +53,9 @@ PUBLISHED_FILES = {
     "forecast.png",
     "confusion.png",
     "regression.png",
+    "sample.png",
+    "sample.npy",
+    "sample.csv",
 }
 #: A version folder holds this from its staging until its index entry is written: with it and no entry,
 #: the folder is the leftover of a killed publish.
@@ -149,8 +152,11 @@ def without_machine_paths(config: dict) -> dict:
     return config
 
 
-def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report=None) -> tuple[dict, bytes, str]:
-    """The index entry (without version) of ``run_dir``, with the bytes and card text to publish.
+def measured_entry(
+    run_dir: Path, name: str, data_dir: str | None = None, report=None
+) -> tuple[dict, bytes, str, tuple[str, bytes, str] | None]:
+    """The index entry (without version) of ``run_dir``, with the bytes and card text to publish and the sample
+    input that ships beside the card (:func:`qatzoo.zoo.samples.sample`: file name, bytes, the card's sentence).
 
     Everything that describes the model file is derived from its bytes, read once, and run over the test
     split once (the metric and the deployment report's TFLM comparison). ``report``: the run's
@@ -274,7 +280,17 @@ def measured_entry(run_dir: Path, name: str, data_dir: str | None = None, report
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": report.command,
     }
-    return entry, blob, card
+    return entry, blob, card, _sample(data, entry["contract"])
+
+
+def _sample(data, contract: dict) -> tuple[str, bytes, str] | None:
+    """The sample input of the test split, None where the splits hold no raw test input to make it from."""
+    from qatzoo.zoo.samples import sample
+
+    try:
+        return sample(data, contract)
+    except (KeyError, IndexError):
+        return None
 
 
 def _user_file(run_dir: Path, config: dict, report):
@@ -401,7 +417,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
         raise ZooError(f"{run_dir} is not a run directory")
     report = _report(run_dir)  # read once: the entry and the figures are checked against it
     name = check_name(name or report.name)
-    entry, blob, card = measured_entry(run_dir, name, data_dir, report)  # slow part: outside the lock
+    entry, blob, card, sample = measured_entry(run_dir, name, data_dir, report)  # slow part: outside the lock
     figures = _figures(run_dir, report)
     try:
         with locked_index(zoo_dir) as index:
@@ -415,6 +431,10 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                 card=f"{name}/{version}/card.md",
             )
             validate_entry(entry)
+            if sample is not None:  # the card's snippet names this version and reads the sample beside it
+                from qatzoo.zoo.samples import with_use_it
+
+                card = with_use_it(card, f"{name}@{version}", entry["contract"], sample[2])
             target = zoo_dir / name / version
             if target.exists():
                 raise ZooError(f"{target} already exists and is not a leftover of a killed publish; not overwriting it")
@@ -427,6 +447,7 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                     ("card.md", card.encode()),
                     ("contract.json", contract_json),
                     *figures.items(),
+                    *([sample[:2]] if sample is not None else []),
                     (UNPUBLISHED, b""),
                 ):
                     with open(staging / file_name, "xb") as out:

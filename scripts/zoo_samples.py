@@ -1,0 +1,43 @@
+"""Backfill the zoo's sample inputs: beside each published card, the test split's first input (``sample.png``
+or ``sample.csv``), and the card's "Use it" section naming its version and reading that file as written.
+
+    python scripts/zoo_samples.py [--data-dir D]
+
+``qatzoo publish`` does the same for every new version; this script is for the versions published before it.
+Only the cards and the samples change: no model file, no index entry (the zoo's sha256 values stay).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qatzoo.files import write_bytes, write_text
+from qatzoo.zoo.index import read_index
+from qatzoo.zoo.samples import sample, with_use_it
+from qatzoo.zoo.verify import load_test_data
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="where the datasets are prepared (default: TFDS's)")
+    args = parser.parse_args()
+    built: dict = {}
+    for entry in read_index(ZOO / "index.json")["models"]:
+        params = entry["config"]["data"]
+        key = (entry["dataset"]["name"], repr(sorted(params.items())))
+        if key not in built:
+            built[key] = load_test_data(entry["dataset"]["name"], params, args.data_dir)
+        name, version = entry["name"], entry["version"]
+        file_name, blob, words = sample(built[key], entry["contract"])
+        folder = ZOO / name / version
+        write_bytes(folder / file_name, blob)
+        card = folder / "card.md"
+        write_text(card, with_use_it(card.read_text(), f"{name}@{version}", entry["contract"], words))
+        print(f"{name}@{version}: {file_name} ({len(blob):,} bytes); card's Use it reads it")
+
+
+if __name__ == "__main__":
+    main()
