@@ -68,7 +68,15 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert entry["provenance"]["config_sha256"] == entry["config_sha256"]
     assert entry["config"]["data"]["data_dir"] is None  # where the publisher kept its data is not published
     card = (zoo / entry["card"]).read_text()
-    assert card.startswith((run_dir / "card.md").read_text()) and entry["sha256"] in card
+    run_card = (run_dir / "card.md").read_text()
+    assert card.startswith(run_card[: run_card.index("## Use it")]) and entry["sha256"] in card
+    # Its Use it names the version and reads the sample beside it: the test split's first image.
+    assert 'load("tiny_cnn@1")' in card and "qatzoo predict tiny_cnn@1 sample.png" in card
+    assert "the test split's first image (class \"" in card and run_card.count("## Use it") == 1 == card.count("## Use")
+    from PIL import Image
+
+    with Image.open(model.parent / "sample.png") as sample:
+        assert sample.size == (28, 28) and sample.mode == "L"
     # The deployment report is measured on the published bytes (same file: same TFLM arena as the run's).
     deployment = entry["deployment"]
     assert deployment["tflm"]["runs"] and deployment["tflm"]["examples"] == entry["dataset"]["examples"]
