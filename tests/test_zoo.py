@@ -73,6 +73,9 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     # Its Use it names the version and reads the sample beside it: the test split's first image.
     assert 'load("tiny_cnn@1")' in card and "qatzoo predict tiny_cnn@1 sample.png" in card
     assert "the test split's first image (class \"" in card and run_card.count("## Use it") == 1 == card.count("## Use")
+    limits = card[card.index("## Limitations") :]
+    assert f"| as published (the test split) | {entry['metrics']['qat_int8']:.2f} | - |" in limits
+    assert "| shifted 2 pixels right and down |" in limits and "| inverted (dark on light) |" in limits
     from PIL import Image
 
     with Image.open(model.parent / "sample.png") as sample:
@@ -520,3 +523,24 @@ def test_the_readme_s_zoo_client_lines_and_python_snippet_run_as_written(tmp_pat
     weeks = [float(v) for v in re.findall(r"\d+\.\d+", forecast)]
     assert label == truth and len(weeks) == 4
     assert max(abs(w - float(a)) for w, a in zip(weeks, actual.split(","), strict=True)) < 2.0  # ppm
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda p: f"{p.parent.parent.name}@{p.parent.name}")
+def test_every_card_states_its_limitations_measured_on_its_file(card):
+    """Each card's Limitations: the data, the input's conventions, and changed inputs whose first row is the
+    index's int8 number for that file (the same LiteRT run on the same test split)."""
+    import re
+
+    entry = find(read_index(REPO / "zoo" / "index.json"), f"{card.parent.parent.name}@{card.parent.name}")
+    text = card.read_text()
+    limits = text[text.index("## Limitations\n") : text.index("\n## ", text.index("## Limitations\n"))]
+    assert "- **Data**: " in limits and "- **Input**: " in limits
+    rows = re.findall(r"^\| (.+?) \| ([\d.]+) \| (.+?) \|$", limits, re.M)
+    fmt = "{:.2f}" if entry["unit"] == "%" else "{:.4f}"
+    assert rows[0][:2] == ("as published (the test split)", fmt.format(entry["metrics"][entry["int8_model"]]))
+    assert len(rows) == 4
+    if entry["task"] == "forecast":  # the model sees differences from the last value: the level does not matter
+        assert rows[1][0].startswith("raised 50") and rows[1][1] == rows[0][1]
+        assert "tested on forecasts for 1995-06-10 to 2001-12-29" in limits
+    else:  # a 2-pixel shift costs more than a 1-pixel one; inverted digits are near chance
+        assert float(rows[2][1]) < float(rows[1][1]) < float(rows[0][1]) and float(rows[3][1]) < 35

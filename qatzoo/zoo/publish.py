@@ -280,7 +280,19 @@ def measured_entry(
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": report.command,
     }
-    return entry, blob, card, _sample(data, entry["contract"])
+    return entry, blob, _with_limitations(card, blob, entry, data), _sample(data, entry["contract"])
+
+
+def _with_limitations(card: str, blob: bytes, entry: dict, data) -> str:
+    """The card with its "Limitations", changed inputs measured on these bytes (:mod:`qatzoo.tools.robustness`);
+    unchanged where the splits hold no raw test input to change."""
+    from qatzoo.tools.robustness import measure, section, with_limitations
+
+    try:
+        rows = measure(blob, entry["contract"], data)
+    except KeyError:
+        return card
+    return with_limitations(card, section(rows, data, entry["contract"], entry["metric"], entry["unit"]))
 
 
 def _sample(data, contract: dict) -> tuple[str, bytes, str] | None:

@@ -83,4 +83,4 @@ def with_use_it(card: str, name: str, contract: dict, words: str) -> str:
         return card[:start] + section + card[end:]
     at = card.find("## The int8 model")
     at = len(card) if at < 0 else at
-    return card[:at] + section + "\n" + card[at:]
+    return card[:at] + section + card[at:]

@@ -1,7 +1,8 @@
-"""Backfill the zoo's sample inputs: beside each published card, the test split's first input (``sample.png``
-or ``sample.csv``), and the card's "Use it" section naming its version and reading that file as written.
+"""Backfill the zoo's cards: beside each published card, the test split's first input (``sample.png`` or
+``sample.csv``); in the card, its "Use it" section naming its version and reading that file as written, and its
+"Limitations" (the data's period, the input's conventions, changed inputs measured on the file in LiteRT).
 
-    python scripts/zoo_samples.py [--data-dir D]
+    python scripts/zoo_cards.py [--data-dir D]
 
 ``qatzoo publish`` does the same for every new version; this script is for the versions published before it.
 Only the cards and the samples change: no model file, no index entry (the zoo's sha256 values stay).
@@ -13,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from qatzoo.files import write_bytes, write_text
+from qatzoo.tools.robustness import measure, section, with_limitations
 from qatzoo.zoo.index import read_index
 from qatzoo.zoo.samples import sample, with_use_it
 from qatzoo.zoo.verify import load_test_data
@@ -35,8 +37,11 @@ def main() -> None:
         folder = ZOO / name / version
         write_bytes(folder / file_name, blob)
         card = folder / "card.md"
-        write_text(card, with_use_it(card.read_text(), f"{name}@{version}", entry["contract"], words))
-        print(f"{name}@{version}: {file_name} ({len(blob):,} bytes); card's Use it reads it")
+        text = with_use_it(card.read_text(), f"{name}@{version}", entry["contract"], words)
+        rows = measure((folder / "model_int8.tflite").read_bytes(), entry["contract"], built[key])
+        text = with_limitations(text, section(rows, built[key], entry["contract"], entry["metric"], entry["unit"]))
+        write_text(card, text)
+        print(f"{name}@{version}: {file_name} ({len(blob):,} bytes); " + "; ".join(f"{w} {v:.4g}" for w, v in rows))
 
 
 if __name__ == "__main__":
