@@ -74,6 +74,10 @@ def test_forecast_vs_actual_writes_a_png(tmp_path):
     assert 600 < width < 1600 and 400 < height < 1000
     with pytest.raises(ValueError, match="shape"):
         plots.forecast_vs_actual(actual, {"bad": actual[:, :2]}, "ppm", tmp_path / "bad.png")
+    dates = [str(np.datetime64("1995-06-10") + 7 * int(w)) for w in weeks]
+    dated = plots.forecast_vs_actual(actual, forecasts, "ppm", tmp_path / "dated.png", dates=dates)
+    undated = plots.forecast_vs_actual(actual, forecasts, "ppm", tmp_path / "undated.png")
+    assert png_size(dated) == png_size(undated) and dated.read_bytes() != undated.read_bytes()  # a dated axis
 
 
 # ---- confusion matrix

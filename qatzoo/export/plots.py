@@ -116,13 +116,15 @@ def forecast_vs_actual(
     unit: str,
     path: str | Path,
     start_week: int | None = None,
+    dates: list[str] | None = None,
 ) -> Path:
     """The actual series over the test period with each model's 1-week-ahead and horizon-weeks-ahead
     forecasts, and below them the forecast errors (mean absolute error in the legend).
 
     ``actual`` and each forecast: (n_windows, horizon) arrays in ``unit`` for consecutive test windows
     (window i's first target is the week after window i-1's). ``start_week``: the week number of the
-    first target, for the x axis (default: weeks counted from the start of the test period).
+    first target, for the x axis (default: weeks counted from the start of the test period). ``dates``: the
+    ISO dates of the weeks from the first target on, when the series has them: the x axis is then dated.
     """
     actual = np.asarray(actual, dtype=np.float64)
     if actual.ndim != 2:
@@ -134,6 +136,9 @@ def forecast_vs_actual(
     first = 0 if start_week is None else int(start_week)
     series = np.concatenate([actual[:, 0], actual[-1, 1:]])  # week first .. first + n + horizon - 2
     weeks = first + np.arange(n + horizon - 1)
+    dated = dates is not None and len(dates) >= n + horizon - 1
+    if dated:
+        weeks = np.array(dates[: n + horizon - 1], dtype="datetime64[D]")
     leads = [1] if horizon == 1 else [1, horizon]
 
     plt = _pyplot()
@@ -150,11 +155,15 @@ def forecast_vs_actual(
             ax.plot(x, f[:, lead - 1], label=f"{name}, {ahead}", **style)
             ax_err.plot(x, error, label=f"{name}, {ahead}: MAE {np.mean(np.abs(error)):.3g} {unit}", **style)
     ax_err.axhline(0, color="black", linewidth=0.8)
-    ax.set_title(f"Forecasts against the actual series, test period ({n} windows, horizon {horizon} weeks)")
+    period = f"{weeks[0]} to {weeks[-1]}, " if dated else ""
+    ax.set_title(
+        f"Forecasts against the actual series, test period ({period}{n} windows, horizon {horizon} weeks)",
+        fontsize=10 if dated else None,
+    )
     ax.set_ylabel(f"value ({unit})")
     ax.legend(fontsize=8)
     ax_err.set_ylabel(f"error ({unit})")
-    ax_err.set_xlabel("week" if start_week is not None else "week of the test period")
+    ax_err.set_xlabel("date of the week" if dated else "week" if start_week is not None else "week of the test period")
     ax_err.legend(fontsize=7, ncol=2)
     for a in (ax, ax_err):
         a.grid(alpha=0.3)

@@ -222,8 +222,13 @@ def _figures(run: RunDir, report: RunReport, data, int8_predictions) -> tuple[st
     y = int8_predictions
     if report.task == "forecast":
         forecast = contract.decode(data.contract["output"]["steps"], y, data.raw["x_test"])
+        dates = data.raw.get("dates")  # the weeks' dates, when the series has them: a dated x axis
         plots.forecast_vs_actual(
-            data.raw["y_test"], {"int8 (LiteRT)": forecast}, report.unit, run.path / "forecast.png"
+            data.raw["y_test"],
+            {"int8 (LiteRT)": forecast},
+            report.unit,
+            run.path / "forecast.png",
+            dates=dates[int(data.raw["test_starts"][0]) :] if dates else None,
         )
         written.append("forecast.png")
     elif report.task == "regression":
