@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qatzoo.zoo.index import ZooError
+from qatzoo.contract import ContractError
 
 #: A .npy holding more bytes of values than this is not read (the MNIST test split as uint8 is 8 MB).
 MAX_INPUT_BYTES = 256 * 1024 * 1024
@@ -22,14 +22,14 @@ def read_dated(path: Path, raw) -> tuple[object, list[str] | None]:
     """A raw input file for ``raw`` (the contract's input.raw): an image (.png, .npy of uint8) or a series
     (.csv: the last column's numbers; .npy). Only PNG is decoded, and only at the model's size (checked from
     the header, before any pixel is); a .npy's dtype and size come from its header before its data; no cell
-    of a .csv is skipped. Anything else is a ZooError naming the file. Beside the values: a .csv's dates, when
+    of a .csv is skipped. Anything else is a ContractError (one line) naming the file. Beside the values: a .csv's dates, when
     its first column holds an ISO date (``YYYY-MM-DD``) on every row, else None."""
     import csv
     import struct
     import zlib
 
     if not path.is_file():
-        raise ZooError(f"{path}: no such file")
+        raise ContractError(f"{path}: no such file")
     suffix, kind = path.suffix.lower(), raw.kind
     try:
         if suffix == ".npy":
@@ -38,10 +38,12 @@ def read_dated(path: Path, raw) -> tuple[object, list[str] | None]:
             return _read_png(path, tuple(raw.shape)), None
         if suffix in (".csv", ".txt") and kind == "series":
             return _read_csv(path)
+    except ContractError:  # already the one line naming the file
+        raise
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, csv.Error) as error:
-        raise ZooError(f"{path} is not a readable {kind} ({type(error).__name__}: {str(error)[:80]})") from None
+        raise ContractError(f"{path} is not a readable {kind} ({type(error).__name__}: {str(error)[:80]})") from None
     wanted = ".png or .npy" if kind == "image" else ".csv or .npy"
-    raise ZooError(f"{path}: a {kind} input must be {wanted}")
+    raise ContractError(f"{path}: a {kind} input must be {wanted}")
 
 
 def _read_npy(path: Path):
@@ -56,12 +58,12 @@ def _read_npy(path: Path):
         read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
         shape, _, dtype = read_header(f)
         if dtype.kind not in "biuf" or dtype.fields is not None:  # objects (pickles), text, records, complex
-            raise ZooError(f"{path}: input must be real numbers, got {dtype}")
+            raise ContractError(f"{path}: input must be real numbers, got {dtype}")
         if 0 in shape:
-            raise ZooError(f"{path}: the array is empty (shape {shape})")
+            raise ContractError(f"{path}: the array is empty (shape {shape})")
         size = dtype.itemsize * int(np.prod(shape, dtype=object))
         if size > MAX_INPUT_BYTES:
-            raise ZooError(f"{path}: the array is too large ({shape}, {size} bytes; at most {MAX_INPUT_BYTES})")
+            raise ContractError(f"{path}: the array is too large ({shape}, {size} bytes; at most {MAX_INPUT_BYTES})")
         f.seek(0)
         return npy.read_array(f, allow_pickle=False)  # the same open file: what was checked is what is read
 
@@ -76,14 +78,14 @@ def _read_png(path: Path, shape: tuple[int, int]):
     try:
         opened = Image.open(path, formats=["PNG"])
     except UnidentifiedImageError:
-        raise ZooError(f"{path}: not a PNG image") from None
+        raise ContractError(f"{path}: not a PNG image") from None
     except Image.DecompressionBombError as error:  # Pillow's own cap, checked from the header too
         claim = str(error).split(" exceeds")[0].lower()  # "image size (400000000 pixels)"
-        raise ZooError(f"{path}: {claim}; the model takes {shape[1]} x {shape[0]}") from None
+        raise ContractError(f"{path}: {claim}; the model takes {shape[1]} x {shape[0]}") from None
     with opened as image:
         width, height = image.size
         if (height, width) != shape:
-            raise ZooError(f"{path}: {width} x {height} pixels; the model takes {shape[1]} x {shape[0]}")
+            raise ContractError(f"{path}: {width} x {height} pixels; the model takes {shape[1]} x {shape[0]}")
         image.load()
         return np.asarray(image.convert("L"), dtype=np.uint8)
 
@@ -110,24 +112,24 @@ def _read_csv(path: Path):
             blank = blank or number  # refused below if a row follows: only the file's end may be blank
             continue
         if blank:
-            raise ZooError(f"{path}: row {blank} is empty")
+            raise ContractError(f"{path}: row {blank} is empty")
         if number == 1:
             width = len(row)
             if _is_text(row[-1]):
                 header = row[-1].strip()[:40]
                 continue
         if len(row) != width:
-            raise ZooError(f"{path}: row {number} has {len(row)} columns, row 1 has {width}")
+            raise ContractError(f"{path}: row {number} has {len(row)} columns, row 1 has {width}")
         where = f"{path}: row {number}, column {width}" + (f" ({header})" if header else "")
         cell = row[-1].strip()
         if not cell:
-            raise ZooError(f"{where}: empty")
+            raise ContractError(f"{where}: empty")
         try:
             value = float(cell)
         except ValueError:
-            raise ZooError(f"{where}: {cell[:40]!r} is not a number") from None
+            raise ContractError(f"{where}: {cell[:40]!r} is not a number") from None
         if not math.isfinite(value):
-            raise ZooError(f"{where}: {cell[:40]!r} is not a finite number")
+            raise ContractError(f"{where}: {cell[:40]!r} is not a finite number")
         values.append(value)
         if dates is not None and width > 1:
             try:
@@ -135,7 +137,7 @@ def _read_csv(path: Path):
             except ValueError:
                 dates = None  # a first column of something else (an index, a label): no dates
     if not values:
-        raise ZooError(f"{path}: the file holds no values")
+        raise ContractError(f"{path}: the file holds no values")
     return np.frombuffer(values, dtype=np.float64).copy(), [d.isoformat() for d in dates] if dates else None
 
 

@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from qatzoo.files import write_bytes, write_text
-from qatzoo.tools.robustness import measure, section, with_limitations
 from qatzoo.zoo.index import read_index
+from qatzoo.zoo.limitations import measure, section, with_limitations
 from qatzoo.zoo.samples import sample, with_use_it
 from qatzoo.zoo.verify import load_test_data
 

@@ -284,9 +284,9 @@ def measured_entry(
 
 
 def _with_limitations(card: str, blob: bytes, entry: dict, data) -> str:
-    """The card with its "Limitations", changed inputs measured on these bytes (:mod:`qatzoo.tools.robustness`);
+    """The card with its "Limitations", changed inputs measured on these bytes (:mod:`qatzoo.zoo.limitations`);
     unchanged where the splits hold no raw test input to change."""
-    from qatzoo.tools.robustness import measure, section, with_limitations
+    from qatzoo.zoo.limitations import measure, section, with_limitations
 
     try:
         rows = measure(blob, entry["contract"], data)
