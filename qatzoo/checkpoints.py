@@ -7,6 +7,10 @@ can use it.
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import tensorflow as tf
 
 

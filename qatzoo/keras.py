@@ -8,10 +8,10 @@ Every module that builds or runs models imports ``keras`` from here, so the choi
 
 import os
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
 from qatzoo.engine import current
 
 ENGINE = current()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if ENGINE == "keras3":
     os.environ["KERAS_BACKEND"] = "tensorflow"  # the TFLite converter reads TensorFlow graphs
     import keras  # noqa: E402

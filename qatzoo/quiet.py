@@ -48,6 +48,11 @@ def configure(verbose: int) -> None:
             import tensorflow  # noqa: F401
 
 
+def is_quiet() -> bool:
+    """Whether the libraries' own output is held back (True unless ``configure`` was told ``verbose >= LOUD``)."""
+    return _state["quiet"]
+
+
 class Captured:
     """What a :func:`captured_output` block wrote to file descriptors 1 and 2 (``text``, set when it ends)."""
 

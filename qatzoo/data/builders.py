@@ -6,6 +6,10 @@ Defining these classes registers them with TFDS under their snake-case names (``
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import gzip
 import struct
 from pathlib import Path

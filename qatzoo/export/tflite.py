@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 

@@ -8,6 +8,10 @@ The engines (``keras3``: :mod:`qatzoo.quant.keras3`; ``tfmot``: :mod:`qatzoo.qua
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import tensorflow as tf
 
 from qatzoo.keras import keras

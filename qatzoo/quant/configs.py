@@ -8,6 +8,10 @@ Every knob (bits 2-8, symmetric, narrow range, per channel, range estimator) com
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 

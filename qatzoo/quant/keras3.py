@@ -26,6 +26,10 @@ straight-through gradient only, and a QAT step does no backward pass through red
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import inspect
 import tempfile
 from collections.abc import Callable, Iterator

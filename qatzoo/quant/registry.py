@@ -6,6 +6,10 @@ QuantizeConfig), not a flag. The scheme's :class:`Spec` decides each layer's bit
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 from collections.abc import Callable
 
 import tensorflow_model_optimization as tfmot

@@ -3,6 +3,10 @@ with this project's table (:mod:`qatzoo.quant.registry`) and QuantizeConfigs (:m
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -18,6 +18,10 @@ step the quantizer ranges of all replicas are made those of the global batch
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import contextlib
 import json
 import os

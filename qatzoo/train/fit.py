@@ -28,6 +28,10 @@ of its batch losses. They differ only through the smaller last batch (about 0.3%
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import math
 import shutil
 import time

@@ -12,6 +12,10 @@ same weights, to the bit, as never having stopped.
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import functools
 import math
 import os

@@ -6,6 +6,10 @@ This module imports TensorFlow; train.py imports it only after the config has be
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import hashlib
 import math
 import numbers

@@ -9,6 +9,10 @@ activations, so QAT sees the same rounding the exported int8 model does.
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import math
 
 import tensorflow as tf

@@ -10,6 +10,10 @@ each intermediate through an identity attribute that its QuantizeConfig
 
 from __future__ import annotations
 
+import qatzoo.tf_quiet  # noqa: F401  (first: TensorFlow's start-up lines held back)
+
+# isort: split
+
 import tensorflow as tf
 
 from qatzoo.keras import keras
