@@ -78,6 +78,7 @@ def test_publish_writes_files_entry_and_readme_and_never_overwrites(zoo, run_dir
     assert "| shifted 2 pixels right and down |" in limits and "| inverted (dark on light) |" in limits
     from PIL import Image
 
+    assert (model.parent.stat().st_mode & 0o777) == 0o777 & ~_umask()  # not mkdtemp's 0700
     with Image.open(model.parent / "sample.png") as sample:
         assert sample.size == (28, 28) and sample.mode == "L"
     # The deployment report is measured on the published bytes (same file: same TFLM arena as the run's).
@@ -544,3 +545,9 @@ def test_every_card_states_its_limitations_measured_on_its_file(card):
         assert "tested on forecasts for 1995-06-10 to 2001-12-29" in limits
     else:  # a 2-pixel shift costs more than a 1-pixel one; inverted digits are near chance
         assert float(rows[2][1]) < float(rows[1][1]) < float(rows[0][1]) and float(rows[3][1]) < 35
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

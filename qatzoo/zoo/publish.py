@@ -452,6 +452,9 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                 raise ZooError(f"{target} already exists and is not a leftover of a killed publish; not overwriting it")
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # the version folder as readable as the zoo (mkdtemp's is 0700)
             try:
                 contract_json = (json.dumps(entry["contract"], indent=2) + "\n").encode()
                 for file_name, data in (
