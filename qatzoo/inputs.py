@@ -157,8 +157,8 @@ def read_input(path: str | Path, raw) -> object:
 
 def forecast_dates(dates: list[str], horizon: int) -> list[str] | None:
     """The ``horizon`` dates after a series dated ``dates`` (ISO), at its last step (a week for weekly data):
-    the dates a forecast "from the week after the last input value" is for; None for fewer than two dates or a
-    last step that does not move forward."""
+    the dates a forecast "from the week after the last input value" is for; None for fewer than two dates, a
+    last step that does not move forward, or dates past the calendar's end."""
     import datetime
 
     if len(dates) < 2:
@@ -167,4 +167,7 @@ def forecast_dates(dates: list[str], horizon: int) -> list[str] | None:
     step = last - before
     if step.days <= 0:
         return None
-    return [(last + step * k).isoformat() for k in range(1, horizon + 1)]
+    try:
+        return [(last + step * k).isoformat() for k in range(1, horizon + 1)]
+    except OverflowError:  # weeks past the year 9999: the forecast stands, undated
+        return None

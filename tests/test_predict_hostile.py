@@ -243,3 +243,4 @@ def test_a_dated_csv_dates_the_forecast_and_an_undated_one_does_not(capsys, tmp_
     assert main(["predict", str(FORECASTER), str(dated), "--json"]) == 0
     assert "dates" not in json.loads(capsys.readouterr().out)
     assert forecast_dates(["2000-01-08", "2000-01-01"], 4) is None and forecast_dates(["2000-01-01"], 4) is None
+    assert forecast_dates(["9999-12-24", "9999-12-31"], 4) is None  # past the calendar: undated, no traceback
