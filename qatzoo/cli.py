@@ -220,6 +220,19 @@ def info_lines(entry: dict, versions: list[str]) -> list[str]:
         value = fitted[best][e.metric]
         shown = f"{value:.2f}%" if e.unit == "%" else f"{value:.4f} {e.unit}"
         lines.append(f"  strongest classical baseline (of {len(fitted)}, on validation): {best} {shown} on test")
+    if entry.get("significance"):
+        from qatzoo.significance import cell
+
+        lines.append(f"  the int8 file against the strongest baseline on test: {cell(entry['significance'])}")
+    table = entry.get("ptq_baselines") or {}
+    if table.get("best"):
+        method = table["methods"][table["best"]][e.metric]
+        shown = f"{method:.2f}%" if e.unit == "%" else f"{method:.4f} {e.unit}"
+        share = table.get("recovered")
+        lines.append(
+            f"  best PTQ at {table['widths']}: {table['best']} {shown}; "
+            + ("nothing lost against float" if share is None else f"QAT recovers {share:.0%} of its loss")
+        )
     if e.deployment is not None:
         lines.append(f"  where it runs: {summary(entry['deployment'])}")
     lines += [

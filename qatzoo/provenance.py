@@ -40,6 +40,7 @@ NOT_HASHED = (
     "trainer.epoch_weights",
     "trainer.deployment",
     "trainer.baselines",
+    "trainer.ptq_baselines",
 )
 
 

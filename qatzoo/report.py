@@ -25,8 +25,10 @@ from qatzoo.artifacts import (
     Sha256,
     finite,
     one_line,
+    one_of,
     parse_json,
     read_bounded,
+    rule,
 )
 from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
@@ -169,6 +171,61 @@ class Baseline(Record):
 Baselines = Annotated[dict[str, Baseline], AsIs]
 
 
+Probability = Annotated[float, rule(lambda v: isinstance(v, float) and 0.0 <= v <= 1.0, "a p-value in [0, 1]")]
+
+
+class StepTest(Record):
+    p: Probability
+    statistic: FiniteFloat
+
+
+class Comparison(Record):
+    """The int8 model against one baseline on the same test examples (:func:`qatzoo.significance.compare`)."""
+
+    test: one_of("diebold_mariano", "mcnemar")
+    p: Probability
+    statistic: FiniteFloat
+    verdict: one_of("beats", "ties", "loses")
+    per_step: list[StepTest] = ABSENT
+    only_model: Count = ABSENT
+    only_baseline: Count = ABSENT
+
+
+class Significance(Record):
+    """The int8 model against every baseline, and the strongest one (:func:`qatzoo.significance.against`)."""
+
+    alpha: Probability
+    best: str
+    baselines: dict[str, Comparison]
+
+    @model_validator(mode="after")
+    def _best_is_compared(self):
+        if self.best not in self.baselines:
+            raise ValueError(f"best baseline {self.best[:40]!r} has no comparison")
+        return self
+
+
+class PtqMethod(Record):
+    """One post-training file at the scheme's widths: its test metric and size, or why there is none."""
+
+    accuracy: FiniteFloat = ABSENT
+    mae: FiniteFloat = ABSENT
+    bytes: Count = ABSENT
+    error: str = ABSENT
+
+
+class PtqBaselines(Record):
+    """The strongest PTQ at the scheme's widths against the QAT int8 file (:func:`qatzoo.export.ptq_suite.summarize`)."""
+
+    widths: str
+    methods: dict[str, PtqMethod]
+    reference: dict[str, PtqMethod] = {}
+    float: FiniteFloat
+    qat_int8: FiniteFloat
+    best: str = ABSENT
+    recovered: FiniteFloat | None = None
+
+
 def unscored(baselines: dict, metric: str) -> str | None:
     """The line saying which baseline has no test value of ``metric`` (``None``: all have one)."""
     name = next((n for n, values in baselines.items() if values.get(metric) is None), None)
@@ -212,6 +269,10 @@ class RunReport(BaseModel):
     lowbit: Lowbit | None = None
     baselines: Baselines | None = None
     """Classical models on the same test split (:mod:`qatzoo.baselines`): name -> {metric, val_metric, about}."""
+    ptq_baselines: Annotated[PtqBaselines, AsIs] | None = None
+    """QAT runs: LiteRT's quantizer's algorithms at the scheme's widths, each file in LiteRT (:mod:`qatzoo.export.ptq_suite`)."""
+    significance: Annotated[Significance, AsIs] | None = None
+    """The int8 file's test predictions against each baseline's: Diebold-Mariano or McNemar (:mod:`qatzoo.significance`)."""
     contract: Contract | None = None
     """The model contract (:mod:`qatzoo.contract`): raw input, preprocessing, int8 I/O, output meaning."""
     deployment: Deployment | None = None

@@ -221,6 +221,7 @@ class Trainer(Group):
     epoch_weights: bool
     deployment: bool = True
     baselines: bool = True
+    ptq_baselines: bool = True
 
 
 class NoLogger(Group):

@@ -77,6 +77,15 @@ class Task:
             return float(np.mean(np.argmax(predictions, axis=-1) == y) * 100.0)
         return float(np.mean(np.abs(predictions - y)) * self.scale)
 
+    def losses(self, y: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """Per example what :meth:`score` averages: whether the class is right (a classifier), or the absolute
+        errors in the target unit, ``(examples, outputs)`` (a forecast's horizon steps); what
+        :mod:`qatzoo.significance` compares."""
+        if self.classification:
+            return np.argmax(predictions, axis=-1) == np.asarray(y)
+        errors = np.abs(np.asarray(predictions, dtype=np.float64) - np.asarray(y, dtype=np.float64)) * self.scale
+        return errors.reshape(len(errors), -1)
+
     def better(self, a: float, b: float) -> bool:
         """Whether score ``a`` is better than score ``b``."""
         return a > b if self.higher_is_better else a < b

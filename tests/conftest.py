@@ -21,6 +21,7 @@ collect_ignore = [] if ENGINE == "tfmot" else ["engine_tfmot"]
 # Classical baselines cost 10-40 s a run: off by default here (for runs in subprocesses too); the recipe tests
 # and tests/test_baselines.py turn them on where they are checked.
 os.environ["QATZOO_BASELINES"] = "false"
+os.environ["QATZOO_PTQ_BASELINES"] = "false"  # PTQ at the scheme's widths: on where a test checks it
 os.environ["QATZOO_DEPLOYMENT"] = "false"  # the deployment report: on where a test checks it
 
 

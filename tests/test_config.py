@@ -142,16 +142,19 @@ def test_recipes_resolve_to_the_values_their_models_were_trained_with(compose_cf
 
     cfg = compose_cfg("paths.data_dir=/data", *([f"recipe={recipe}"] if recipe else []))
     trainer = cfg.trainer
-    # deployment, baselines: from $QATZOO_DEPLOYMENT / $QATZOO_BASELINES, which tests/conftest.py sets to false
+    # deployment, baselines, ptq_baselines: from $QATZOO_DEPLOYMENT / $QATZOO_BASELINES / $QATZOO_PTQ_BASELINES,
+    # which tests/conftest.py sets to false
     # (the default without them: true)
-    assert (trainer.keep_checkpoints, trainer.epoch_weights, trainer.deployment, trainer.baselines) == (
-        2,
-        False,
-        False,
-        False,
-    )
+    assert (
+        trainer.keep_checkpoints,
+        trainer.epoch_weights,
+        trainer.deployment,
+        trainer.baselines,
+        trainer.ptq_baselines,
+    ) == (2, False, False, False, False)
     with open_dict(cfg):
         del trainer.keep_checkpoints, trainer.epoch_weights, trainer.deployment, trainer.baselines
+        del trainer.ptq_baselines
         del cfg.engine  # added after these hashes (they are the values, whichever engine trains them)
     text = OmegaConf.to_yaml(cfg, resolve=True)
     assert hashlib.sha256(text.encode()).hexdigest() == RESOLVED[recipe], text
@@ -168,7 +171,10 @@ def test_help_lists_the_groups_options_and_describes_the_fields():
         done = subprocess.run([sys.executable, "-c", code, prog], cwd=REPO, capture_output=True, text=True, timeout=60)
         out = done.stdout
         assert done.returncode == 0 and out.startswith(f"usage: {command} [--config-dir DIR]"), done.stderr
-        assert "  recipe    attention_int8, mnist_cnn_fashion_int8" in out and "  quant     int8*, none" in out
+        assert (
+            "  recipe    attention_int8, ds_cnn_fashion_int8, mnist_cnn_fashion_int8" in out
+            and "  quant     int8*, none" in out
+        )
         assert "  trainer.seed=0" in out and "The seed of every random draw" in out
         assert "  trainer.deployment=true" in out and "(default from $QATZOO_DEPLOYMENT)" in out
         assert out.rstrip().endswith("False")  # no TensorFlow to print a help page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from qatzoo.export import checks, litert, ptq, tensors
 from qatzoo.export.tflite import strip_names, to_float_tflite, to_int8_tflite
@@ -102,3 +103,66 @@ def test_a_model_with_over_256_kib_of_weights_keeps_them_through_strip_names():
     assert len(blob) > 24 * 24 * 512  # the int8 kernel is in the file
     reference, quantized = litert.predict(float_file, x), litert.predict(blob, x)
     assert np.mean(reference.argmax(-1) == quantized.argmax(-1)) >= 0.75
+
+
+def _splits(model, x):
+    """Classification splits whose labels are the float model's own classes: float scores 100%."""
+    from qatzoo.data.splits import Splits
+
+    labels = np.argmax(model.predict(x, verbose=0), axis=-1)
+    return Splits("sample", "classification", x, labels, x, labels, x, labels, num_outputs=4)
+
+
+def test_ptq_suite_scores_each_algorithm_on_its_own_file_at_the_schemes_widths():
+    """w4a8: every algorithm's number is its own file run in LiteRT on the test split; a refusal is one line;
+    the 4-bit files hold INT4 weights and are smaller than the 8-bit ones."""
+    from qatzoo.export import ptq_suite
+    from qatzoo.task import Task
+
+    model, x = _cnn(), _sample(96)
+    float_file, data = to_float_tflite(model), _splits(model, x)
+    table = ptq_suite.measure(float_file, x, data, weight_bits=4, algorithms=("min_max", "mse", "octav"))
+    assert table["widths"] == "w4a8" and set(table["methods"]) == {"min_max", "mse", "octav"}
+    for name, method in table["methods"].items():
+        if "error" in method:
+            assert "\n" not in method["error"] and method["error"].startswith("litert-quantizer: ")
+            continue
+        blob = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm=name))
+        assert method["bytes"] == len(blob)
+        assert method["accuracy"] == np.mean(np.argmax(litert.predict(blob, x), -1) == data.y_test) * 100.0
+    assert "accuracy" in table["methods"]["min_max"]
+    four = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm="min_max"))
+    eight = strip_names(ptq.quantize_with(float_file, x, weight_bits=8, algorithm="min_max"))
+    from qatzoo.export import lowbit
+
+    assert len(four) < len(eight)
+    assert {k["storage"] for k in lowbit.weight_levels(four)} == {"int4"}
+    assert {k["storage"] for k in lowbit.weight_levels(eight)} == {"int8"}
+    summary = ptq_suite.summarize(table, Task("classification"), 100.0, 99.0)
+    best = max(
+        (n for n in table["methods"] if "accuracy" in table["methods"][n]),
+        key=lambda n: table["methods"][n]["accuracy"],
+    )
+    assert summary["best"] == best
+    lines = ptq_suite.lines(summary, "accuracy", "%")
+    assert lines[0] == "## QAT against post-training quantization"
+    assert "| **QAT int8 (this file)** | 99.00 | - | - |" in lines
+
+
+def test_recovered_is_the_share_of_the_best_ptq_loss_qat_wins_back():
+    from qatzoo.export.ptq_suite import recovered
+    from qatzoo.task import Task
+
+    accuracy, mae = Task("classification"), Task("forecast", target_unit="ppm")
+    assert recovered(accuracy, 99.0, 97.0, 98.5) == pytest.approx(0.75)
+    assert recovered(accuracy, 99.0, 97.0, 96.0) == pytest.approx(-0.5)  # QAT worse than PTQ
+    assert recovered(mae, 0.30, 0.34, 0.31) == pytest.approx(0.75)
+    assert recovered(mae, 0.30, 0.30, 0.29) is None  # PTQ loses nothing: nothing to recover
+
+
+def test_no_recovery_is_claimed_for_a_ptq_loss_that_is_not_significant():
+    from qatzoo.export.ptq_suite import recovered
+    from qatzoo.task import Task
+
+    assert recovered(Task("classification"), 99.0, 97.0, 98.5, p_vs_float=0.2) is None
+    assert recovered(Task("classification"), 99.0, 97.0, 98.5, p_vs_float=0.01) == pytest.approx(0.75)

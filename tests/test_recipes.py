@@ -20,6 +20,9 @@ TINY = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.verbose=0",
 #: engine quantizes the same architecture and scheme whatever the images; this process's engine runs the recipe's
 #: own data).
 SMALL_DATA = {"mnist": "data=mnist_5k", "fashion_mnist": "data=mnist_5k"}
+#: Recipes whose architecture has layers only the Keras 3 engine quantizes (qatzoo.quant.policy.KERAS3_LAYERS):
+#: on tfmot, train.py refuses them at start with one line.
+KERAS3_ONLY = {"ds_cnn_fashion_int8"}
 
 
 def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
@@ -65,10 +68,44 @@ def _run_recipe(recipe: str, engine: str, compose_cfg, data_dir: str, tmp_path):
     return compose_cfg(*given), metrics
 
 
+def _assert_refused_on_tfmot(recipe: str, data_dir: str, tmp_path) -> None:
+    """A keras3-only recipe on engine=tfmot: one error line naming the engine that quantizes it, no results."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "QATZOO_ENGINE")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            f"recipe={recipe}",
+            "engine=tfmot",
+            "data=mnist_5k",
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:") or "Error" in line]
+    assert done.returncode != 0 and "is quantized by the keras3 engine only (engine=keras3" in done.stderr, done.stderr
+    assert len([e for e in errors if "keras3 engine only" in e]) == 1, done.stderr
+    assert not (tmp_path / "metrics.json").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("recipe", recipe_names())
 def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, engine, compose_cfg, data_dir, tmp_path):
+    if recipe in KERAS3_ONLY and engine == "tfmot":
+        _assert_refused_on_tfmot(recipe, data_dir, tmp_path)
+        return
     cfg, metrics = _run_recipe(recipe, engine, compose_cfg, data_dir, tmp_path)
 
     for name in (
@@ -90,9 +127,18 @@ def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, engine, co
     assert metrics["int8_model"] == "qat_int8"
     # Baselines on the same split: finite numbers, the task's metric, in the card's table.
     expected = {"mae": {"persistence", "seasonal_naive_drift", "fourier_arima", "seasonal_arima"}}
-    names = expected.get(metrics["metric"], {"logistic_regression", "rbf_svm"})
+    names = expected.get(metrics["metric"], {"logistic_regression", "rbf_svm", "rbf_svm_pca"})
     assert set(metrics["baselines"]) == names
     assert all(np.isfinite(b[metrics["metric"]]) and b["about"] for b in metrics["baselines"].values())
+    # Significance of the int8 file against each baseline: the strongest named, "beats" only where p < alpha.
+    tested = metrics["significance"]
+    pick = max if metrics["higher_is_better"] else min
+    assert tested["best"] == pick(names, key=lambda n: metrics["baselines"][n][metrics["metric"]])
+    assert set(tested["baselines"]) == names
+    for result in tested["baselines"].values():
+        assert result["test"] == ("mcnemar" if metrics["metric"] == "accuracy" else "diebold_mariano")
+        assert (result["verdict"] != "ties") == (result["p"] < tested["alpha"])
+    assert "the int8 model against it" in (tmp_path / "card.md").read_text()
     assert set(metrics["agreement"]) == {"ptq_int8 vs float", "qat vs float", "qat_int8 vs qat", "qat_int8 vs float"}
 
     # The truth: recompute the int8 metric from the file on disk, on the full test split.

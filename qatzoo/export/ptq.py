@@ -70,6 +70,55 @@ def describe(widths: str) -> dict:
     }
 
 
+#: The quantizer's algorithms that runs compare QAT with (``qatzoo.export.ptq_suite``), by the names reports use.
+ALGORITHMS = {
+    "min_max": "MIN_MAX_UNIFORM_QUANT",
+    "mse": "MSE",
+    "hadamard": "HADAMARD_ROTATION",
+    "octav": "OCTAV",
+    "gptq": "GPTQ",
+}
+
+
+def quantize_with(
+    float_tflite: bytes, representative: np.ndarray, *, weight_bits: int, activation_bits: int = 8, algorithm: str
+) -> bytes:
+    """The static-range quantized model of ``float_tflite`` at the given widths by one of the quantizer's
+    :data:`ALGORITHMS` (weights per channel, the recipe manager's static config on every supported op),
+    calibrated as :func:`quantize` is (min/max over ``representative``). PTQError (one line) where the
+    quantizer refuses the model."""
+    from litert_quantizer import calibrator, qtyping, quantizer, recipe_manager
+    from litert_quantizer.algorithm_manager import AlgorithmName
+    from litert_quantizer.utils import qsv_utils
+
+    from qatzoo.export.litert import interpreter
+
+    signatures = interpreter(float_tflite, delegates=False).get_signature_list()
+    if len(signatures) != 1 or len(next(iter(signatures.values()))["inputs"]) != 1:
+        raise PTQError(f"PTQ needs a model with one signature of one input; this one has {signatures}")
+    key, signature = next(iter(signatures.items()))
+    samples = [{signature["inputs"][0]: x[None].astype(np.float32)} for x in representative]
+    try:
+        with native_output("LiteRT's quantizer"):
+            manager = recipe_manager.RecipeManager()
+            manager.add_static_config(
+                regex=".*",
+                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                activation_num_bits=activation_bits,
+                weight_num_bits=weight_bits,
+                algorithm_key=getattr(AlgorithmName, ALGORITHMS[algorithm]),
+            )
+            q = quantizer.Quantizer(bytearray(float_tflite), manager.get_quantization_recipe())
+            calib = calibrator.Calibrator(
+                bytearray(float_tflite), num_threads=1, qsv_update_func=qsv_utils.min_max_update
+            )
+            calib.calibrate({key: samples}, manager)
+            result = q.quantize(calib.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
+    except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
+        raise PTQError(f"{PACKAGE}: {(str(error).strip().splitlines() or [type(error).__name__])[0][:300]}") from None
+    return _inline_buffers(bytes(result.quantized_model))
+
+
 def quantize(
     float_tflite: bytes, representative: np.ndarray, widths: str = "a8w8", calibration: str = CALIBRATION
 ) -> bytes:

@@ -44,6 +44,13 @@ def bits_of(value: Bits | dict | None) -> Bits:
 def no_config(layer) -> UnsupportedLayerError:
     """The error for a quantized layer that no row of the engine's table covers (one line, with the ways out)."""
     name = type(layer).__name__
+    from qatzoo.quant.policy import KERAS3_LAYERS
+
+    if name in KERAS3_LAYERS:  # a built-in layer only the Keras 3 engine quantizes (this is the tfmot engine)
+        return UnsupportedLayerError(
+            f"layer {layer.name!r} ({name}) is quantized by the keras3 engine only (engine=keras3, the default); "
+            f"the tfmot engine has no rule for {', '.join(sorted(KERAS3_LAYERS))}"
+        )
     return UnsupportedLayerError(
         f"layer {layer.name!r} ({name}) has no QuantizeConfig: register one with "
         f"qatzoo.quant.register({name}, factory) (README, 'Quantize your own layer'), or keep it "

@@ -55,7 +55,18 @@ def render(report: RunReport, cfg: DictConfig, figures: tuple[str, ...] = ()) ->
             "",
         ]
     if report.baselines and report.int8_value is not None:
-        lines += baseline_lines(report.baselines, metric, unit, report.int8_value, report.higher_is_better) + [""]
+        lines += baseline_lines(
+            report.baselines,
+            metric,
+            unit,
+            report.int8_value,
+            report.higher_is_better,
+            report.significance,
+        ) + [""]
+    if report.ptq_baselines:
+        from qatzoo.export.ptq_suite import lines as ptq_lines
+
+        lines += ptq_lines(report.ptq_baselines, metric, unit)
     for name in figures:
         lines += [f"![{FIGURES[name]}]({name})", ""]
     if report.contract is not None and report.int8_model:
@@ -274,12 +285,18 @@ def use_it(name: str, contract: dict | Contract, sample: str | None = None) -> l
     ]
 
 
-def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, higher_is_better: bool) -> list[str]:
+def baseline_lines(
+    baselines: dict, metric: str, unit: str, int8_value: float, higher_is_better: bool, significance: dict | None = None
+) -> list[str]:
     """Markdown lines of the card's "## Baselines" section: the run's int8 model and each baseline on the
-    test split, best first, with which baselines beat the int8 model and by how much.
+    test split, best first, with which baselines beat the int8 model and by how much - and, with
+    ``significance`` (:func:`qatzoo.significance.against`), whether the difference is significant: the int8
+    model "beats" a baseline only where p < alpha.
 
     ``baselines``: name -> ``{metric: test value, "val_<metric>": validation value, "about": str}``.
     """
+    if significance:
+        return _significant_lines(baselines, metric, unit, int8_value, higher_is_better, significance)
 
     def fmt(value) -> str:
         if value is None:
@@ -322,6 +339,57 @@ def baseline_lines(baselines: dict, metric: str, unit: str, int8_value: float, h
     else:
         summary = f"{len(beaten_by)} of {len(baselines)} baselines beat the int8 model: {', '.join(beaten_by)}."
     return [*lines, "", summary, ""]
+
+
+def _significant_lines(
+    baselines: dict, metric: str, unit: str, int8_value: float, higher_is_better: bool, significance: dict
+) -> list[str]:
+    """:func:`baseline_lines` with each baseline's test of the int8 model against it."""
+    from qatzoo.significance import TEST_NAMES, sentence
+
+    def fmt(value) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.2f}" if metric == "accuracy" else f"{value:.4f}"
+
+    typed = {name: Baseline.model_validate(b) for name, b in baselines.items()}
+    order = sorted(typed, key=lambda name: -getattr(typed[name], metric) * (1 if higher_is_better else -1))
+    tests = sorted({significance["baselines"][n]["test"] for n in order if n in significance["baselines"]})
+    better = "higher" if higher_is_better else "lower"
+    lines = [
+        "## Baselines",
+        "",
+        f"Test {metric} ({unit}, {better} is better), best first; beside it the same metric on the validation split, "
+        f"and the int8 model against each baseline on the same test examples ({' / '.join(TEST_NAMES[t] for t in tests)}"
+        f" test, two-sided; significant at p < {significance['alpha']:g}).",
+        "",
+        f"| model | test {metric} | validation {metric} | the int8 model against it | about |",
+        "|---|---|---|---|---|",
+        f"| **int8 model (this run, LiteRT)** | {fmt(int8_value)} | - | - | model_int8.tflite (this file, run in LiteRT) |",
+    ]
+    words = {"beats": "**beats** it", "ties": "ties", "loses": "**loses**"}
+    counts = {"beats": 0, "ties": 0, "loses": 0}
+    for name in order:
+        b = typed[name]
+        result = significance["baselines"].get(name)
+        against = "-" if result is None else f"{words[result['verdict']]} (p = {result['p']:.2g})"
+        if result is not None:
+            counts[result["verdict"]] += 1
+        lines.append(
+            f"| {name} | {fmt(getattr(b, metric))} | {fmt(getattr(b, f'val_{metric}'))} | {against} | "
+            f"{b.about.replace('|', '/')} |"
+        )
+    tally = ", ".join(
+        f"{word} {n}"
+        for word, n in (("beats", counts["beats"]), ("ties with", counts["ties"]), ("loses to", counts["loses"]))
+        if n
+    )
+    return [
+        *lines,
+        "",
+        f"Of {sum(counts.values())} baselines the int8 model {tally}. {sentence(significance, metric)}",
+        "",
+    ]
 
 
 def _engine(prov: dict) -> str:

@@ -32,7 +32,7 @@ from qatzoo.errors import ConfigError, DataError, DataSourceMissing, TrainingErr
 from qatzoo.export.scheme_files import export_float, export_qat, ptq_provenance
 from qatzoo.keras import keras
 from qatzoo.provenance import config_hash, provenance
-from qatzoo.quant.schemes import engine_module
+from qatzoo.quant.schemes import QATScheme, engine_module
 from qatzoo.render.card import render as render_card
 from qatzoo.report import RunDir, RunReport
 from qatzoo.train import distribute
@@ -95,6 +95,9 @@ def train(
         )
     int8_predictions = predictions.get(scheme.int8_model)  # measured once: the deployment report and figures reuse it
     _measure_beside(cfg, report, data, scheme, files, int8_predictions, clock)
+    if cfg.trainer.ptq_baselines and isinstance(scheme, QATScheme) and scheme.int8_model in report.results:
+        with clock("ptq_baselines_s"):  # QAT's reason to exist: the strongest PTQ at the scheme's own widths
+            report.ptq_baselines = _ptq_baselines(scheme, keras_models["float"], representative, data, report)
     metrics = _write_results(cfg, run, report, data, scheme, files, int8_predictions, clock, logger)
     logger.summary(report)
     logger.finish()
@@ -159,7 +162,13 @@ def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict
         from qatzoo.baselines import baselines
 
         with clock("baselines_s"):  # classical models on the same split: what the int8 model has to beat
-            report.baselines = baselines(data)
+            fitted = baselines(data)
+            report.baselines = dict(fitted)
+        if int8_predictions is not None and fitted:
+            from qatzoo.significance import against
+
+            model_losses = data.task.losses(data.y_test, int8_predictions)  # the int8 file's, from LiteRT
+            report.significance = against(data.task, model_losses, report.baselines, fitted.losses) or None
     if scheme.int8_model and cfg.trainer.deployment:
         with clock("deployment_s"):
             report.deployment = deploy_report.build(
@@ -169,6 +178,31 @@ def _measure_beside(cfg: RunConfig, report: RunReport, data, scheme, files: dict
                 lambda y: data.task.score(data.y_test, y),
                 predictions=int8_predictions,
             )
+
+
+def _ptq_baselines(scheme, float_model, representative, data, report: RunReport) -> dict:
+    """LiteRT's quantizer's algorithms on the float model at the scheme's widths, against the QAT int8 file
+    (:mod:`qatzoo.export.ptq_suite`); the float file is converted again, with the tensor names the quantizer
+    matches by (the written one is stripped: the same graph and weights)."""
+    from qatzoo.export import ptq_suite
+    from qatzoo.export.tflite import to_float_tflite
+
+    bits = scheme.spec.bits
+    widths = ptq_suite.widths_name(bits.weight_bits, bits.activation_bits)
+
+    def done(name: str, result: dict) -> None:
+        value = data.task.format(result[data.task.metric]) if data.task.metric in result else result["error"][:120]
+        print(f"[qatzoo] PTQ {widths} {name}: {value}", flush=True)
+
+    table = ptq_suite.measure(
+        to_float_tflite(float_model),
+        representative,
+        data,
+        weight_bits=bits.weight_bits,
+        activation_bits=bits.activation_bits,
+        done=done,
+    )
+    return ptq_suite.summarize(table, data.task, report.value("float_tflite"), report.int8_value)
 
 
 def _write_results(
@@ -481,6 +515,15 @@ def _print_summary(run_dir: Path, report: RunReport) -> None:
         line += f" | QAT fake-quant {report.format(report.value('qat'))}"
         line += f" | QAT int8 (LiteRT) {report.format(report.value('qat_int8'))}"
     print(line)
+    if report.ptq_baselines and "best" in report.ptq_baselines:
+        table = report.ptq_baselines
+        share = table["recovered"]
+        best = f"the best PTQ {table['widths']} ({table['best']}, {report.format(table['methods'][table['best']][report.metric])})"
+        print(
+            f"[qatzoo] {best} is not significantly worse than float: nothing for QAT to recover"
+            if share is None
+            else f"[qatzoo] QAT recovers {share:.0%} of what {best} loses against float"
+        )
     if report.int8:
         parity = report.int8["parity"]
         agree = f"agreement {parity['agreement']:.2%}" if "agreement" in parity else f"MAE gap {parity['mae_gap']:.2%}"

@@ -45,7 +45,7 @@ from qatzoo.contract import Contract
 from qatzoo.deploy.report import Deployment
 from qatzoo.engine import ENGINES
 from qatzoo.files import write_text
-from qatzoo.report import Baselines, unscored
+from qatzoo.report import AsIs, Baselines, PtqBaselines, Significance, unscored
 
 #: 2: entries hold plain data only (schema 1 entries carried Hydra ``_target_`` keys in ``config``).
 SCHEMA_VERSION = 2
@@ -144,6 +144,8 @@ class IndexEntry(Record):
     # Absent from entries published before them (an explicit null is refused).
     engine: Engine = ABSENT
     baselines: Baselines = ABSENT
+    significance: Annotated[Significance, AsIs] = ABSENT
+    ptq_baselines: Annotated[PtqBaselines, AsIs] = ABSENT
     contract: Contract = ABSENT
     deployment: Deployment = ABSENT
 

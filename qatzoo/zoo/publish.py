@@ -265,6 +265,10 @@ def measured_entry(
         "deployment": deployment,
         # Classical models fitted by the run on the same splits (the run's numbers; they do not depend on this file).
         **({"baselines": report.baselines} if report.baselines else {}),
+        # The int8 file's test predictions against each baseline's (Diebold-Mariano or McNemar), from the run.
+        **({"significance": report.significance} if report.significance else {}),
+        # LiteRT's quantizer at the scheme's widths against the QAT int8 file (the run's numbers, in LiteRT).
+        **({"ptq_baselines": report.ptq_baselines} if report.ptq_baselines else {}),
         # Raw input, preprocessing, int8 I/O and output meaning: from the data code and these bytes.
         "contract": contract(
             report.task, data.contract["input"], as_produced(data.contract["output"], output_op(blob)), in_q, out_q
@@ -519,7 +523,12 @@ def _best_baseline(entry: dict, fmt: str) -> str:
         return "-"
     pick = max if entry["higher_is_better"] else min
     name = pick(table, key=lambda n: table[n][entry["metric"]])
-    return f"{fmt.format(table[name][entry['metric']])} ({_text(name)})"
+    text = f"{fmt.format(table[name][entry['metric']])} ({_text(name)})"
+    tested = entry.get("significance")
+    if tested and tested["best"] == name:
+        result = tested["baselines"][name]
+        text += f": int8 {_text(result['verdict'])}, p = {result['p']:.2g}"
+    return text
 
 
 def _where(deployment: dict | None) -> str:
@@ -570,7 +579,8 @@ def write_readme(zoo_dir: Path) -> None:
         "",
         *_runtimes_sentence(),
         "",
-        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | best classical baseline | size "
+        "| model | version | dataset | metric | float | PTQ int8 | int8 (this file) | best classical baseline (test; "
+        "the int8 file against it) | size "
         f"| {''.join(r.zoo.header + ' | ' for r in _columns())}QAT engine | sha256 | reproduce |",
         "|---" * (12 + len(_columns())) + "|",
     ]

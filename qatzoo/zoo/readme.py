@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from qatzoo import significance
 from qatzoo.zoo.publish import _engine, _text
 
 
@@ -30,8 +31,9 @@ def results(index: dict) -> list[str]:
     """The newest version of each model: its metrics on the test split, beside the strongest baseline."""
     lines = [
         "| model | data (test examples) | metric | float | PTQ int8 | QAT fake-quant | QAT int8 | strongest "
-        "classical baseline (picked on validation) | int8 file | QAT engine |",
-        "|---" * 10 + "|",
+        "classical baseline (picked on validation) | the int8 file against the best baseline on test | int8 file "
+        "| QAT engine |",
+        "|---" * 11 + "|",
     ]
     for e in _newest(index):
         m, fmt = e["metrics"], ("{:.2f}" if e["metric"] == "accuracy" else "{:.4f}")
@@ -46,7 +48,8 @@ def results(index: dict) -> list[str]:
         lines.append(
             f"| {_text(e['name'])}@{e['version']} | {_text(e['dataset']['name'])} ({e['dataset']['examples']:,}) "
             f"| {_text(e['metric'])} ({_text(e['unit'])}) | {cell('float')} | {cell('ptq_int8')} | {cell('qat')} "
-            f"| **{cell(e['int8_model'])}** | {baseline} | {e['size']:,} B | {_engine(e)} |"
+            f"| **{cell(e['int8_model'])}** | {baseline} | {_text(significance.cell(e.get('significance')))} "
+            f"| {e['size']:,} B | {_engine(e)} |"
         )
     return lines
 
