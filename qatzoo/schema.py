@@ -159,6 +159,8 @@ class Qat(Group):
     )
     keep_float: list[str]
     rules: list[BitsRule]
+    # How the int8 file stores kernels on a sub-8-bit grid: int4 (packed by the converter) or int8 (quant=w4a8_npu).
+    storage: Literal["int4", "int8"] = "int4"
 
     @model_validator(mode="after")
     def _exportable(self) -> Qat:

@@ -166,3 +166,27 @@ def test_no_recovery_is_claimed_for_a_ptq_loss_that_is_not_significant():
 
     assert recovered(Task("classification"), 99.0, 97.0, 98.5, p_vs_float=0.2) is None
     assert recovered(Task("classification"), 99.0, 97.0, 98.5, p_vs_float=0.01) == pytest.approx(0.75)
+
+
+def test_int8_storage_of_int4_kernels_keeps_every_output_bit_for_bit():
+    """The converter's packed INT4 kernels rewritten as INT8 (for TFLite Micro and Vela): identical outputs in
+    LiteRT's reference kernels (XNNPACK rounds its own way, and takes ops the INT4 file left outside it), every
+    kernel still on the 4-bit grid, twice the kernel bytes; ``ops`` picks which kernels."""
+
+    def reference(blob):
+        return litert.predict(litert.interpreter(blob, delegates=False), x)
+
+    from qatzoo.export import lowbit
+
+    model, x = _cnn(), _sample(32)
+    four = strip_names(ptq.quantize_with(to_float_tflite(model), x, weight_bits=4, algorithm="min_max"))
+    eight = lowbit.int8_storage(four)
+    np.testing.assert_array_equal(reference(eight), reference(four))
+    kernels = lowbit.weight_levels(eight)
+    assert {k["storage"] for k in kernels} == {"int8"} and max(k["max_levels_per_channel"] for k in kernels) <= 16
+    values = sum(k["size"] for k in kernels)
+    assert len(eight) - len(four) >= values // 2 - 64  # each int4 pair now takes two bytes
+    convs_only = lowbit.int8_storage(four, frozenset({"CONV_2D"}))
+    stored = {(k["op"], k["storage"]) for k in lowbit.weight_levels(convs_only)}
+    assert stored == {("CONV_2D", "int8"), ("FULLY_CONNECTED", "int4")}
+    np.testing.assert_array_equal(reference(convs_only), reference(four))

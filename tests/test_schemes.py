@@ -160,6 +160,24 @@ def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
 
 
 @pytest.mark.slow
+def test_w4a8_npu_stores_the_grid_a_byte_each_and_compiles_for_the_ethos_u55(compose_cfg, tmp_path):
+    """quant=w4a8_npu: the same 4-bit grid, kernels stored as INT8 - TFLite Micro runs it and Vela compiles it
+    (the INT4 file of quant=w4a8 crashes Vela 5.2), with the low-bit report counting the grid, not the storage."""
+    from qatzoo.train.trainer import train
+
+    overrides = ("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=w4a8_npu", "trainer.deployment=true", *TINY)
+    metrics = train(compose_cfg(*overrides), tmp_path)
+    low = metrics["lowbit"]
+    assert low["kernels"] == 4 and low["kernels_on_grid"] == 4 and low["storage"] == ["int8"]
+    assert low["packed_bytes"] < low["file_bytes"] == metrics["sizes"]["int8_tflite"]
+    assert metrics["int8"]["full_integer"] and metrics["int8"]["parity"]["pass"]
+    deployment = metrics["deployment"]
+    assert "error" not in deployment["ethos_u55"] and deployment["ethos_u55"]["npu_share"] == 1.0
+    assert deployment["tflm"]["runs"] is True
+    assert "stored as INT8" in (tmp_path / "card.md").read_text()
+
+
+@pytest.mark.slow
 def test_fake_quant_only_scheme_exports_no_int8_model(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
 

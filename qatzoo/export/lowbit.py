@@ -22,8 +22,8 @@ WEIGHT_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
 
 def weight_levels(model: bytes) -> list[dict]:
     """For every int8 kernel of ``model``: size, and distinct values per output channel (max and min)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
 
     types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     stored = flatbuffer_utils.convert_bytearray_to_object(bytearray(model)).subgraphs[0].tensors
@@ -81,3 +81,30 @@ def report(model: bytes, weight_bits: int) -> dict:
         "runtime": "LiteRT int8 kernels; low-bit kernels stored packed (INT4) in the file and unpacked at load",
         "per_kernel": kernels,
     }
+
+
+def int8_storage(model: bytes, ops: frozenset[str] | None = None) -> bytes:
+    """``model`` with its packed INT4 kernels stored as INT8: the same values (bit-identical outputs in LiteRT's
+    reference kernels; XNNPACK, which rounds its own way, may now take ops it left outside), twice their bytes. For the runtimes that do not take the converter's INT4 kernels as they are - TensorFlow
+    Lite Micro unpacks each into its arena, Vela 5.2 crashes on them, XNNPACK leaves an INT4 CONV_2D outside
+    its partitions. ``ops``: only the kernels of these op types (e.g. ``{"CONV_2D", "DEPTHWISE_CONV_2D"}``, keeping
+    INT4 where a runtime runs it); None: every INT4 kernel.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    it = interpreter(model, delegates=False)
+    obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph = obj.subgraphs[0]
+    chosen = set()
+    for op in it._get_ops_details():  # noqa: SLF001 - LiteRT exposes op details only here
+        if op["op_name"] in WEIGHT_OPS and (ops is None or op["op_name"] in ops) and len(op["inputs"]) > 1:
+            chosen.add(op["inputs"][1])
+    for index in sorted(chosen):
+        tensor = graph.tensors[index]
+        if tensor.type != schema.TensorType.INT4:
+            continue
+        values = np.ascontiguousarray(it.get_tensor(index), dtype=np.int8)  # LiteRT unpacks INT4 to int8
+        obj.buffers[tensor.buffer].data = np.frombuffer(values.tobytes(), np.uint8).copy()
+        tensor.type = schema.TensorType.INT8
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))

@@ -40,4 +40,9 @@ def export_qat(scheme: Scheme, qat_model: keras.Model | None, representative: np
     """The QAT model's int8 file (stripped), when the scheme exports one (a QAT scheme with ``int8``)."""
     if not isinstance(scheme, QATScheme) or not scheme.int8 or qat_model is None:
         return {}
-    return {"qat_int8": strip_names(to_int8_tflite(qat_model, lambda: representative))}
+    blob = strip_names(to_int8_tflite(qat_model, lambda: representative))
+    if scheme.storage == "int8":  # kernels on a low-bit grid, a byte each: for TFLite Micro and Vela
+        from qatzoo.export.lowbit import int8_storage
+
+        blob = int8_storage(blob)
+    return {"qat_int8": blob}

@@ -58,6 +58,10 @@ class Scheme:
     spec: Spec = field(default_factory=Spec)
     #: Activation type of the post-training file this scheme ships (``quant=ptq_*``): int8 or int16.
     activations: str = "int8"
+    #: How the QAT int8 file stores kernels on a sub-8-bit grid: ``int4`` (the converter packs them; LiteRT
+    #: unpacks them) or ``int8`` (the same values a byte each: what TensorFlow Lite Micro and Vela take as they
+    #: are - :func:`qatzoo.export.lowbit.int8_storage`).
+    storage: str = "int4"
 
     def layer_formats(self, model: keras.Model) -> dict[str, Bits | None]:
         """Each layer's format under this scheme (``None``: kept float). Raises ConfigError for a
@@ -144,7 +148,12 @@ class QATScheme(Scheme):
                 "baseline runs in LiteRT's int8 kernels"
             )
         text = "LiteRT int8 kernels"
-        if self.spec.lowest_weight_bits < 8:
+        if self.spec.lowest_weight_bits < 8 and self.storage == "int8":
+            text += (
+                f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, stored as INT8 (for TensorFlow Lite "
+                "Micro and Vela, whose weight compression takes the fewer levels)"
+            )
+        elif self.spec.lowest_weight_bits < 8:
             text += (
                 f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, stored packed (INT4) by the converter "
                 "and unpacked by LiteRT"
@@ -154,8 +163,9 @@ class QATScheme(Scheme):
         return text
 
 
-def scheme(name: str, qat: bool, int8: bool, activations: str = "int8", **fields) -> Scheme:
+def scheme(name: str, qat: bool, int8: bool, activations: str = "int8", storage: str = "int4", **fields) -> Scheme:
     """Factory named by ``conf/quant/*.yaml``; ``fields`` are the :class:`Spec` knobs; ``activations``: the
-    post-training file's activation type (``int16``: ``quant=ptq_a16w8``)."""
+    post-training file's activation type (``int16``: ``quant=ptq_a16w8``); ``storage``: how the QAT int8 file
+    stores low-bit kernels (``int4`` packed, or ``int8``)."""
     kind = QATScheme if qat else (PTQScheme if int8 else FloatScheme)
-    return kind(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields), activations=activations)
+    return kind(name=name, qat=qat, int8=int8, spec=Spec.from_config(fields), activations=activations, storage=storage)
