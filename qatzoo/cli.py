@@ -231,7 +231,7 @@ def info_lines(entry: dict, versions: list[str]) -> list[str]:
         share = table.get("recovered")
         lines.append(
             f"  best PTQ at {table['widths']}: {table['best']} {shown}; "
-            + ("nothing lost against float" if share is None else f"QAT recovers {share:.0%} of its loss")
+            + ("not significantly worse than float" if share is None else f"QAT recovers {share:.0%} of its loss")
         )
     if e.deployment is not None:
         lines.append(f"  where it runs: {summary(entry['deployment'])}")

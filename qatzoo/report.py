@@ -211,6 +211,9 @@ class PtqMethod(Record):
     accuracy: FiniteFloat = ABSENT
     mae: FiniteFloat = ABSENT
     bytes: Count = ABSENT
+    p_vs_float: Probability = ABSENT
+    full_integer: bool = ABSENT
+    note: str = ABSENT
     error: str = ABSENT
 
 

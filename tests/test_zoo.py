@@ -390,7 +390,13 @@ def test_info_summarises_every_committed_entry_and_publishes_no_machine_path(cap
         int8 = entry["metrics"][entry["int8_model"]]
         assert (f"QAT int8 (LiteRT) {int8:.2f}%" if entry["unit"] == "%" else f"{int8:.4f} {entry['unit']}") in lines[1]
         assert f"sha256 {entry['sha256']}" in lines[2] and lines[-1].startswith("  versions: 1, ")
-        assert len(lines) <= 8 and all(len(line) < 400 for line in lines)
+        assert len(lines) <= 10 and all(len(line) < 400 for line in lines)
+        verdict = entry["significance"]["baselines"][entry["significance"]["best"]]["verdict"]
+        assert any(
+            line.startswith(f"  the int8 file against the strongest baseline on test: {verdict} ") for line in lines
+        )
+        if "ptq_baselines" in entry:
+            assert any(line.startswith(f"  best PTQ at {entry['ptq_baselines']['widths']}: ") for line in lines)
         assert main(["info", spec, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == entry
         paths = [s for s in _strings(entry) if s.startswith(("/tmp", "/home", "/root", "/work", "~", "/Users"))]

@@ -80,13 +80,19 @@ ALGORITHMS = {
 }
 
 
+#: The ops whose weights a scheme's ``weight_bits`` apply to (QAT's kernels); every other op gets 8-bit operands.
+WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
+
+
 def quantize_with(
     float_tflite: bytes, representative: np.ndarray, *, weight_bits: int, activation_bits: int = 8, algorithm: str
 ) -> bytes:
-    """The static-range quantized model of ``float_tflite`` at the given widths by one of the quantizer's
-    :data:`ALGORITHMS` (weights per channel, the recipe manager's static config on every supported op),
-    calibrated as :func:`quantize` is (min/max over ``representative``). PTQError (one line) where the
-    quantizer refuses the model."""
+    """The static-range quantized model of ``float_tflite`` at a scheme's widths, its kernels by one of the
+    quantizer's :data:`ALGORITHMS`: every supported op min/max at 8-bit weights and ``activation_bits``-bit
+    activations (so that an op with two activation operands, BATCH_MATMUL, stays integer), then the kernels of
+    :data:`WEIGHT_OPS` at ``weight_bits`` (per channel) by ``algorithm`` - an op the algorithm or the width
+    does not take (GPTQ: convolutions; 4 bits: depthwise convolutions) stays min/max at 8 bits. Calibrated as :func:`quantize` is (min/max over ``representative``).
+    PTQError (one line) where the quantizer refuses the model."""
     from litert_quantizer import calibrator, qtyping, quantizer, recipe_manager
     from litert_quantizer.algorithm_manager import AlgorithmName
     from litert_quantizer.utils import qsv_utils
@@ -98,25 +104,40 @@ def quantize_with(
         raise PTQError(f"PTQ needs a model with one signature of one input; this one has {signatures}")
     key, signature = next(iter(signatures.items()))
     samples = [{signature["inputs"][0]: x[None].astype(np.float32)} for x in representative]
-    try:
-        with native_output("LiteRT's quantizer"):
-            manager = recipe_manager.RecipeManager()
-            manager.add_static_config(
-                regex=".*",
-                operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-                activation_num_bits=activation_bits,
-                weight_num_bits=weight_bits,
-                algorithm_key=getattr(AlgorithmName, ALGORITHMS[algorithm]),
-            )
-            q = quantizer.Quantizer(bytearray(float_tflite), manager.get_quantization_recipe())
-            calib = calibrator.Calibrator(
-                bytearray(float_tflite), num_threads=1, qsv_update_func=qsv_utils.min_max_update
-            )
-            calib.calibrate({key: samples}, manager)
-            result = q.quantize(calib.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
-    except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
-        raise PTQError(f"{PACKAGE}: {(str(error).strip().splitlines() or [type(error).__name__])[0][:300]}") from None
-    return _inline_buffers(bytes(result.quantized_model))
+    ops = list(WEIGHT_OPS)
+    for _ in range(len(WEIGHT_OPS) + 1):
+        try:
+            with native_output("LiteRT's quantizer"):
+                manager = recipe_manager.RecipeManager()
+                manager.add_static_config(
+                    regex=".*",
+                    operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                    activation_num_bits=activation_bits,
+                    weight_num_bits=8,
+                    algorithm_key=AlgorithmName.MIN_MAX_UNIFORM_QUANT,
+                )
+                for op in ops:
+                    manager.add_static_config(
+                        regex=".*",
+                        operation_name=getattr(qtyping.TFLOperationName, op),
+                        activation_num_bits=activation_bits,
+                        weight_num_bits=weight_bits,
+                        algorithm_key=getattr(AlgorithmName, ALGORITHMS[algorithm]),
+                    )
+                q = quantizer.Quantizer(bytearray(float_tflite), manager.get_quantization_recipe())
+                calib = calibrator.Calibrator(
+                    bytearray(float_tflite), num_threads=1, qsv_update_func=qsv_utils.min_max_update
+                )
+                calib.calibrate({key: samples}, manager)
+                result = q.quantize(calib.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
+            return _inline_buffers(bytes(result.quantized_model))
+        except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
+            text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            refused = next((op for op in ops if "Unsupported op" in text and f"TFLOperationName.{op}" in text), None)
+            if refused is None:
+                raise PTQError(f"{PACKAGE}: {text[:300]}") from None
+            ops.remove(refused)  # the algorithm (or the width) does not take this op: its kernels stay min/max, 8-bit
+    raise PTQError(f"{PACKAGE}: {algorithm} takes none of {', '.join(WEIGHT_OPS)}")
 
 
 def quantize(

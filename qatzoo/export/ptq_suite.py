@@ -4,7 +4,9 @@ A QAT recipe earns its name only where it beats what LiteRT's quantizer gives th
 each of the quantizer's algorithms (:data:`qatzoo.export.ptq.ALGORITHMS`: min/max, MSE, Hadamard rotation,
 OCTAV, GPTQ) at the scheme's weight and activation widths (weights per channel), and int16 activations with
 int8 weights for reference. Every file is run in LiteRT on the full test split, as the QAT int8 file is; an
-algorithm the quantizer refuses, or whose file LiteRT cannot run, is kept as its one-line reason.
+algorithm the quantizer refuses, or whose file LiteRT cannot run, is kept as its one-line reason, and a file
+that is not full integer (GPTQ's here: float weights behind DEQUANTIZE ops) is shown but is not a candidate
+for the best.
 
 The summary is torchao's "% recovered": of the accuracy (or MAE) the best PTQ file loses against float, the
 share the QAT int8 file wins back, ``(best PTQ gap - QAT gap) / best PTQ gap``: 1 is float's number, 0 is no
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qatzoo.export import evaluate, ptq
+from qatzoo.export import checks, evaluate, ptq
 from qatzoo.export.tflite import strip_names
 
 
@@ -71,6 +73,11 @@ def measure(
                 "bytes": len(blob),
                 "p_vs_float": compare(task, task.losses(data.y_test, predictions), float_losses)["p"],
             }
+            integer = checks.full_integer(blob, checks.INTEGER_TYPES + (("int16", "int64") if "a16" in name else ()))
+            if not integer.ok:  # float tensors left (e.g. GPTQ's DEQUANTIZE of float weights): not like for like
+                kinds = sorted({t["dtype"] for t in integer.non_integer})
+                result["full_integer"] = False
+                result["note"] = f"not full integer: {len(integer.non_integer)} {'/'.join(kinds)} tensors computed"
         except ptq.PTQError as error:
             result = {"error": str(error)}
         except (ValueError, RuntimeError) as error:  # a file LiteRT refuses to load or run
@@ -96,7 +103,7 @@ def summarize(table: dict, task, float_value: float, qat_value: float) -> dict:
     """``table`` (:func:`measure`) with the float and QAT int8 numbers, the best PTQ method at the widths and
     the share QAT recovers."""
     metric = task.metric
-    scored = {name: m[metric] for name, m in table["methods"].items() if metric in m}
+    scored = {name: m[metric] for name, m in table["methods"].items() if metric in m and m.get("full_integer", True)}
     out = {**table, "float": float_value, "qat_int8": qat_value}
     if scored:
         pick = max if task.higher_is_better else min
@@ -130,7 +137,8 @@ def lines(summary: dict, metric: str, unit: str) -> list[str]:
         if metric not in m:
             return f"| {label} | - | - | {m['error'].replace('|', '/')[:200]} |"
         p = f"{m['p_vs_float']:.2g}" if "p_vs_float" in m else "-"
-        return f"| {label} | {fmt(m[metric])} | {p} | {m['bytes']:,} B |"
+        note = f"; {m['note']}" if "note" in m else ""
+        return f"| {label} | {fmt(m[metric])} | {p} | {m['bytes']:,} B{note} |"
 
     rows += [row(f"PTQ {widths} {name}", m) for name, m in summary["methods"].items()]
     rows += [row(f"PTQ {name.replace('_', ' ')} (reference)", m) for name, m in summary["reference"].items()]
