@@ -558,3 +558,25 @@ def _digit_arrays(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, y = mnist_data()
     order = np.random.default_rng(0).permutation(len(x))[:n]
     return x.reshape(-1, 28, 28).astype(np.uint8)[order], y[order]
+
+
+def test_a_relu_layer_after_a_linear_convolution_is_fused_into_it_as_the_converter_fuses_it():
+    """Conv -> BatchNormalization -> ReLU (the DS-CNN's blocks): after folding, the ReLU becomes the
+    convolution's activation, so QAT has one fake-quant point where the int8 file has one output scale; the
+    outputs are unchanged and a ReLU that is not alone behind its producer, or caps its output, is left."""
+    from qatzoo.keras import keras
+    from qatzoo.models.ds_cnn import ds_cnn
+    from qatzoo.quant.keras3 import fold_batch_norms, fuse_relus
+
+    keras.utils.set_random_seed(0)
+    model = ds_cnn(input_shape=(28, 28, 1), num_outputs=10, blocks=2)
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype(np.float32)
+    fused = fuse_relus(fold_batch_norms(model))
+    assert not any(isinstance(layer, keras.layers.ReLU) for layer in fused.layers)
+    assert fused.get_layer("block1_dw").activation.__name__ == "relu"
+    np.testing.assert_allclose(fused.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4)
+    inputs = keras.Input((8,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    capped = keras.layers.ReLU(max_value=6.0, name="relu6")(hidden)
+    branch = keras.Model(inputs, [keras.layers.ReLU(name="relu")(hidden), capped])
+    assert fuse_relus(branch) is branch  # two readers of the Dense; a ReLU6

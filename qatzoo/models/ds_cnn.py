@@ -21,9 +21,11 @@ def ds_cnn(
     filters: Count = 32,
     blocks: Count = 4,
     dropout: Rate = 0.2,
+    augment: bool = False,
 ) -> keras.Model:
     """``filters`` channels after the first convolution; block ``i`` has stride 2 (and twice the channels of the
-    block before) when ``i`` is even."""
+    block before) when ``i`` is even. ``augment``: random horizontal flips and shifts of up to 2 pixels while
+    training (Keras' RandomFlip and RandomTranslation, seeded; identity at inference, absent from the .tflite)."""
     layers = keras.layers
 
     def bn_relu(x, name: str):
@@ -31,7 +33,12 @@ def ds_cnn(
         return layers.ReLU(name=f"{name}_relu")(x)
 
     inputs = keras.Input(tuple(input_shape), name="image")
-    x = bn_relu(layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv")(inputs), "conv")
+    x = inputs
+    if augment:
+        x = layers.RandomFlip("horizontal", seed=1, name="flip")(x)
+        shift = 2 / input_shape[0]
+        x = layers.RandomTranslation(shift, shift, fill_mode="constant", seed=2, name="shift")(x)
+    x = bn_relu(layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv")(x), "conv")
     channels = filters
     for i in range(blocks):
         stride = 2 if i % 2 == 0 else 1

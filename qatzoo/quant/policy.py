@@ -97,6 +97,9 @@ KERAS3_LAYERS: dict[str, LayerRule] = {
     "BatchNormalization": OUTPUT,
     "ZeroPadding2D": PASSTHROUGH,
     "GlobalMaxPooling2D": PASSTHROUGH,
+    # Training-time augmentation: identity at inference, absent from the converted file.
+    "RandomFlip": PASSTHROUGH,
+    "RandomTranslation": PASSTHROUGH,
 }
 
 
