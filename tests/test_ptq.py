@@ -190,3 +190,34 @@ def test_int8_storage_of_int4_kernels_keeps_every_output_bit_for_bit():
     stored = {(k["op"], k["storage"]) for k in lowbit.weight_levels(convs_only)}
     assert stored == {("CONV_2D", "int8"), ("FULLY_CONNECTED", "int4")}
     np.testing.assert_array_equal(reference(convs_only), reference(four))
+
+
+@pytest.mark.slow
+def test_a_qat_run_measures_every_ptq_algorithm_at_its_widths_and_says_what_qat_recovers(compose_cfg, tmp_path):
+    """trainer.ptq_baselines: each algorithm's file at w4a8 run in LiteRT on the test split, the best full-integer
+    one named, "% recovered" only where that file is significantly worse than float; in metrics.json and the card."""
+    import json
+
+    from qatzoo.export.ptq import ALGORITHMS
+    from qatzoo.significance import ALPHA
+    from qatzoo.train.trainer import train
+
+    tiny = ["schedule.float_epochs=1", "schedule.qat_epochs=1", "trainer.representative_samples=64"]
+    cfg = compose_cfg("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=w4a8", "trainer.ptq_baselines=true", *tiny)
+    metrics = train(cfg, tmp_path)
+    table = metrics["ptq_baselines"]
+    assert table["widths"] == "w4a8" and set(table["methods"]) == set(ALGORITHMS)
+    assert table["float"] == metrics["results"]["float_tflite"]["accuracy"]
+    assert table["qat_int8"] == metrics["results"]["qat_int8"]["accuracy"]
+    candidates = {n: m for n, m in table["methods"].items() if "accuracy" in m and m.get("full_integer", True)}
+    assert table["best"] == max(candidates, key=lambda n: candidates[n]["accuracy"])
+    best = candidates[table["best"]]
+    lost = table["float"] - best["accuracy"]
+    if lost > 0 and best["p_vs_float"] < ALPHA:
+        expected = (lost - (table["float"] - table["qat_int8"])) / lost
+        assert table["recovered"] == pytest.approx(expected)
+    else:
+        assert table["recovered"] is None
+    assert json.loads((tmp_path / "metrics.json").read_text())["ptq_baselines"] == table
+    card = (tmp_path / "card.md").read_text()
+    assert "## QAT against post-training quantization" in card and "| PTQ w4a8 min_max |" in card
