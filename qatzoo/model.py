@@ -116,6 +116,11 @@ class Model:
 
         batch, single = self._batch(raw)
         x = contracts.preprocess(self.contract.input, batch)
+        expected = tuple(int(d) for d in self.interpreter.get_input_details()[0]["shape"][1:])
+        if tuple(x.shape[1:]) != expected:  # a contract whose steps do not make what the file takes
+            raise contracts.ContractError(
+                f"the contract's steps make inputs of shape {tuple(x.shape[1:])}, the model takes {expected}"
+            )
         with self._lock:
             y = predict(self.interpreter, x)
         output = self.contract.output

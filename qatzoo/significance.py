@@ -30,8 +30,11 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) ->
 
     d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
     n = d.size
-    if n < 3 or d.ndim != 1:
-        raise ValueError(f"Diebold-Mariano needs one loss differential per origin, at least 3; got shape {d.shape}")
+    if d.ndim != 1:
+        raise ValueError(f"Diebold-Mariano needs one loss differential per origin; got shape {d.shape}")
+    correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / max(n, 1)) / max(n, 1)
+    if n < 3 or correction <= 0:
+        return 0.0, 1.0  # too few origins for the test (n < 3, or n below about 2h): no evidence either way
     mean = d.mean()
     centred = d - mean
     autocov = [float(centred[k:] @ centred[: n - k]) / n for k in range(min(horizon, n))]
@@ -41,7 +44,7 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int = 1) ->
     if variance == 0.0:
         return 0.0, 1.0  # identical losses everywhere (or a constant difference, which no test can weigh)
     statistic = mean / np.sqrt(variance / n)
-    statistic *= np.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    statistic *= np.sqrt(correction)
     p = 2.0 * stats.t.sf(abs(statistic), df=n - 1)
     return float(statistic), float(p)
 

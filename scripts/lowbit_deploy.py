@@ -23,7 +23,7 @@ def variants(run_dir: Path) -> dict[str, bytes]:
 
     converted = (run_dir / "model_int8.tflite").read_bytes()
     out = {
-        "as converted (INT4 kernels)": converted,
+        "as the run wrote it": converted,
         "INT8 storage": int8_storage(converted),
         "INT8 convolutions, INT4 FULLY_CONNECTED": int8_storage(converted, frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})),
     }

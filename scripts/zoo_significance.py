@@ -79,7 +79,7 @@ def main() -> int:
                         )
                     table[name] = old  # the same fit (an optimizer's last digits differ between CPUs): kept
                 entry["baselines"] = table
-                entry["significance"] = against(data.task, data.task.losses(data.y_test, y), fitted, fitted.losses)
+                entry["significance"] = against(data.task, data.task.losses(data.y_test, y), table, fitted.losses)
                 card = zoo / entry["card"]
                 lines = baseline_lines(
                     table, metric, entry["unit"], recorded, entry["higher_is_better"], entry["significance"]

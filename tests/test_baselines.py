@@ -100,12 +100,14 @@ def test_one_filter_pass_gives_the_forecasts_of_each_cut_series(co2, spec):
 @pytest.mark.slow
 def test_classification_baselines_on_mnist_5k(data_dir):
     results = baselines(_load("mnist_5k", data_dir))
-    assert set(results) == {"logistic_regression", "rbf_svm"}
+    assert set(results) == {"logistic_regression", "rbf_svm", "rbf_svm_pca"}
     for result in results.values():
         assert result["accuracy"] > 90.0 and result["val_accuracy"] > 85.0
     assert re.search(r"C=[\d.]+ chosen", results["logistic_regression"]["about"])
     assert re.search(r"C=[\d.]+, gamma=[\d.]+ chosen", results["rbf_svm"]["about"])
     assert "3,500 of 3,500 training images" in results["rbf_svm"]["about"]
+    assert "all 3,500 training images" in results["rbf_svm_pca"]["about"]
+    assert len(results.losses["rbf_svm_pca"]) == 1000  # one outcome per test image, for McNemar
 
 
 def test_disabled_baselines_are_empty(co2):

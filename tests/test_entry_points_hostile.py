@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,6 +170,20 @@ def test_a_mutated_contract_is_accepted_whole_or_refused_in_one_line(path, value
             model.predict(pixels)
         except ContractError as error:  # a contract that loads but does not take these pixels
             assert "\n" not in str(error)
+
+
+def test_a_contract_whose_steps_make_the_wrong_shape_is_refused_in_one_line(tmp_path):
+    """Found by the test above: a contract without its add_axis step loads, and LiteRT's own ValueError
+    ("Dimension mismatch") escaped predict."""
+    from qatzoo.contract import ContractError
+    from qatzoo.model import Model
+
+    contract = json.loads(json.dumps(CONTRACT))
+    contract["input"]["steps"] = [s for s in contract["input"]["steps"] if s["op"] != "add_axis"]
+    (tmp_path / "contract.json").write_text(json.dumps(contract))
+    model = Model.from_files(CNN / "model_int8.tflite", tmp_path / "contract.json")
+    with pytest.raises(ContractError, match=r"^the contract's steps make inputs of shape \(28, 28\), the model takes"):
+        model.predict(np.zeros((28, 28), np.uint8))
 
 
 INDEX = json.loads((REPO / "zoo" / "index.json").read_text())

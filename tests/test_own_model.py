@@ -580,3 +580,8 @@ def test_a_relu_layer_after_a_linear_convolution_is_fused_into_it_as_the_convert
     capped = keras.layers.ReLU(max_value=6.0, name="relu6")(hidden)
     branch = keras.Model(inputs, [keras.layers.ReLU(name="relu")(hidden), capped])
     assert fuse_relus(branch) is branch  # two readers of the Dense; a ReLU6
+    shared = keras.layers.ReLU(name="shared")
+    conv_in = keras.Input((8, 8, 2))
+    after_conv = shared(keras.layers.Conv2D(2, 3, padding="same", name="conv")(conv_in))
+    twice = keras.Model(conv_in, shared(keras.layers.Add(name="add")([after_conv, conv_in])))
+    assert fuse_relus(twice) is twice  # one ReLU instance called twice stays a layer (both calls kept)

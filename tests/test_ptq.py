@@ -127,12 +127,12 @@ def test_ptq_suite_scores_each_algorithm_on_its_own_file_at_the_schemes_widths()
         if "error" in method:
             assert "\n" not in method["error"] and method["error"].startswith("litert-quantizer: ")
             continue
-        blob = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm=name))
+        blob = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm=name)[0])
         assert method["bytes"] == len(blob)
         assert method["accuracy"] == np.mean(np.argmax(litert.predict(blob, x), -1) == data.y_test) * 100.0
     assert "accuracy" in table["methods"]["min_max"]
-    four = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm="min_max"))
-    eight = strip_names(ptq.quantize_with(float_file, x, weight_bits=8, algorithm="min_max"))
+    four = strip_names(ptq.quantize_with(float_file, x, weight_bits=4, algorithm="min_max")[0])
+    eight = strip_names(ptq.quantize_with(float_file, x, weight_bits=8, algorithm="min_max")[0])
     from qatzoo.export import lowbit
 
     assert len(four) < len(eight)
@@ -179,7 +179,7 @@ def test_int8_storage_of_int4_kernels_keeps_every_output_bit_for_bit():
     from qatzoo.export import lowbit
 
     model, x = _cnn(), _sample(32)
-    four = strip_names(ptq.quantize_with(to_float_tflite(model), x, weight_bits=4, algorithm="min_max"))
+    four = strip_names(ptq.quantize_with(to_float_tflite(model), x, weight_bits=4, algorithm="min_max")[0])
     eight = lowbit.int8_storage(four)
     np.testing.assert_array_equal(reference(eight), reference(four))
     kernels = lowbit.weight_levels(eight)

@@ -45,6 +45,11 @@ def test_diebold_mariano_finds_a_real_difference_and_its_sign():
     assert statistic < 0 and p < 1e-6
 
 
+def test_too_few_origins_for_the_test_are_a_tie_not_a_crash():
+    assert significance.diebold_mariano(np.array([1.0, 2.0]), np.array([0.0, 0.0]), horizon=1) == (0.0, 1.0)
+    assert significance.diebold_mariano(np.ones(4) + np.arange(4), np.zeros(4), horizon=4) == (0.0, 1.0)  # HLN factor 0
+
+
 def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_examples():
     rng = np.random.default_rng(3)
     a, b = rng.random(2000) < 0.97, rng.random(2000) < 0.96

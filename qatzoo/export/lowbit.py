@@ -78,7 +78,12 @@ def report(model: bytes, weight_bits: int) -> dict:
         "file_bytes": len(model),
         "packed_bytes": len(model) - saved,
         "storage": sorted({k["storage"] for k in kernels}),
-        "runtime": "LiteRT int8 kernels; low-bit kernels stored packed (INT4) in the file and unpacked at load",
+        "runtime": "LiteRT int8 kernels; "
+        + (
+            "low-bit kernels stored packed (INT4) in the file and unpacked at load"
+            if any(k["storage"] == "int4" for k in kernels)
+            else "low-bit kernels stored a byte each (INT8)"
+        ),
         "per_kernel": kernels,
     }
 

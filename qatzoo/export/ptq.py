@@ -56,6 +56,24 @@ def _inline_buffers(model: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
+def _min_max_keeping_statistics(qsv: dict, new: dict) -> dict:
+    """The quantizer's ``min_max_update`` (each tensor's range over the whole sample), keeping the statistics an
+    algorithm gathers beside the range: GPTQ's Hessian, averaged over the samples as its own update does. A
+    custom update replaces the algorithm's, so ``min_max_update`` alone left GPTQ with one sample's Hessian."""
+    from litert_quantizer.utils import qsv_utils
+
+    updated = qsv_utils.min_max_update(qsv, new)
+    if qsv and "hessian" in qsv and "hessian" in new:
+        total = qsv["num_samples"] + new["num_samples"]
+        updated["hessian"] = (
+            new["hessian"]
+            if total == 0
+            else (qsv["hessian"] * qsv["num_samples"] + new["hessian"] * new["num_samples"]) / total
+        )
+        updated["num_samples"] = total
+    return updated
+
+
 class PTQError(RuntimeError):
     """The quantizer could not quantize a model (one line, the quantizer's reason)."""
 
@@ -86,16 +104,16 @@ WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D")
 
 def quantize_with(
     float_tflite: bytes, representative: np.ndarray, *, weight_bits: int, activation_bits: int = 8, algorithm: str
-) -> bytes:
+) -> tuple[bytes, list[str]]:
     """The static-range quantized model of ``float_tflite`` at a scheme's widths, its kernels by one of the
     quantizer's :data:`ALGORITHMS`: every supported op min/max at 8-bit weights and ``activation_bits``-bit
     activations (so that an op with two activation operands, BATCH_MATMUL, stays integer), then the kernels of
     :data:`WEIGHT_OPS` at ``weight_bits`` (per channel) by ``algorithm`` - an op the algorithm or the width
-    does not take (GPTQ: convolutions; 4 bits: depthwise convolutions) stays min/max at 8 bits. Calibrated as :func:`quantize` is (min/max over ``representative``).
-    PTQError (one line) where the quantizer refuses the model."""
+    does not take (GPTQ: convolutions; 4 bits: depthwise convolutions) stays min/max at 8 bits. Calibrated as
+    :func:`quantize` is (min/max over ``representative``). Returns the file and the kernel ops that stayed 8-bit
+    min/max; PTQError (one line) where the quantizer refuses the model, or the algorithm takes no kernel op."""
     from litert_quantizer import calibrator, qtyping, quantizer, recipe_manager
     from litert_quantizer.algorithm_manager import AlgorithmName
-    from litert_quantizer.utils import qsv_utils
 
     from qatzoo.export.litert import interpreter
 
@@ -126,18 +144,20 @@ def quantize_with(
                     )
                 q = quantizer.Quantizer(bytearray(float_tflite), manager.get_quantization_recipe())
                 calib = calibrator.Calibrator(
-                    bytearray(float_tflite), num_threads=1, qsv_update_func=qsv_utils.min_max_update
+                    bytearray(float_tflite), num_threads=1, qsv_update_func=_min_max_keeping_statistics
                 )
                 calib.calibrate({key: samples}, manager)
                 result = q.quantize(calib.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
-            return _inline_buffers(bytes(result.quantized_model))
+            return _inline_buffers(bytes(result.quantized_model)), [op for op in WEIGHT_OPS if op not in ops]
         except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
             text = (str(error).strip().splitlines() or [type(error).__name__])[0]
             refused = next((op for op in ops if "Unsupported op" in text and f"TFLOperationName.{op}" in text), None)
             if refused is None:
                 raise PTQError(f"{PACKAGE}: {text[:300]}") from None
             ops.remove(refused)  # the algorithm (or the width) does not take this op: its kernels stay min/max, 8-bit
-    raise PTQError(f"{PACKAGE}: {algorithm} takes none of {', '.join(WEIGHT_OPS)}")
+            if not ops:
+                break
+    raise PTQError(f"{PACKAGE}: {algorithm} at {weight_bits}-bit weights takes none of {', '.join(WEIGHT_OPS)}")
 
 
 def quantize(

@@ -5,8 +5,9 @@ each of the quantizer's algorithms (:data:`qatzoo.export.ptq.ALGORITHMS`: min/ma
 OCTAV, GPTQ) at the scheme's weight and activation widths (weights per channel), and int16 activations with
 int8 weights for reference. Every file is run in LiteRT on the full test split, as the QAT int8 file is; an
 algorithm the quantizer refuses, or whose file LiteRT cannot run, is kept as its one-line reason, and a file
-that is not full integer (GPTQ's here: float weights behind DEQUANTIZE ops) is shown but is not a candidate
-for the best.
+that is not full integer (Hadamard rotation's here: a float custom op) is shown but is not a candidate for
+the best; kernels an algorithm or width refuses (GPTQ: convolutions; 4 bits: depthwise ones) stay 8-bit
+min/max, and the row says so.
 
 The summary is torchao's "% recovered": of the accuracy (or MAE) the best PTQ file loses against float, the
 share the QAT int8 file wins back, ``(best PTQ gap - QAT gap) / best PTQ gap``: 1 is float's number, 0 is no
@@ -65,9 +66,19 @@ def measure(
     float_losses = task.losses(data.y_test, evaluate.predict(float_tflite, data.x_test))
 
     def scored(name: str, make) -> dict:
+        notes = []
         try:
-            blob = strip_names(make())
-            predictions = evaluate.predict(blob, data.x_test)
+            made = make()
+            blob, kept = made if isinstance(made, tuple) else (made, [])
+            if kept:  # kernels the algorithm (or the width) refused: 8-bit min/max, not the scheme's width
+                notes.append(f"{', '.join(kept)} kernels 8-bit min/max")
+            blob = strip_names(blob)
+            try:
+                predictions = evaluate.predict(blob, data.x_test)
+            except (ValueError, RuntimeError) as error:  # a file LiteRT refuses to load or run
+                raise ptq.PTQError(
+                    f"LiteRT cannot run its file: {(str(error).strip().splitlines() or ['?'])[0][:200]}"
+                ) from None
             result = {
                 metric: evaluate.score(data, predictions),
                 "bytes": len(blob),
@@ -77,11 +88,14 @@ def measure(
             if not integer.ok:  # float tensors left (e.g. GPTQ's DEQUANTIZE of float weights): not like for like
                 kinds = sorted({t["dtype"] for t in integer.non_integer})
                 result["full_integer"] = False
-                result["note"] = f"not full integer: {len(integer.non_integer)} {'/'.join(kinds)} tensors computed"
+                notes.append(f"not full integer: {len(integer.non_integer)} {'/'.join(kinds)} tensors computed")
+            if notes:
+                result["note"] = "; ".join(notes)
         except ptq.PTQError as error:
             result = {"error": str(error)}
-        except (ValueError, RuntimeError) as error:  # a file LiteRT refuses to load or run
-            result = {"error": f"LiteRT cannot run its file: {(str(error).strip().splitlines() or ['?'])[0][:200]}"}
+        except Exception as error:  # noqa: BLE001 - an experimental quantizer's failure is a row, not a lost run
+            text = (str(error).strip().splitlines() or [""])[0][:200]
+            result = {"error": f"{type(error).__name__}: {text}"}
         if done is not None:
             done(name, result)
         return result
@@ -145,7 +159,7 @@ def lines(summary: dict, metric: str, unit: str) -> list[str]:
     rows.append(f"| **QAT int8 (this file)** | {fmt(summary['qat_int8'])} | - | - |")
     rows.append("")
     if "best" not in summary:
-        rows.append(f"No PTQ algorithm gave a {widths} file LiteRT runs.")
+        rows.append(f"No PTQ algorithm gave a full-integer {widths} file LiteRT runs.")
     elif summary["recovered"] is None:
         rows.append(
             f"The best PTQ file ({summary['best']}) is not significantly worse than float (p = "

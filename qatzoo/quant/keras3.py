@@ -662,7 +662,9 @@ def fuse_relus(model: keras.Model) -> keras.Model:
     fused = {}
     for node in nodes:
         layer = node.operation
-        if not _is_plain_relu(layer) or len(node.input_tensors) != 1:
+        # A ReLU layer called more than once (one instance after a conv and after an Add) stays a layer.
+        calls = sum(1 for other in nodes if other.operation is layer)
+        if not _is_plain_relu(layer) or len(node.input_tensors) != 1 or calls != 1:
             continue
         producer = node.input_tensors[0]._keras_history.operation
         linear = getattr(getattr(producer, "activation", None), "__name__", None) == "linear"
