@@ -122,6 +122,7 @@ def quantize_with(
         raise PTQError(f"PTQ needs a model with one signature of one input; this one has {signatures}")
     key, signature = next(iter(signatures.items()))
     samples = [{signature["inputs"][0]: x[None].astype(np.float32)} for x in representative]
+    present = {op["op_name"] for op in interpreter(float_tflite, delegates=False)._get_ops_details()}  # noqa: SLF001
     ops = list(WEIGHT_OPS)
     for _ in range(len(WEIGHT_OPS) + 1):
         try:
@@ -148,7 +149,8 @@ def quantize_with(
                 )
                 calib.calibrate({key: samples}, manager)
                 result = q.quantize(calib.get_model_qsvs(), enable_progress_bar=False, enable_progress_report=False)
-            return _inline_buffers(bytes(result.quantized_model)), [op for op in WEIGHT_OPS if op not in ops]
+            kept = [op for op in WEIGHT_OPS if op not in ops and op in present]  # refused ops the model has
+            return _inline_buffers(bytes(result.quantized_model)), kept
         except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
             text = (str(error).strip().splitlines() or [type(error).__name__])[0]
             refused = next((op for op in ops if "Unsupported op" in text and f"TFLOperationName.{op}" in text), None)
