@@ -18,7 +18,7 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _temporary(path: Path) -> tuple[int, str]:
+def temporary_beside(path: Path) -> tuple[int, str]:
     """A new file beside ``path`` (exclusive, never following a link), with the mode the user's umask gives
     (``mkstemp``'s 0600 would make every run file private to its writer)."""
     while True:
@@ -33,7 +33,7 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary(path)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

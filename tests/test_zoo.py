@@ -250,9 +250,16 @@ def test_download_over_http_verifies_caches_and_reverifies(zoo, cache, tmp_path)
         assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
         copy = fetch("tiny_cnn@1", index=index, to=tmp_path / "out", progress=False)
         assert copy == tmp_path / "out" / "tiny_cnn-1.tflite" and copy.read_bytes() == path.read_bytes()
+        assert (copy.stat().st_mode & 0o777) == 0o666 & ~_umask()  # the user's copy: the umask's mode, not 0600
         assert (tmp_path / "out" / "tiny_cnn-1.contract.json").is_file()  # the contract travels with the copy
         card = (zoo / "tiny_cnn" / "1" / "card.md").read_bytes()  # and the card: in the cache and the copy
         assert (path.parent / "card.md").read_bytes() == card == (tmp_path / "out" / "tiny_cnn-1.card.md").read_bytes()
+        sample = (zoo / "tiny_cnn" / "1" / "sample.png").read_bytes()  # and the sample input the card's snippet reads
+        assert (
+            (path.parent / "sample.png").read_bytes()
+            == sample
+            == (tmp_path / "out" / "tiny_cnn-1.sample.png").read_bytes()
+        )
         model = load("tiny_cnn", index=index, progress=False)
         assert model.interpreter.get_input_details()[0]["dtype"].__name__ == "int8"
         assert json.loads((path.parent / "contract.json").read_text()) == model.contract
@@ -281,6 +288,22 @@ def test_a_card_that_is_too_large_or_not_text_is_refused_and_the_model_kept(zoo,
         assert line.startswith("warning: the card of tiny_cnn@1") and message in line
         assert sha256_file(path) == find(read_index(zoo / "index.json"), "tiny_cnn")["sha256"]
         assert not (path.parent / "card.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fault", "message"), [("tamper", "is tampered"), ("oversize", "is larger than")])
+def test_a_sample_that_does_not_match_the_index_is_refused_and_the_model_kept(zoo, cache, capsys, fault, message):
+    entry = find(read_index(zoo / "index.json"), "tiny_cnn")
+    assert entry["sample"]["location"] == "tiny_cnn/1/sample.png"
+    assert entry["sample"]["sha256"] == sha256_file(zoo / "tiny_cnn" / "1" / "sample.png")
+    with ZooServer(zoo) as server:
+        server.faults["tiny_cnn/1/sample.png"] = fault
+        path = fetch("tiny_cnn", index=f"{server.url}/index.json", progress=False)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("warning: the sample input of tiny_cnn@1") and message in line
+    assert line.endswith("the model itself is verified")
+    assert sha256_file(path) == entry["sha256"] and (path.parent / "card.md").is_file()
+    assert not (path.parent / "sample.png").exists()
 
 
 @pytest.mark.slow

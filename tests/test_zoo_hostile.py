@@ -155,7 +155,15 @@ ENTRY_CASES = {
     "deployment latency a string": lambda e: _set(e, "deployment", _deployment(int8_us="12")),
     "deployment tflm runs a string": lambda e: _set(e, "deployment", _deployment(runs="yes")),
     "deployment npu share negative": lambda e: _set(e, "deployment", _deployment(npu_share=-1.0)),
+    "sample traversal": lambda e: _set(e, "sample", _sample(location="../../etc/passwd.png")),
+    "sample not an input kind": lambda e: _set(e, "sample", _sample(location="m/1/sample.py")),
+    "sample over 1 MiB": lambda e: _set(e, "sample", _sample(size=2**20 + 1)),
+    "sample without sha256": lambda e: _set(e, "sample", {"location": "m/1/sample.png", "size": 10}),
 }
+
+
+def _sample(**fields) -> dict:
+    return {"location": "m/1/sample.png", "size": 100, "sha256": "0" * 64} | fields
 
 
 @pytest.mark.parametrize("case", sorted(ENTRY_CASES))

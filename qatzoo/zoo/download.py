@@ -33,7 +33,6 @@ import re
 import shutil
 import socket
 import stat
-import tempfile
 import threading
 import time
 import urllib.error
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from qatzoo.files import sha256_file, write_bytes, write_json
+from qatzoo.files import sha256_file, temporary_beside, write_bytes, write_json
 from qatzoo.zoo.index import (
     MAX_INDEX_BYTES,
     IndexEntry,
@@ -369,6 +368,41 @@ def fetch_card(entry: dict | IndexEntry, index_url: str, clock: Clock, to=None) 
     return target
 
 
+def fetch_sample(entry: dict | IndexEntry, index_url: str, clock: Clock, to=None) -> Path | None:
+    """The sample input of an index entry as ``sample<suffix>`` beside the cached model (and
+    ``NAME-VERSION.sample<suffix>`` in ``to``), its size and sha256 checked against the index like the model's:
+    it is an input the card's snippet runs the model on. None for an entry published without one."""
+    entry = entry_of(entry)
+    sample = entry.sample
+    if sample is None:
+        return None
+    label = f"the sample input of {entry.name}@{entry.version}"
+    suffix = Path(sample.location).suffix
+    target = _cached_path(entry, index_url).with_name(f"sample{suffix}")
+
+    def matches(data: bytes) -> bool:
+        return len(data) == sample.size and hashlib.sha256(data).hexdigest() == sample.sha256
+
+    data = None
+    if target.is_file() and not target.is_symlink() and target.stat().st_size == sample.size:
+        data = target.read_bytes()  # a published version never changes: reused when it still matches
+        if not matches(data):
+            data = None
+    fresh = data is None
+    if fresh:
+        data = _read_bounded(model_url(entry, index_url, sample.location), clock, sample.size, label)
+        if not matches(data):
+            raise ZooError(f"{label} is tampered or truncated: its size or sha256 does not match the index; not saved")
+    try:
+        if fresh:
+            write_bytes(target, data)
+        if to is not None:
+            write_bytes(Path(to) / f"{entry.name}-{entry.version}.sample{suffix}", data)
+    except OSError as error:
+        raise ZooError(f"cannot write {label}: {error.strerror or error}") from None
+    return target
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return f"HTTP {error.code}"
@@ -550,7 +584,8 @@ def fetch(
     card: bool = True,
 ) -> Path:
     """Download (or reuse from the cache) a published model, verify its sha256, return its path; its contract
-    and (``card``) its card are written beside it (``contract.json``, ``card.md``).
+    and (``card``) its card and sample input are written beside it (``contract.json``, ``card.md``,
+    ``sample.png``/``.npy``/``.csv``, the sample verified against the index's sha256).
 
     ``timeout``: seconds without a byte before a try is abandoned (``$QATZOO_STALL_TIMEOUT``, 30);
     ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600);
@@ -563,16 +598,18 @@ def fetch(
     entry = find(index_data, spec)
     path = fetch_entry(entry, index_url, clock, to=to, progress=progress, retries=retries)
     if card:
-        try:
-            fetch_card(entry, index_url, clock, to=to)
-        except ZooError as error:  # the model is verified and kept; the card is documentation
-            import sys
+        for extra in (fetch_card, fetch_sample):
+            try:
+                extra(entry, index_url, clock, to=to)
+            except ZooError as error:  # the model is verified and kept; card and sample are beside it
+                import sys
 
-            from qatzoo.errors import error_line
+                from qatzoo.errors import error_line
 
-            print(
-                error_line(error).replace("error:", "warning:", 1) + "; the model itself is verified", file=sys.stderr
-            )
+                print(
+                    error_line(error).replace("error:", "warning:", 1) + "; the model itself is verified",
+                    file=sys.stderr,
+                )
     return path
 
 
@@ -680,9 +717,10 @@ def _deliver(path: Path, entry: IndexEntry, to) -> Path:
     out = folder / f"{entry.name}-{entry.version}.tflite"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        # A fresh temporary name, created exclusively without following symlinks (mkstemp: O_EXCL, O_NOFOLLOW):
-        # nothing planted in the folder is written through; the rename replaces a link at ``out``, not its target.
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        # A fresh temporary name, created exclusively without following symlinks (O_EXCL, O_NOFOLLOW), with the
+        # mode the user's umask gives (the user's copy, not the cache's read-only file): nothing planted in the
+        # folder is written through; the rename replaces a link at ``out``, not its target.
+        fd, tmp = temporary_beside(out)
         try:
             with os.fdopen(fd, "wb") as dst, open(path, "rb") as src:
                 shutil.copyfileobj(src, dst)

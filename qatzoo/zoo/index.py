@@ -113,6 +113,27 @@ class Engine(Record):
     keras: Ident
 
 
+#: A sample input larger than this is not downloaded (the published ones are 0.3-4 kB).
+MAX_SAMPLE_BYTES = 1024 * 1024
+#: The kinds of sample input the zoo ships (:mod:`qatzoo.zoo.samples`), each saved under this suffix.
+SAMPLE_SUFFIXES = (".png", ".npy", ".csv")
+
+
+class Sample(Record):
+    """The sample input shipped beside a card: where it lives and its bytes' size and sha256 (checked on download:
+    it is an input a user runs the model on, so it is verified like the model, and is only ever read as data)."""
+
+    location: Annotated[
+        str,
+        rule(
+            lambda v: _is_location(v) and v.endswith(SAMPLE_SUFFIXES),
+            f"{LOCATION_RULE}, ending in {', '.join(SAMPLE_SUFFIXES)}",
+        ),
+    ]
+    size: integer(1, MAX_SAMPLE_BYTES)
+    sha256: Sha256
+
+
 class IndexEntry(Record):
     """One published model. Every field a command reads is required and typed; anything else in an entry
     is plain JSON data (:func:`qatzoo.artifacts.check_data`)."""
@@ -148,6 +169,7 @@ class IndexEntry(Record):
     ptq_baselines: Annotated[PtqBaselines, AsIs] = ABSENT
     contract: Contract = ABSENT
     deployment: Deployment = ABSENT
+    sample: Sample = ABSENT
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -446,6 +446,12 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
                 location=f"{name}/{version}/model_int8.tflite",
                 card=f"{name}/{version}/card.md",
             )
+            if sample is not None:  # verified on download like the model: an input users run it on
+                entry["sample"] = {
+                    "location": f"{name}/{version}/{sample[0]}",
+                    "size": len(sample[1]),
+                    "sha256": hashlib.sha256(sample[1]).hexdigest(),
+                }
             validate_entry(entry)
             if sample is not None:  # the card's snippet names this version and reads the sample beside it
                 from qatzoo.zoo.samples import with_use_it
