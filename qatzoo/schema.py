@@ -159,8 +159,10 @@ class Qat(Group):
     )
     keep_float: list[str]
     rules: list[BitsRule]
-    # How the int8 file stores kernels on a sub-8-bit grid: int4 (packed by the converter) or int8 (quant=w4a8_npu).
-    storage: Literal["int4", "int8"] = "int4"
+    # How the int8 file stores kernels on a sub-8-bit grid: int4 (packed by the converter), int8 (a byte each:
+    # quant=w4a8_npu, for TFLite Micro and Vela) or int4_dense (INT4 FULLY_CONNECTED kernels, convolutions a byte
+    # each: quant=w4a8_cpu, the file LiteRT's XNNPACK runs whole on a CPU).
+    storage: Literal["int4", "int8", "int4_dense"] = "int4"
 
     @model_validator(mode="after")
     def _exportable(self) -> Qat:

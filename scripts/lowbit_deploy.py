@@ -20,12 +20,15 @@ from pathlib import Path
 
 def variants(run_dir: Path) -> dict[str, bytes]:
     from qatzoo.export.lowbit import int8_storage
+    from qatzoo.export.scheme_files import STORED_AS_INT8
 
     converted = (run_dir / "model_int8.tflite").read_bytes()
     out = {
         "as the run wrote it": converted,
-        "INT8 storage": int8_storage(converted),
-        "INT8 convolutions, INT4 FULLY_CONNECTED": int8_storage(converted, frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})),
+        "INT8 storage (quant=w4a8_npu)": int8_storage(converted, STORED_AS_INT8["int8"]),
+        "INT8 convolutions, INT4 FULLY_CONNECTED (quant=w4a8_cpu)": int8_storage(
+            converted, STORED_AS_INT8["int4_dense"]
+        ),
     }
     ptq = run_dir / "model_ptq_int8.tflite"
     if ptq.is_file():

@@ -160,6 +160,26 @@ def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
 
 
 @pytest.mark.slow
+def test_w4a8_cpu_keeps_int4_dense_kernels_and_every_op_in_xnnpack(compose_cfg, tmp_path):
+    """quant=w4a8_cpu: FULLY_CONNECTED kernels packed (INT4), convolutions a byte each - the file LiteRT's
+    XNNPACK runs whole (it runs no INT4 CONV_2D), smaller than the int8-storage file of the same grid."""
+    from qatzoo.export.lowbit import weight_levels
+    from qatzoo.train.trainer import train
+
+    overrides = ("recipe=mnist_cnn_int8", "data=mnist_5k", "quant=w4a8_cpu", "trainer.deployment=true", *TINY)
+    metrics = train(compose_cfg(*overrides), tmp_path)
+    blob = (tmp_path / "model_int8.tflite").read_bytes()
+    stored = {(k["op"], k["storage"]) for k in weight_levels(blob)}
+    assert stored == {("CONV_2D", "int8"), ("FULLY_CONNECTED", "int4")}
+    low = metrics["lowbit"]
+    assert low["storage"] == ["int4", "int8"] and low["kernels_on_grid"] == 4 and "partly packed" in low["runtime"]
+    assert metrics["int8"]["full_integer"] and metrics["int8"]["parity"]["pass"]
+    cpu = metrics["deployment"]["litert_cpu"]
+    assert cpu["xnnpack"]["int8"]["outside"] == [] and cpu["xnnpack"]["int8"]["partitions"] == 1
+    assert "FULLY_CONNECTED ones packed (INT4)" in (tmp_path / "card.md").read_text()
+
+
+@pytest.mark.slow
 def test_w4a8_npu_stores_the_grid_a_byte_each_and_compiles_for_the_ethos_u55(compose_cfg, tmp_path):
     """quant=w4a8_npu: the same 4-bit grid, kernels stored as INT8 - TFLite Micro runs it and Vela compiles it
     (the INT4 file of quant=w4a8 crashes Vela 5.2), with the low-bit report counting the grid, not the storage."""

@@ -78,14 +78,18 @@ def report(model: bytes, weight_bits: int) -> dict:
         "file_bytes": len(model),
         "packed_bytes": len(model) - saved,
         "storage": sorted({k["storage"] for k in kernels}),
-        "runtime": "LiteRT int8 kernels; "
-        + (
-            "low-bit kernels stored packed (INT4) in the file and unpacked at load"
-            if any(k["storage"] == "int4" for k in kernels)
-            else "low-bit kernels stored a byte each (INT8)"
-        ),
+        "runtime": "LiteRT int8 kernels; " + _stored(kernels),
         "per_kernel": kernels,
     }
+
+
+def _stored(kernels: list[dict]) -> str:
+    types = {k["storage"] for k in kernels}
+    if "int4" not in types:
+        return "low-bit kernels stored a byte each (INT8)"
+    if "int8" in types:
+        return "kernels partly packed (INT4, unpacked at load), partly stored a byte each (INT8)"
+    return "low-bit kernels stored packed (INT4) in the file and unpacked at load"
 
 
 def int8_storage(model: bytes, ops: frozenset[str] | None = None) -> bytes:

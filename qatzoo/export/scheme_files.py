@@ -36,13 +36,19 @@ def ptq_provenance(scheme: Scheme) -> dict:
     return made
 
 
+#: The kernels each ``quant.storage`` stores a byte each (None: every one): ``int8`` for TFLite Micro, which
+#: unpacks INT4 kernels into its arena, and Vela, which crashes on them; ``int4_dense`` the convolutions only,
+#: which XNNPACK runs only as INT8, keeping INT4 FULLY_CONNECTED kernels, which it runs.
+STORED_AS_INT8 = {"int8": None, "int4_dense": frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})}
+
+
 def export_qat(scheme: Scheme, qat_model: keras.Model | None, representative: np.ndarray) -> dict[str, bytes]:
     """The QAT model's int8 file (stripped), when the scheme exports one (a QAT scheme with ``int8``)."""
     if not isinstance(scheme, QATScheme) or not scheme.int8 or qat_model is None:
         return {}
     blob = strip_names(to_int8_tflite(qat_model, lambda: representative))
-    if scheme.storage == "int8":  # kernels on a low-bit grid, a byte each: for TFLite Micro and Vela
+    if scheme.storage in STORED_AS_INT8:  # kernels on a low-bit grid, (some) a byte each
         from qatzoo.export.lowbit import int8_storage
 
-        blob = int8_storage(blob)
+        blob = int8_storage(blob, STORED_AS_INT8[scheme.storage])
     return {"qat_int8": blob}

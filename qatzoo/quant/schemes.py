@@ -153,6 +153,11 @@ class QATScheme(Scheme):
                 f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, stored as INT8 (for TensorFlow Lite "
                 "Micro and Vela, whose weight compression takes the fewer levels)"
             )
+        elif self.spec.lowest_weight_bits < 8 and self.storage == "int4_dense":
+            text += (
+                f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, FULLY_CONNECTED ones packed (INT4), "
+                "convolutions stored as INT8 (the whole graph in XNNPACK on a CPU)"
+            )
         elif self.spec.lowest_weight_bits < 8:
             text += (
                 f"; kernels on the {self.spec.lowest_weight_bits}-bit grid, stored packed (INT4) by the converter "
