@@ -13,6 +13,11 @@ run through one Kalman filter pass over the whole series, and the forecasts of e
 the filter's one-step predicted states (see :meth:`Sarima.forecast`): hundreds of origins cost well under
 a second, the same numbers as filtering each truncated series and calling ``forecast``.
 
+Series with a daily and a weekly cycle (:func:`seasonal_forecast_baselines`: data whose ``info`` has
+``seasonal_periods``, the electricity demand series) follow the same rules in steps (``first_val_step``,
+``first_test_step``): each model is fitted once, and its forecaster applies the fixed parameters to the whole
+series, every origin's forecast read from the values before it (:func:`seasonal_forecasters`).
+
 Classification (:func:`classification_baselines`): logistic regression and an RBF SVM from scikit-learn on
 flattened pixels in [0, 1], training set subsampled (stratified, fixed seed) to ``max_train`` images.
 
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,6 +300,301 @@ def forecast_baselines(data, *, seasonal_period: int = 52) -> Fitted:
     return Fitted(out, losses)
 
 
+# -------------------------------------------------------------------------------------- seasonal forecasts
+
+#: Fourier orders K of ridge_lags_fourier (K daily and K weekly sine/cosine pairs of the origin's position;
+#: below half a day of hourly steps, so that no daily term aliases), chosen on validation.
+SEASONAL_FOURIER_ORDERS = (1, 2, 4, 6, 8, 10)
+#: Ridge penalties of ridge_lags_fourier, on inputs and targets in units of the data's scale.
+LAG_RIDGE_ALPHA = (0.01, 0.1, 1.0, 10.0)
+#: The small ridge penalties of the least-squares NLinear and DLinear (on their weights, not their biases).
+LTSF_ALPHA = (1e-4, 1e-3, 1e-2, 0.1, 1.0)
+#: DLinear's moving-average kernel (Zeng et al. 2023).
+DLINEAR_KERNEL = 25
+
+#: ``forecast(series, starts) -> (len(starts), horizon)``: fixed fitted parameters applied to ``series``, each
+#: row from the values before its origin only.
+Forecaster = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def fourier_terms(starts: np.ndarray, periods, order: int) -> np.ndarray:
+    """sin and cos of 2 pi k s / p for k = 1 .. ``order`` and each period p at each origin s: ``(len(starts),
+    2 * order * len(periods))``."""
+    k = np.arange(1, order + 1)
+    angle = 2 * np.pi * np.asarray(starts, dtype=np.float64)[:, None, None] * k / np.asarray(periods, float)[:, None]
+    return np.concatenate([np.sin(angle), np.cos(angle)], axis=1).reshape(len(angle), -1)
+
+
+def moving_average_trend(x: np.ndarray, kernel: int = DLINEAR_KERNEL) -> np.ndarray:
+    """DLinear's trend of each row of ``x``: the mean of the ``kernel`` (odd) values centred on each step, the row
+    padded by repeating its first and its last value ``(kernel - 1) // 2`` times (Zeng et al.'s ``moving_avg``)."""
+    if kernel % 2 != 1:
+        raise ValueError(f"the moving average needs an odd kernel, got {kernel}")
+    pad = (kernel - 1) // 2
+    padded = np.concatenate([np.repeat(x[:, :1], pad, axis=1), x, np.repeat(x[:, -1:], pad, axis=1)], axis=1)
+    sums = np.cumsum(np.pad(padded, ((0, 0), (1, 0))), axis=1)
+    return (sums[:, kernel:] - sums[:, :-kernel]) / kernel
+
+
+def smoothing_states(
+    values: np.ndarray, *, alpha: float, beta: float = 0.0, phi: float = 1.0, level: float, trend: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Level and trend of (damped Holt) exponential smoothing after each of ``values``, in statsmodels'
+    parameterisation: l_t = alpha y_t + (1 - alpha)(l_{t-1} + phi b_{t-1}), b_t = beta (l_t - l_{t-1}) +
+    (1 - beta) phi b_{t-1}, from the initial ``level`` and ``trend``; simple exponential smoothing with beta and
+    trend 0. The forecast h steps after t is l_t + (phi + ... + phi^h) b_t."""
+    levels, trends = np.empty(len(values)), np.empty(len(values))
+    for t, value in enumerate(np.asarray(values, dtype=np.float64).tolist()):
+        new = alpha * value + (1 - alpha) * (level + phi * trend)
+        trend = beta * (new - level) + (1 - beta) * phi * trend
+        level = levels[t] = new
+        trends[t] = trend
+    return levels, trends
+
+
+def _smoothing_fit(values: np.ndarray, damped: bool) -> tuple[dict[str, float], str]:
+    """statsmodels' maximum-likelihood (simple or damped Holt) exponential smoothing of ``values``: the
+    :func:`smoothing_states` parameters, and them as text."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    fitted = ExponentialSmoothing(
+        values, trend="add" if damped else None, damped_trend=damped, initialization_method="estimated"
+    ).fit()
+    p = fitted.params
+    params = {"alpha": float(p["smoothing_level"]), "level": float(p["initial_level"])}
+    if damped:
+        params |= {"beta": float(p["smoothing_trend"]), "phi": float(p["damping_trend"])}
+        params["trend"] = float(p["initial_trend"])
+    converged = getattr(fitted.mle_retvals, "success", True)
+    text = ", ".join(f"{name}={value:.4g}" for name, value in params.items())
+    return params, text + ("" if converged else " (the optimizer did not converge)")
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A windowed series' parts as :func:`~qatzoo.data.load.forecast_windows` cuts them: origins are first
+    target steps; training windows' targets all precede the first validation step, validation windows' the
+    first test step."""
+
+    series: np.ndarray
+    window: int
+    horizon: int
+    first_val: int
+    first_test: int
+    periods: tuple[int, ...]
+    scale: float
+
+    @classmethod
+    def of(cls, data) -> _Parts:
+        info = data.info
+        return cls(
+            np.asarray(data.raw["series"], dtype=np.float64),
+            int(info["window"]),
+            int(info["horizon"]),
+            int(info["first_val_step"]),
+            int(info["first_test_step"]),
+            tuple(sorted(int(p) for p in info["seasonal_periods"])),
+            float(info["scale"]),
+        )
+
+    @property
+    def train_starts(self) -> np.ndarray:
+        return np.arange(self.window, self.first_val - self.horizon + 1)
+
+    @property
+    def val_starts(self) -> np.ndarray:
+        return np.arange(max(self.window, self.first_val), self.first_test - self.horizon + 1)
+
+
+def _inputs(series: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    return series[np.asarray(starts)[:, None] + np.arange(-window, 0)]
+
+
+def _least_squares(parts: _Parts, features, offset, scale: float, alphas) -> tuple[Forecaster, float, float]:
+    """Ridge regressions (one fit, every horizon step an output) of ``(targets - offset) / scale`` on the training
+    windows' ``features``, one per penalty in ``alphas``: the forecaster whose validation MAE is lowest (the first
+    on ties), its penalty and that MAE. ``features`` and ``offset`` are ``f(series, starts)``."""
+    from sklearn.linear_model import Ridge
+
+    series, train, val = parts.series, parts.train_starts, parts.val_starts
+    x, y = features(series, train), (_windows(series, train, parts.horizon) - offset(series, train)) / scale
+    x_val, offset_val, y_val = features(series, val), offset(series, val), _windows(series, val, parts.horizon)
+    best = None
+    for alpha in alphas:
+        model = Ridge(alpha=alpha).fit(x, y)
+        mae = _mae(model.predict(x_val) * scale + offset_val, y_val)
+        if best is None or mae < best[2]:
+            best = (model, alpha, mae)
+    model, alpha, mae = best
+    return (lambda series, starts: model.predict(features(series, starts)) * scale + offset(series, starts)), alpha, mae
+
+
+def _mstl_ets(parts: _Parts) -> tuple[Forecaster, str]:
+    """MSTL of the training steps; exponential smoothing (simple or damped Holt, chosen on validation) of the
+    series minus its seasonal components, run as a filter over the whole series."""
+    from statsmodels.tsa.seasonal import MSTL
+
+    first_val, horizon = parts.first_val, parts.horizon
+    train = parts.series[:first_val]
+    seasonal = np.asarray(MSTL(train, periods=parts.periods).fit().seasonal).reshape(first_val, -1)
+
+    def seasonal_at(steps: np.ndarray) -> np.ndarray:
+        """MSTL's seasonal components on the training steps, their last cycle repeated after (as STLForecast)."""
+        out = np.zeros(np.shape(steps))
+        for column, period in zip(seasonal.T, parts.periods, strict=True):
+            later = first_val - period + (steps - first_val) % period
+            out += column[np.where(steps < first_val, np.minimum(steps, first_val - 1), later)]
+        return out
+
+    def forecaster(params: dict[str, float]) -> Forecaster:
+        damping = np.cumsum(params.get("phi", 1.0) ** np.arange(1, horizon + 1))
+
+        def forecast(series: np.ndarray, starts: np.ndarray) -> np.ndarray:
+            end = int(np.max(starts))  # the filter reads the values before the last origin, no further
+            levels, trends = smoothing_states(series[:end] - seasonal_at(np.arange(end)), **params)
+            before = np.asarray(starts) - 1
+            return (
+                levels[before, None]
+                + trends[before, None] * damping
+                + seasonal_at(before[:, None] + 1 + np.arange(horizon))
+            )
+
+        return forecast
+
+    deseasonalised = train - seasonal_at(np.arange(first_val))
+    val, val_targets = parts.val_starts, _windows(parts.series, parts.val_starts, horizon)
+    fits = {}
+    for damped, name in ((False, "simple exponential smoothing"), (True, "damped Holt")):
+        params, text = _smoothing_fit(deseasonalised, damped)
+        forecast = forecaster(params)
+        fits[name] = (forecast, text, _mae(forecast(parts.series, val), val_targets))
+    chosen = min(fits, key=lambda name: fits[name][2])
+    tried = ", ".join(f"{name} {fit[2]:.1f}" for name, fit in fits.items())
+    about = (
+        f"MSTL (periods {', '.join(map(str, parts.periods))} steps, statsmodels' defaults) of steps 0-{first_val - 1}"
+        f"; its seasonal components there, their last cycle repeated after; the rest forecast by {chosen} "
+        f"({fits[chosen][1]}), chosen on validation (val MAE {tried}), fitted on the training steps' deseasonalised "
+        "values and run as a filter over the whole series (each origin's level from the values before it)"
+    )
+    return fits[chosen][0], about
+
+
+def seasonal_forecasters(data) -> dict[str, tuple[Forecaster, str]]:
+    """The electricity baselines of :func:`seasonal_forecast_baselines`, fitted and chosen: name -> (forecaster,
+    about). A forecaster applies its fixed parameters to any series (of the same steps), so a test can change the
+    values after an origin and see that origin's forecast stay."""
+    # Imported before the thread limit, which reaches only the libraries already loaded: scikit-learn brings
+    # scipy's own OpenBLAS, and with two threads the first run's fits differ from later runs' in the last bits.
+    import sklearn.linear_model  # noqa: F401
+    import statsmodels.tsa.api  # noqa: F401
+
+    with _quiet_single_thread():
+        return _seasonal_forecasters(_Parts.of(data))
+
+
+def _seasonal_forecasters(parts: _Parts) -> dict[str, tuple[Forecaster, str]]:
+    day, week = parts.periods[0], parts.periods[-1]
+    horizon, window, scale = parts.horizon, parts.window, parts.scale
+    if parts.val_starts.min() < week or parts.first_val - horizon < window:
+        raise ValueError("the seasonal baselines need a week before every validation origin and training windows")
+    train = parts.train_starts
+    windows = f"{len(train):,} training windows (first targets at steps {train[0]}-{train[-1]})"
+    out: dict[str, tuple[Forecaster, str]] = {
+        f"seasonal_naive_{name}": (
+            lambda series, starts, p=period: seasonal_naive(series, starts, horizon, p, 0.0),
+            f"the value {period} steps (a {name}) before each target step; nothing fitted",
+        )
+        for name, period in (("day", day), ("week", week))
+    }
+    out["mstl_ets"] = _mstl_ets(parts)
+
+    def last(series, starts):
+        return _inputs(series, starts, window)[:, -1:]
+
+    def relative(series, starts):
+        inputs = _inputs(series, starts, window)
+        return (inputs - inputs[:, -1:]) / scale
+
+    best = None
+    for order in SEASONAL_FOURIER_ORDERS:
+
+        def features(series, starts, order=order):
+            return np.concatenate([relative(series, starts), fourier_terms(starts, parts.periods, order)], axis=1)
+
+        forecast, alpha, mae = _least_squares(parts, features, last, scale, LAG_RIDGE_ALPHA)
+        if best is None or mae < best[3]:
+            best = (forecast, order, alpha, mae)
+    forecast, order, alpha = best[:3]
+    out["ridge_lags_fourier"] = (
+        forecast,
+        f"ridge regression (scikit-learn, one fit for all {horizon} steps) of the targets relative to the last input "
+        f"on the {window} inputs relative to it (both / scale {scale:.4g}) and K daily and K weekly sine/cosine pairs "
+        f"of the origin's position, K={order} and alpha={alpha:g} chosen on validation from K in "
+        f"{_choices(SEASONAL_FOURIER_ORDERS)} x alpha in {_choices(LAG_RIDGE_ALPHA)}; {windows}",
+    )
+
+    least_squares = (
+        "linear in its parameters, so fitted in closed form by least squares: the exact minimum of its training MSE "
+        "plus a ridge penalty alpha={alpha:g} on the weights (the paper trains by Adam), alpha chosen on validation "
+        "from {grid}"
+    )
+    forecast, alpha, _ = _least_squares(parts, relative, last, scale, LTSF_ALPHA)
+    out["nlinear"] = (
+        forecast,
+        f"NLinear (Zeng et al. 2023): the window minus its last value, one linear map {window} -> {horizon} steps, "
+        f"the last value added back; {least_squares.format(alpha=alpha, grid=_choices(LTSF_ALPHA))}; {windows}",
+    )
+    mean, std = float(np.mean(parts.series[: parts.first_val])), float(np.std(parts.series[: parts.first_val]))
+
+    def decomposed(series, starts):
+        inputs = (_inputs(series, starts, window) - mean) / std
+        trend = moving_average_trend(inputs)
+        return np.concatenate([inputs - trend, trend], axis=1)
+
+    forecast, alpha, _ = _least_squares(
+        parts, decomposed, lambda series, starts: np.full((len(starts), 1), mean), std, LTSF_ALPHA
+    )
+    out["dlinear"] = (
+        forecast,
+        f"DLinear (Zeng et al. 2023): the window (standardised by the training steps' mean {mean:.0f} and std "
+        f"{std:.0f}) split into a moving-average trend (kernel {DLINEAR_KERNEL}, edges padded by repetition) and "
+        f"the remainder, one linear map {window} -> {horizon} each, summed; "
+        f"{least_squares.format(alpha=alpha, grid=_choices(LTSF_ALPHA))}; {windows}",
+    )
+    return out
+
+
+def seasonal_forecast_baselines(data) -> Fitted:
+    """Test and validation MAE (MW) of classical forecasts of a series with a daily and a weekly cycle
+    (``data.info["seasonal_periods"]``, in steps: the electricity demand series).
+
+    ``seasonal_naive_day`` and ``seasonal_naive_week``: the value a day or a week before each target step.
+    ``mstl_ets``: statsmodels' MSTL with both periods on the training steps, the seasonal components' last cycle
+    repeated over the later steps, the rest forecast by exponential smoothing (simple or damped Holt).
+    ``ridge_lags_fourier``: ridge regression on the window relative to its last value and Fourier terms of the
+    origin. ``nlinear`` and ``dlinear``: the LTSF-Linear models (Zeng et al. 2023), fitted by least squares.
+    Everything is fitted on the training steps and chosen on the validation windows; each test origin's forecast
+    uses only the values before it, with the fitted parameters (nothing is refitted per origin). Returns a
+    :class:`Fitted`: ``{name: {"mae", "val_mae", "about"}}`` and per test window absolute errors in MW.
+    """
+    parts = _Parts.of(data)
+    test_starts = np.asarray(data.raw["test_starts"])
+    test_targets = np.asarray(data.raw["y_test"], dtype=np.float64)
+    if not np.array_equal(_windows(parts.series, test_starts, parts.horizon), test_targets):
+        raise ValueError("the raw test targets are not the series' steps after each test origin")
+    val_targets = _windows(parts.series, parts.val_starts, parts.horizon)
+    out = Fitted()
+    with _quiet_single_thread():
+        for name, (forecast, about) in seasonal_forecasters(data).items():
+            out.losses[name] = np.abs(forecast(parts.series, test_starts) - test_targets)
+            out[name] = {
+                "mae": float(np.mean(out.losses[name])),
+                "val_mae": _mae(forecast(parts.series, parts.val_starts), val_targets),
+                "about": about,
+            }
+    return out
+
+
 # ------------------------------------------------------------------------------------------ classification
 
 
@@ -488,7 +788,7 @@ def baselines(data, enabled: bool = True) -> Fitted:
     if not enabled:
         return Fitted()
     if data.task == "forecast":
-        return forecast_baselines(data)
+        return seasonal_forecast_baselines(data) if "seasonal_periods" in data.info else forecast_baselines(data)
     if data.task == "regression":
         return regression_baselines(data)
     if data.task == "classification":

@@ -22,7 +22,7 @@ from qatzoo.artifacts import Count, FiniteFloat, Quantization, Record, Task, dat
 
 SCHEMA_VERSION = 1
 #: Input steps (raw -> model input, float): the names and the constants each takes.
-INPUT_STEPS = {"divide": ("by",), "last_window": ("length",), "subtract_last": (), "add_axis": ()}
+INPUT_STEPS = {"divide": ("by",), "last_window": ("length",), "subtract_last": (), "difference": (), "add_axis": ()}
 #: Output steps (dequantized model output -> decoded): forecasts and regressions.
 OUTPUT_STEPS = {"multiply": ("by",), "add_last": (), "add": ("by",)}
 
@@ -47,15 +47,21 @@ def image_input(shape: tuple[int, int], channels: int = 1, value_range: tuple[fl
     return {"raw": {"kind": "image", "shape": raw_shape, "dtype": "float32", "range": [low, high]}, "steps": add_axis}
 
 
-def series_input(window: int, scale: float, unit: str, frequency: str) -> dict:
-    """A series in ``unit``: its last ``window`` values, minus the last value, divided by ``scale``."""
+def series_input(window: int, scale: float, unit: str, frequency: str, encoding: str = "relative") -> dict:
+    """A series in ``unit``. ``encoding`` relative: its last ``window`` values, minus the last value, divided by
+    ``scale``; differences: the ``window`` changes between its last ``window + 1`` values, divided by ``scale``
+    (a steeper trend or a shifted level barely moves them, so the int8 input range calibrated on the training
+    years still holds)."""
+    if encoding not in ("relative", "differences"):
+        raise ValueError(f"encoding must be relative or differences, got {encoding!r}")
+    length = int(window) + (encoding == "differences")
     steps = [
-        {"op": "last_window", "length": int(window)},
-        {"op": "subtract_last"},
+        {"op": "last_window", "length": length},
+        {"op": "subtract_last"} if encoding == "relative" else {"op": "difference"},
         {"op": "divide", "by": float(scale)},
         {"op": "add_axis"},
     ]
-    raw = {"kind": "series", "unit": unit, "frequency": frequency, "min_length": int(window), "dtype": "float"}
+    raw = {"kind": "series", "unit": unit, "frequency": frequency, "min_length": length, "dtype": "float"}
     return {"raw": raw, "steps": steps}
 
 
@@ -121,9 +127,20 @@ def preprocess(inputs: dict | Inputs, raw: np.ndarray) -> np.ndarray:
             x = x[:, -step.length :]
         elif step.op == "subtract_last":
             x = x - x[:, -1:]
+        elif step.op == "difference":
+            x = x[:, 1:] - x[:, :-1]
         elif step.op == "add_axis":
             x = x[..., None]
     return x.astype(np.float32)
+
+
+def representable(quantization) -> tuple[float, float]:
+    """The real values an integer tensor of ``quantization`` (dtype, scale, zero_point; a dict or a record)
+    holds without clipping, half a step beyond either end."""
+    q = quantization if isinstance(quantization, dict) else quantization.model_dump()
+    info = np.iinfo(np.dtype(q["dtype"]))
+    scale, zero = float(q["scale"]), int(q["zero_point"])
+    return (info.min - zero - 0.5) * scale, (info.max - zero + 0.5) * scale
 
 
 def targets(steps: list, raw_inputs: np.ndarray, raw_targets: np.ndarray) -> np.ndarray:

@@ -27,6 +27,11 @@ from qatzoo.contract import Contract, ContractError
 MAX_CONTRACT_BYTES = 1024 * 1024
 
 
+class InputRangeWarning(UserWarning):
+    """Model inputs (after the contract's steps) outside what the int8 file's input holds: they are clipped to
+    the range calibrated on the training data, so the output may be off (a series that drifted past it)."""
+
+
 class Model:
     """A .tflite run in LiteRT behind its contract."""
 
@@ -97,6 +102,23 @@ class Model:
             )
         return x.astype(np.float64), single
 
+    def _warn_outside(self, x: np.ndarray) -> None:
+        """One :class:`InputRangeWarning` line when model inputs ``x`` fall outside the int8 input's range."""
+        quantization = self.contract.input.quantization
+        if quantization is None or np.dtype(quantization.dtype).kind not in "iu":
+            return
+        low, high = contracts.representable(quantization)
+        outside = int(np.count_nonzero((x < low) | (x > high)))
+        if outside:
+            import warnings
+
+            warnings.warn(
+                f"{outside} of {x.size} model input values lie outside {low:.4g} to {high:.4g}, the range the int8 "
+                "input was calibrated for on the training data: they are clipped and the output may be off",
+                InputRangeWarning,
+                stacklevel=3,
+            )
+
     def read(self, path: str | Path):
         """The raw input in a file, read as ``qatzoo predict`` reads it (:mod:`qatzoo.inputs`): a .png image, a
         .csv series (its last column; a header row skipped) or a .npy. ``model.predict(model.read(path))``."""
@@ -121,6 +143,7 @@ class Model:
             raise contracts.ContractError(
                 f"the contract's steps make inputs of shape {tuple(x.shape[1:])}, the model takes {expected}"
             )
+        self._warn_outside(x)
         with self._lock:
             y = predict(self.interpreter, x)
         output = self.contract.output

@@ -12,7 +12,10 @@ from qatzoo.config import ConfigError, recipe_names, validate
 from tests.conftest import REPO
 
 BAD = [
-    (["recipe=no_such_recipe"], "recipe=no_such_recipe: no such option; recipe is one of: attention_int8"),
+    (
+        ["recipe=no_such_recipe"],
+        "recipe=no_such_recipe: no such option; recipe is one of: " + ", ".join(sorted(recipe_names())),
+    ),
     (["arch=resnet"], "arch=resnet: no such option; arch is one of:"),
     (
         ["schedule.qat_epoch=2"],
@@ -172,7 +175,7 @@ def test_help_lists_the_groups_options_and_describes_the_fields():
         out = done.stdout
         assert done.returncode == 0 and out.startswith(f"usage: {command} [--config-dir DIR]"), done.stderr
         assert (
-            "  recipe    attention_int8, ds_cnn_fashion_int8, mnist_cnn_fashion_int8" in out
+            "  recipe    attention_drift_int8, attention_int8, attention_taylor_int8, attention_vic_int8,\n" in out
             and "  quant     int8*, none" in out
         )
         assert "  trainer.seed=0" in out and "The seed of every random draw" in out

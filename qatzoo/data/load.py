@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
@@ -141,18 +141,69 @@ def co2_forecast(
     horizon: Annotated[int, Field(ge=1, le=104)],
     val_fraction: Fraction,
     test_fraction: Fraction,
+    encoding: Literal["relative", "differences"] = "relative",
 ) -> Splits:
-    """Windows of the weekly CO2 series, each expressed relative to its last observed value
-    (:func:`forecast_windows`)."""
+    """Windows of the weekly CO2 series, each expressed relative to its last observed value, or as the weekly
+    changes (``encoding`` differences: robust to drift) (:func:`forecast_windows`)."""
     builder = _prepared("co2_weekly", data_dir)
     full = _as_arrays(builder, "full")
     info = {"builder": "co2_weekly", "version": str(builder.info.version)}
     extra = {"filled_weeks": int(full["filled"].sum())}
     series = full["co2"].astype(np.float64)
     splits = forecast_windows(
-        name, series, window, horizon, val_fraction, test_fraction, "ppm", "weekly", "week", info, extra
+        name, series, window, horizon, val_fraction, test_fraction, "ppm", "weekly", "week", info, extra, encoding
     )
     splits.raw["dates"] = [d.decode() if isinstance(d, bytes) else str(d) for d in full["date"]]  # ISO, per week
+    return splits
+
+
+#: The electricity demand series, by ``data.source``: where they come from (:mod:`qatzoo.data.sources`), the
+#: length of a step and the seasonal periods (a day, a week) in steps.
+ELECTRICITY = {
+    "taylor": {"frequency": "half-hourly", "period": "half-hour", "seasonal_periods": [48, 336]},
+    "vic_elec": {"frequency": "hourly", "period": "hour", "seasonal_periods": [24, 168]},
+}
+
+
+def electricity_forecast(
+    *,
+    name: str,
+    data_dir: str,
+    source: Literal["taylor", "vic_elec"],
+    window: Annotated[int, Field(ge=2, le=2000)],
+    horizon: Annotated[int, Field(ge=1, le=336)],
+    val_fraction: Fraction,
+    test_fraction: Fraction,
+    encoding: Literal["relative", "differences"] = "relative",
+) -> Splits:
+    """Windows of an electricity demand series (MW), each relative to its last observed value, split
+    chronologically (:func:`forecast_windows`): ``source`` taylor (half-hourly, England and Wales, summer 2000)
+    or vic_elec (hourly, Victoria, 2012). Both have a daily and a weekly cycle (``info["seasonal_periods"]``)."""
+    from qatzoo.data import sources
+
+    about = ELECTRICITY[source]
+    if source == "taylor":
+        series, dates = sources.taylor(os.path.expanduser(data_dir))
+        info = {"builder": "taylor", "version": f"pmdarima {sources.PMDARIMA_WHEEL.version}"}
+    else:
+        series, dates = sources.vic_elec()
+        info = {"builder": "vic_elec", "version": "statsmodels 0.15.0"}
+    info["seasonal_periods"] = list(about["seasonal_periods"])
+    info["period"] = about["period"]
+    splits = forecast_windows(
+        name,
+        series,
+        window,
+        horizon,
+        val_fraction,
+        test_fraction,
+        "MW",
+        about["frequency"],
+        about["period"],
+        info,
+        encoding=encoding,
+    )
+    splits.raw["dates"] = dates
     return splits
 
 
@@ -168,6 +219,7 @@ def forecast_windows(
     period: str,
     info: dict,
     extra: dict | None = None,
+    encoding: str = "relative",
 ) -> Splits:
     """A univariate series as a forecaster's windows, split chronologically.
 
@@ -176,17 +228,23 @@ def forecast_windows(
     holds its first target. Inputs and targets are ``(value - last input value) / scale`` with
     ``scale`` the standard deviation of the training windows' relative inputs, so the level of a
     trending series never leaves the int8 input range. MAE in ``unit`` is ``scale`` times MAE in these units.
+
+    ``encoding`` differences: the inputs are instead the ``window`` changes between the last ``window + 1``
+    values, divided by their standard deviation over the training windows (``info["input_scale"]``); the targets
+    stay as above. A trend steeper than the training years' or a level shift moves these inputs little, so the
+    int8 input range holds under drift (:func:`qatzoo.contract.series_input`).
     """
     n = len(series)
     n_test, n_val = round(test_fraction * n), round(val_fraction * n)
     first_val, first_test = n - n_test - n_val, n - n_test
-    starts = np.arange(window, n - horizon + 1)  # index of the first target step
-    if first_val - horizon <= window or not (starts >= first_test).any():
+    history = window + (encoding == "differences")  # raw values a window needs
+    starts = np.arange(history, n - horizon + 1)  # index of the first target step
+    if first_val - horizon <= history or not (starts >= first_test).any():
         raise DataError(
             f"data {name}: {n} values are too few for window {window} and horizon {horizon} with these fractions "
             "(each part needs whole windows)"
         )
-    inputs = np.stack([series[s - window : s] for s in starts])
+    inputs = np.stack([series[s - history : s] for s in starts])
     targets = np.stack([series[s : s + horizon] for s in starts])
     part = np.where(starts < first_val, 0, np.where(starts < first_test, 1, 2))
     # Training windows must not see validation or test steps among their targets either.
@@ -194,7 +252,15 @@ def forecast_windows(
     scale = float(np.std((inputs - inputs[:, -1:])[train]))
     if not scale > 0:
         raise DataError(f"data {name}: the training windows do not vary (a constant series cannot be scaled)")
-    model_inputs = contract.series_input(window, scale, unit=unit, frequency=frequency)
+    extra = dict(extra or {})
+    if encoding == "differences":
+        input_scale = float(np.std(np.diff(inputs[train], axis=1)))
+        if not input_scale > 0:
+            raise DataError(f"data {name}: the training windows do not change (a constant series cannot be scaled)")
+        model_inputs = contract.series_input(window, input_scale, unit, frequency, encoding="differences")
+        extra.update(encoding="differences", input_scale=input_scale)
+    else:
+        model_inputs = contract.series_input(window, scale, unit=unit, frequency=frequency)
     model_outputs = contract.forecast_output(horizon, scale, unit=unit, period=period)
     arrays = {}
     for key, mask in (("train", train), ("val", part == 1), ("test", part == 2)):
@@ -209,7 +275,7 @@ def forecast_windows(
         info={
             **info,
             "weeks" if period == "week" else "steps": n,
-            **(extra or {}),
+            **extra,
             "first_val_week" if period == "week" else "first_val_step": int(first_val),
             "first_test_week" if period == "week" else "first_test_step": int(first_test),
             "window": window,

@@ -113,3 +113,77 @@ def check_mnist_counts(labels: np.ndarray, split: str, where: str) -> None:
     counts = tuple(int(c) for c in np.bincount(labels, minlength=10))
     if counts != MNIST_COUNTS[split]:
         raise DataSourceMissing(f"{where}: not the official MNIST {split} split (label counts {counts})")
+
+
+# ------------------------------------------------------------------------------------- electricity demand
+
+#: pmdarima's wheel carries the ``taylor`` series (half-hourly electricity demand in England and Wales, MW,
+#: Monday 5 June to Sunday 27 August 2000: Taylor (2003), R's forecast::taylor) as a list literal in its
+#: ``datasets/taylor.py``. Read as text from the pinned wheel and parsed with :func:`ast.literal_eval` (numbers
+#: only): never installed, imported or run. The wheel is CPython 3.11 on x86-64 Linux (the data are the same in
+#: every wheel of the release; the pin is this one's).
+PMDARIMA_WHEEL = Wheel(
+    project="pmdarima",
+    version="2.1.1",
+    filename="pmdarima-2.1.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl",
+    sha256="e8148ff1f4cdb9a07164247eb3e6dddc1baef6e226d38528bd3fdf5d160f8dee",
+    members={"full": "pmdarima/datasets/taylor.py"},
+)
+TAYLOR_POINTS = 4032
+TAYLOR_START = "2000-06-05T00:00"
+#: statsmodels ships hourly electricity demand of Victoria, Australia (MW, 2012-01-01 to 2012-05-29, 3,600
+#: hours; the data of its MSTL example) as a test file; pinned by sha256 (statsmodels 0.15.0's copy).
+VIC_ELEC_MEMBER = ("tsa", "stl", "tests", "results", "mstl_elec_vic.csv")
+VIC_ELEC_SHA256 = "e772d225333d969376ce7429e518c6a3b6b69d620c73c6c4959b806d3e947a23"
+VIC_ELEC_POINTS = 3600
+
+
+def _checked_series(values, points: int, where: str) -> np.ndarray:
+    series = np.asarray(values, dtype=np.float64)
+    if series.shape != (points,) or not np.all(np.isfinite(series)) or series.min() <= 0:
+        raise DataSourceMissing(f"{where}: not the {points} positive demand values it should hold")
+    return series
+
+
+def taylor(data_dir: str) -> tuple[np.ndarray, list[str]]:
+    """The taylor series (MW) and the ISO time of each half-hour, from pmdarima's pinned wheel."""
+    import ast
+    import datetime as dt
+
+    path = fetch_wheel(PMDARIMA_WHEEL, Path(data_dir) / "sources" / "pmdarima")
+    if sha256_file(path) != PMDARIMA_WHEEL.sha256:
+        raise DataSourceMissing(
+            f"{path}: sha256 is not the pinned {PMDARIMA_WHEEL.sha256}; delete it to fetch it again"
+        )
+    member = PMDARIMA_WHEEL.members["full"]
+    with zipfile.ZipFile(path) as archive:
+        if archive.getinfo(member).file_size > 1 << 20:
+            raise DataSourceMissing(f"{path.name}:{member} is larger than the 1 MiB a 4,032-value list takes")
+        text = archive.read(member).decode("utf-8")
+    start, end = text.find("np.array(["), text.find("])", text.find("np.array(["))
+    if start < 0 or end < 0:
+        raise DataSourceMissing(f"{path.name}:{member}: no list of values where the release has one")
+    values = ast.literal_eval(text[start + len("np.array(") : end + 1])  # a list of number literals only
+    if not isinstance(values, list) or not all(isinstance(v, int) for v in values):
+        raise DataSourceMissing(f"{path.name}:{member}: the list holds something other than whole numbers")
+    first = dt.datetime.fromisoformat(TAYLOR_START)
+    dates = [(first + dt.timedelta(minutes=30 * i)).isoformat(timespec="minutes") for i in range(len(values))]
+    return _checked_series(values, TAYLOR_POINTS, f"{path.name}:{member}"), dates
+
+
+def vic_elec() -> tuple[np.ndarray, list[str]]:
+    """Victoria's hourly demand (MW) and the ISO time of each hour, from statsmodels' pinned test file."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("statsmodels")  # located, not imported: only the data file is read
+    if spec is None or not spec.submodule_search_locations:
+        raise DataSourceMissing("data vic_elec needs statsmodels (qatzoo's [train] extra): pip install 'qatzoo[train]'")
+    path = Path(next(iter(spec.submodule_search_locations)), *VIC_ELEC_MEMBER)
+    if not path.is_file() or sha256_file(path) != VIC_ELEC_SHA256:
+        raise DataSourceMissing(f"{path}: missing, or not the pinned sha256 {VIC_ELEC_SHA256} (statsmodels 0.15.0's)")
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    if rows[0] != ["ds", "y"]:
+        raise DataSourceMissing(f"{path}: expected the columns ds,y")
+    dates = [row[0].replace(" ", "T")[:16] for row in rows[1:]]
+    return _checked_series([float(row[1]) for row in rows[1:]], VIC_ELEC_POINTS, str(path)), dates

@@ -117,6 +117,7 @@ def forecast_vs_actual(
     path: str | Path,
     start_week: int | None = None,
     dates: list[str] | None = None,
+    step: str = "week",
 ) -> Path:
     """The actual series over the test period with each model's 1-week-ahead and horizon-weeks-ahead
     forecasts, and below them the forecast errors (mean absolute error in the legend).
@@ -124,7 +125,9 @@ def forecast_vs_actual(
     ``actual`` and each forecast: (n_windows, horizon) arrays in ``unit`` for consecutive test windows
     (window i's first target is the week after window i-1's). ``start_week``: the week number of the
     first target, for the x axis (default: weeks counted from the start of the test period). ``dates``: the
-    ISO dates of the weeks from the first target on, when the series has them: the x axis is then dated.
+    ISO dates of the weeks from the first target on, when the series has them: the x axis is then dated
+    (ISO times, ``2000-08-15T09:30``, for a series of shorter steps). ``step``: what one step of the series is
+    (the contract's ``period``: week, hour, half-hour), for the labels.
     """
     actual = np.asarray(actual, dtype=np.float64)
     if actual.ndim != 2:
@@ -138,7 +141,8 @@ def forecast_vs_actual(
     weeks = first + np.arange(n + horizon - 1)
     dated = dates is not None and len(dates) >= n + horizon - 1
     if dated:
-        weeks = np.array(dates[: n + horizon - 1], dtype="datetime64[D]")
+        timed = any("T" in d for d in dates[: n + horizon - 1])
+        weeks = np.array(dates[: n + horizon - 1], dtype="datetime64[m]" if timed else "datetime64[D]")
     leads = [1] if horizon == 1 else [1, horizon]
 
     plt = _pyplot()
@@ -151,19 +155,25 @@ def forecast_vs_actual(
             x = weeks[lead - 1 : lead - 1 + n]  # window i's lead-week forecast is for week i + lead - 1
             error = f[:, lead - 1] - actual[:, lead - 1]
             style = {"color": colour, "linewidth": 1, "linestyle": "-" if lead == 1 else "--"}
-            ahead = f"{lead} week{'s' if lead > 1 else ''} ahead"
+            ahead = f"{lead} {step}{'s' if lead > 1 else ''} ahead"
             ax.plot(x, f[:, lead - 1], label=f"{name}, {ahead}", **style)
             ax_err.plot(x, error, label=f"{name}, {ahead}: MAE {np.mean(np.abs(error)):.3g} {unit}", **style)
     ax_err.axhline(0, color="black", linewidth=0.8)
     period = f"{weeks[0]} to {weeks[-1]}, " if dated else ""
     ax.set_title(
-        f"Forecasts against the actual series, test period ({period}{n} windows, horizon {horizon} weeks)",
+        f"Forecasts against the actual series, test period ({period}{n} windows, horizon {horizon} {step}s)",
         fontsize=10 if dated else None,
     )
     ax.set_ylabel(f"value ({unit})")
     ax.legend(fontsize=8)
     ax_err.set_ylabel(f"error ({unit})")
-    ax_err.set_xlabel("date of the week" if dated else "week" if start_week is not None else "week of the test period")
+    ax_err.set_xlabel(
+        (f"date of the {step}" if step == "week" else "time")
+        if dated
+        else step
+        if start_week is not None
+        else f"{step} of the test period"
+    )
     ax_err.legend(fontsize=7, ncol=2)
     for a in (ax, ax_err):
         a.grid(alpha=0.3)

@@ -176,6 +176,7 @@ STEP_WORDS = {
     "divide": lambda s: f"divide by {s['by']:.6g}",
     "last_window": lambda s: f"keep the last {s['length']} values",
     "subtract_last": lambda s: "subtract the last value",
+    "difference": lambda s: "take the changes from each value to the next",
     "add_axis": lambda s: "add a trailing axis",
     "multiply": lambda s: f"multiply by {s['by']:.6g}",
     "add_last": lambda s: "add the last input value",

@@ -267,6 +267,7 @@ def _figures(run: RunDir, report: RunReport, data, int8_predictions) -> tuple[st
             report.unit,
             run.path / "forecast.png",
             dates=dates[int(data.raw["test_starts"][0]) :] if dates else None,
+            step=data.info.get("period", "week"),
         )
         written.append("forecast.png")
     elif report.task == "regression":
