@@ -254,7 +254,9 @@ def _score_file(path, data) -> float:
     (in_scale, in_zero), (out_scale, out_zero) = inp["quantization"], out["quantization"]
     predictions = []
     for x in data.x_test:  # quantize/dequantize written out here, independently of qatzoo.export
-        q = np.clip(np.round(x / in_scale) + in_zero, -128, 127).astype(np.int8)
+        # round(x / scale + zero point), in that order as qatzoo.export.litert.quantize does: rounding x / scale
+        # first and adding the zero point after lands a value a float ulp from a half step on the other side.
+        q = np.clip(np.round(x / in_scale + in_zero), -128, 127).astype(np.int8)
         it.set_tensor(inp["index"], q[None])
         it.invoke()
         predictions.append((it.get_tensor(out["index"])[0].astype(np.float32) - out_zero) * out_scale)
