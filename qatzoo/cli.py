@@ -10,9 +10,16 @@ qatzoo list | info NAME               # what the zoo holds, with metrics
 qatzoo download NAME[@VERSION]        # verified by sha256, cached, resumable; prints the path
 qatzoo predict NAME INPUT             # raw input (.png/.npy image, .csv/.npy series) -> decoded prediction
 qatzoo verify NAME                    # download and re-measure the metric in LiteRT
+qatzoo keys new DIR                   # a publisher key pair (private.pem 0600, public.pem) for signed zoos
+qatzoo publish RUN_DIR --sign KEY     # publish with a model-signing bundle; re-sign the zoo's TUF metadata
+qatzoo sign --key KEY                 # (re-)sign a zoo: bundles where missing, new TUF metadata versions
+qatzoo keys rotate NEW --old OLD      # replace the zoo's key through a new TUF root version
+qatzoo verify FILE --bundle B --key K # check a copied model against its publisher's bundle and public key
 
 The zoo index is read from --index or $QATZOO_INDEX (a path, file:// or http(s):// URL), by default
 this repository's zoo/. Downloads are cached under $QATZOO_CACHE (default ~/.cache/qatzoo).
+A signed zoo is read through TUF with --trust ROOT.json (or $QATZOO_TRUST), or --pin to trust its own root on
+first use; once a root is trusted for an index, the cache keeps it and that index is always verified.
 """
 
 from __future__ import annotations
@@ -116,11 +123,46 @@ def _publish(args) -> int:
     from qatzoo.zoo.index import default_zoo_dir, entry_of
     from qatzoo.zoo.publish import publish
 
-    entry = entry_of(publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name, data_dir=args.data_dir))
+    entry = entry_of(
+        publish(args.run_dir, args.zoo or default_zoo_dir(), name=args.name, data_dir=args.data_dir, sign=args.sign)
+    )
     print(
         f"published {entry.name}@{entry.version} ({entry.size:,} bytes, sha256 {entry.sha256}); "
         f"{entry.metric} measured in LiteRT on the test split: {_fmt(entry, entry.int8_model)}"
+        + ("; signed (model.sig, TUF metadata)" if args.sign else "")
     )
+    return 0
+
+
+def _keys(args) -> int:
+    from qatzoo.zoo import keys
+
+    if args.action == "new":
+        private, public = keys.new(args.dir)
+        print(
+            f"wrote {private} (mode 0600: keep it off the zoo and any index) and {public}; key id "
+            f"{keys.load_private(private).tuf_key().keyid}"
+        )
+        return 0
+    if not args.old:
+        raise ZooError("keys rotate NEW_KEY --old OLD_KEY: give the zoo's current private key (it signs the new root)")
+    from qatzoo.zoo.index import default_zoo_dir
+    from qatzoo.zoo.signing import rotate
+
+    zoo = Path(args.zoo) if args.zoo else default_zoo_dir()
+    version, signed = rotate(zoo, args.dir, args.old)
+    print(f"root v{version} names {args.dir}; {signed.line(zoo)}")
+    print(f"give clients {zoo / 'metadata' / 'root.json'} (those holding an older root accept the new one)")
+    return 0
+
+
+def _sign(args) -> int:
+    from qatzoo.zoo.index import default_zoo_dir
+    from qatzoo.zoo.signing import sign_zoo
+
+    zoo = Path(args.zoo) if args.zoo else default_zoo_dir()
+    print(sign_zoo(zoo, args.key).line(zoo))
+    print(f"clients trust {zoo / 'metadata' / 'root.json'}: qatzoo download NAME --trust root.json")
     return 0
 
 
@@ -149,14 +191,58 @@ def _network_flags(command) -> None:
     )
 
 
+def _trust_flags(command) -> None:
+    """How a command that reads a zoo verifies a signed one (qatzoo.zoo.trust)."""
+    command.add_argument(
+        "--trust",
+        metavar="ROOT.json",
+        help="the signed zoo's TUF root to trust: index and models are then fetched through TUF and refused unless "
+        "signed by its keys (default: $QATZOO_TRUST, or a root already trusted in the cache for this index)",
+    )
+    command.add_argument(
+        "--pin",
+        action="store_true",
+        help="trust the zoo's own metadata/root.json on first use and keep it in the cache (trust on first use)",
+    )
+
+
 def _limit_arguments(args) -> dict:
-    """The download limits of :func:`_network_flags` as ``fetch``/``load`` take them."""
+    """The download limits of :func:`_network_flags` and the trust of :func:`_trust_flags`, as ``fetch``/``load``
+    take them."""
     return {
         "timeout": args.stall_timeout,
         "deadline": args.deadline,
         "speed_limit": args.speed_limit,
         "speed_time": args.speed_time,
+        "trust": args.trust,
+        "pin": args.pin,
     }
+
+
+def _opened(args):
+    from qatzoo.zoo.download import Clock, open_index
+
+    return open_index(args.index, Clock(_limits(args)), trust=args.trust, pin=args.pin)
+
+
+#: What a command that read an unsigned index says after its answer (the checkout's own zoo/ excepted: it comes
+#: with the code itself).
+UNSIGNED = (
+    "note: the index at {url} is unsigned: its models are checked against the sha256 it lists, and whoever serves "
+    "it can change both; a signed zoo is verified with --trust ROOT.json"
+)
+
+
+def _unsigned_note(args) -> None:
+    from qatzoo.zoo.download import _source_url
+    from qatzoo.zoo.index import checkout_zoo
+    from qatzoo.zoo.trust import wanted
+
+    url = _source_url(args.index)
+    checkout = checkout_zoo()
+    if wanted(url, args.trust, args.pin) or (checkout is not None and url == _source_url(checkout)):
+        return
+    print(UNSIGNED.format(url=url), file=sys.stderr)
 
 
 def _limits(args):
@@ -173,11 +259,9 @@ def _fmt(entry, key: str) -> str:
 
 
 def _list(args) -> int:
-    from qatzoo.zoo.download import read_index
     from qatzoo.zoo.index import entries
 
-    index, _ = read_index(args.index, limits=_limits(args))
-    models = entries(index)
+    models = entries(_opened(args).index)
     if not models:
         print("the zoo is empty")
     for e in models:
@@ -245,10 +329,9 @@ def info_lines(entry: dict, versions: list[str]) -> list[str]:
 def _info(args) -> int:
     import json
 
-    from qatzoo.zoo.download import read_index
     from qatzoo.zoo.index import find
 
-    index, _ = read_index(args.index, limits=_limits(args))
+    index = _opened(args).index
     entry = find(index, args.model)
     if args.json:
         print(json.dumps(entry, indent=2))
@@ -274,6 +357,14 @@ def _download(args) -> int:
 
 
 def _verify(args) -> int:
+    if args.bundle or args.key:
+        if not (args.bundle and args.key):
+            raise ZooError("verify FILE --bundle B --key K: give both the bundle and the publisher's public key")
+        from qatzoo.zoo.trust import verify_copy
+
+        covered = verify_copy(args.model, args.bundle, args.key)
+        print(f"{args.model}: signed by {args.key} ({', '.join(covered)} as published): ok")
+        return 0
     from qatzoo.zoo.verify import verify
 
     r = verify(
@@ -291,12 +382,13 @@ def _verify(args) -> int:
 
 def _predict(args) -> int:
     import json
+    import warnings
 
     import numpy as np
 
     from qatzoo.contract import ContractError
     from qatzoo.inputs import forecast_dates, read_dated
-    from qatzoo.model import Model
+    from qatzoo.model import InputRangeWarning, Model
     from qatzoo.zoo.download import load
 
     try:
@@ -312,8 +404,18 @@ def _predict(args) -> int:
             )
         )
         raw, dates = read_dated(Path(args.input), model.contract.input.raw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputRangeWarning)
+            output = (
+                model.predict(raw, labels=True, probabilities=True)
+                if model.contract.task == "classification"
+                else model.predict(raw)
+            )
+        for warning in caught:  # inputs outside the int8 range: one line each, the prediction still printed
+            if issubclass(warning.category, InputRangeWarning):
+                print(f"warning: {warning.message}", file=sys.stderr)
         if model.contract.task == "classification":
-            result = model.predict(raw, labels=True, probabilities=True)
+            result = output
             if isinstance(result["labels"], np.ndarray) and result["labels"].ndim:
                 rows = [
                     {"label": str(name), "probability": float(p.max())}
@@ -322,7 +424,7 @@ def _predict(args) -> int:
             else:
                 rows = [{"label": str(result["labels"]), "probability": float(np.max(result["probabilities"]))}]
         else:
-            out = np.atleast_2d(model.predict(raw))
+            out = np.atleast_2d(output)
             rows = [{"forecast": [float(v) for v in row]} for row in out]
             weeks = forecast_dates(dates, model.contract.output.horizon) if dates else None
             if weeks and len(rows) == 1:
@@ -348,6 +450,13 @@ def _missing_train() -> bool:
     from qatzoo.extras import missing
 
     return missing("train") is not None
+
+
+def _read_a_zoo(args) -> bool:
+    """Whether the command read a zoo index (not predict on a run directory, not verify --bundle)."""
+    if getattr(args, "bundle", None):
+        return False
+    return not (args.func is _predict and Path(args.model).is_dir())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     pred.add_argument("--json", action="store_true", help="print JSON instead of text")
     pred.add_argument("--index", help="index path or URL (default: $QATZOO_INDEX or zoo/)")
     _network_flags(pred)
+    _trust_flags(pred)
     pred.set_defaults(func=_predict)
 
     pub = sub.add_parser("publish", help="publish a finished run's int8 model to the zoo")
@@ -435,7 +545,35 @@ def main(argv: list[str] | None = None) -> int:
     pub.add_argument(
         "--data-dir", help="TFDS data directory for re-measuring the int8 model (default: $TFDS_DATA_DIR or the run's)"
     )
+    pub.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="the publisher's private key (qatzoo keys new): write model.sig beside the model and re-sign the zoo's "
+        "TUF metadata",
+    )
     pub.set_defaults(func=_publish)
+
+    keys = sub.add_parser(
+        "keys",
+        help="publisher keys for signed zoos: keys new DIR | keys rotate NEW_KEY --old OLD_KEY",
+        description="new DIR: an elliptic-curve (P-256) key pair, DIR/private.pem (mode 0600) and DIR/public.pem, "
+        "never inside a zoo. rotate NEW_KEY --old OLD_KEY: a new root version naming the new key for every role, "
+        "signed by both; the bundles and metadata re-signed with the new key.",
+    )
+    keys.add_argument("action", choices=["new", "rotate"])
+    keys.add_argument("dir", metavar="DIR_OR_KEY", help="new: the folder to write; rotate: the new private key")
+    keys.add_argument("--old", help="rotate: the zoo's current private key")
+    keys.add_argument("--zoo", help="rotate: zoo directory (default: this repository's zoo/ or $QATZOO_ZOO_DIR)")
+    keys.set_defaults(func=_keys)
+
+    sign = sub.add_parser(
+        "sign",
+        help="(re-)sign a zoo: model-signing bundles where missing, new TUF metadata (run it before the timestamp "
+        "expires)",
+    )
+    sign.add_argument("--key", required=True, help="the publisher's private key (qatzoo keys new)")
+    sign.add_argument("--zoo", help="zoo directory (default: this repository's zoo/ or $QATZOO_ZOO_DIR)")
+    sign.set_defaults(func=_sign)
     for name, func, about in (
         ("list", _list, "list the published models"),
         ("info", _info, "a model's summary: numbers, file, where it runs (--json: the whole index entry)"),
@@ -447,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("model", help="NAME or NAME@VERSION")
         cmd.add_argument("--index", help="index path, file:// or http(s):// URL (default: $QATZOO_INDEX or zoo/)")
         _network_flags(cmd)
+        _trust_flags(cmd)
         if name == "info":
             cmd.add_argument("--json", action="store_true", help="print the whole index entry as JSON")
         if name == "download":
@@ -455,6 +594,12 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument(
                 "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)"
             )
+            cmd.add_argument(
+                "--bundle",
+                help="check MODEL (a copied .tflite, its contract and card beside it) against this model-signing "
+                "bundle instead (with --key)",
+            )
+            cmd.add_argument("--key", help="with --bundle: the publisher's public key (public.pem)")
         cmd.set_defaults(func=func)
     args = parser.parse_args(args)
     # They import TensorFlow (datasets through TFDS, Keras models): without its start-up noise. predict and
@@ -467,14 +612,17 @@ def main(argv: list[str] | None = None) -> int:
         except MissingExtra as error:
             print(error_line(error), file=sys.stderr)
             return 2
-    if args.func in (_verify, _publish, _sensitivity) and not _missing_train():
+    if args.func in (_verify, _publish, _sensitivity) and not _missing_train() and not getattr(args, "bundle", None):
         from qatzoo import quiet
 
         quiet.configure(verbose=0)
     from qatzoo.extras import MissingExtra
 
     try:
-        return args.func(args)
+        code = args.func(args)
+        if code == 0 and args.func in (_list, _info, _download, _verify, _predict) and _read_a_zoo(args):
+            _unsigned_note(args)
+        return code
     except (ZooError, MissingExtra) as error:
         print(error_line(error), file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ on LiteRT, without TensorFlow. The rest comes with extras (pyproject.toml's ``op
     qatzoo[sweeps]   Optuna sweeps and the joblib launcher
     qatzoo[cluster]  the Ray launcher
     qatzoo[wandb]    logger=wandb
+    qatzoo[trust]    signed zoos: qatzoo keys, publish --sign, sign, --trust (TUF), verify --bundle (model-signing)
     qatzoo[all]      all of them
 
 A command that needs a part that is not installed stops with one line naming the extra (``require``); the
@@ -26,6 +27,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "sweeps": ("optuna", "sqlalchemy", "hydra_plugins.hydra_joblib_launcher"),
     "cluster": ("ray", "hydra_plugins.hydra_ray_launcher"),
     "wandb": ("wandb",),
+    "trust": ("tuf", "model_signing", "securesystemslib", "cryptography"),
 }
 
 

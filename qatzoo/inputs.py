@@ -163,11 +163,18 @@ def forecast_dates(dates: list[str], horizon: int) -> list[str] | None:
 
     if len(dates) < 2:
         return None
-    last, before = datetime.date.fromisoformat(dates[-1]), datetime.date.fromisoformat(dates[-2])
+    timed = "T" in dates[-1]  # hourly or half-hourly series: ISO times, 2000-08-15T09:30
+    parse = datetime.datetime.fromisoformat if timed else datetime.date.fromisoformat
+    try:
+        last, before = parse(dates[-1]), parse(dates[-2])
+    except ValueError:  # a mix of dates and times: the forecast stands, undated
+        return None
     step = last - before
-    if step.days <= 0:
+    if step <= datetime.timedelta(0):
         return None
     try:
+        if timed:
+            return [(last + step * k).isoformat(timespec="minutes") for k in range(1, horizon + 1)]
         return [(last + step * k).isoformat() for k in range(1, horizon + 1)]
     except OverflowError:  # weeks past the year 9999: the forecast stands, undated
         return None

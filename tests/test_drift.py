@@ -107,3 +107,23 @@ def test_predict_warns_in_one_line_when_an_input_leaves_the_int8_range():
 def test_representable_is_the_int8_grid_half_a_step_beyond():
     low, high = contracts.representable({"dtype": "int8", "scale": 0.5, "zero_point": -10})
     assert (low, high) == ((-128 + 10 - 0.5) * 0.5, (127 + 10 + 0.5) * 0.5)
+
+
+def test_the_predict_command_prints_the_forecast_and_one_warning_line(tmp_path, capsys, monkeypatch):
+    from qatzoo.cli import main
+
+    monkeypatch.setenv("QATZOO_CACHE", str(tmp_path / "cache"))
+    model, entry = _zoo_forecaster()
+    sample = REPO / "zoo" / Path(entry["location"]).parent / "sample.csv"
+    lines = sample.read_text().splitlines()
+    values = model.read(sample)
+    ramp = np.linspace(-40, 0, len(values))
+    steep = [",".join([*line.split(",")[:-1], f"{v:.3f}"]) for line, v in zip(lines[1:], values + ramp, strict=True)]
+    (tmp_path / "steep.csv").write_text("\n".join([lines[0], *steep]) + "\n")
+    assert main(["predict", "attention_int8", str(tmp_path / "steep.csv"), "--index", str(REPO / "zoo")]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == entry["contract"]["output"]["horizon"]  # the forecast, still dated
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "calibrated" in warned[0], err
+    assert main(["predict", "attention_int8", str(sample), "--index", str(REPO / "zoo")]) == 0
+    assert "warning:" not in capsys.readouterr().err

@@ -292,25 +292,60 @@ def _read1(response, clock: Clock) -> bytes:
     return chunk
 
 
+@dataclass(frozen=True)
+class OpenedIndex:
+    """An index read for one command: its parsed entries, the URL its locations resolve against, and - for a
+    signed zoo read through TUF - the :class:`~qatzoo.zoo.trust.SignedZoo` its files are verified with."""
+
+    index: dict
+    url: str
+    signed: object | None = None
+
+
+def open_index(
+    source=None,
+    clock: Clock | None = None,
+    limits: Limits | None = None,
+    trust: str | os.PathLike | None = None,
+    pin: bool = False,
+) -> OpenedIndex:
+    """Read and validate the index; through TUF when a root is trusted for it (:func:`qatzoo.zoo.trust.wanted`:
+    ``trust``, ``$QATZOO_TRUST``, ``pin`` or a root already trusted in the cache), else as served."""
+    clock = clock or Clock(limits or Limits.resolve())
+    url = _source_url(source)
+    from qatzoo.zoo.trust import wanted
+
+    if wanted(url, trust, pin):
+        from qatzoo.zoo.trust import SignedZoo
+
+        signed = SignedZoo(url, clock, trust, pin)
+        if signed.target("index.json").length > MAX_INDEX_BYTES:
+            raise ZooError(f"the zoo index at {url} is larger than {MAX_INDEX_BYTES} bytes")
+        return OpenedIndex(parse_index(signed.read("index.json", "the zoo index")), url, signed)
+    data = _read_bounded(url, clock, MAX_INDEX_BYTES, "the zoo index")
+    return OpenedIndex(parse_index(bytes(data)), url)
+
+
 def read_index(
-    source=None, timeout: float | None = None, limits: Limits | None = None, clock: Clock | None = None
+    source=None,
+    timeout: float | None = None,
+    limits: Limits | None = None,
+    clock: Clock | None = None,
+    trust: str | os.PathLike | None = None,
+    pin: bool = False,
 ) -> tuple[dict, str]:
-    """The parsed, validated index and the URL its relative locations resolve against.
+    """The parsed, validated index and the URL its relative locations resolve against (see :func:`open_index`).
 
     ``clock``: a running deadline shared with the download that follows (one per command).
     """
     limits = limits or Limits.resolve(stall=timeout)
-    clock = clock or Clock(limits)
-    limits = clock.limits
-    url = _source_url(source)
-    data = _read_bounded(url, clock, MAX_INDEX_BYTES, "the zoo index")
-    return parse_index(bytes(data)), url
+    opened = open_index(source, clock or Clock(limits), trust=trust, pin=pin)
+    return opened.index, opened.url
 
 
 def _read_bounded(url: str, clock: Clock, limit: int, what: str) -> bytes:
     """The bytes at ``url`` (at most ``limit``), within ``clock``'s deadline and low-speed limit; ZooError if not."""
-    limits = clock.limits
-    data, speed = bytearray(), _Speed(limits)
+    data, speed = bytearray(), _Speed(clock.limits)
     try:
         with _open(url, clock) as response:
             while len(data) <= limit:
@@ -319,21 +354,26 @@ def _read_bounded(url: str, clock: Clock, limit: int, what: str) -> bytes:
                     break
                 data += chunk
                 speed.add(len(chunk))
-    except _DeadlinePassed:
-        raise ZooError(f"reading {what} at {url} took longer than {limits.deadline:g} s") from None
-    except _TooSlow as slow:
-        raise ZooError(
-            f"reading {what} at {url} averaged {slow.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
-            f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
-            "--speed-limit/--speed-time)"
-        ) from None
-    except ZooError:
-        raise
-    except NETWORK_ERRORS as error:
-        raise ZooError(f"cannot read {what} at {url}: {_reason(error)}") from None
+    except (_DeadlinePassed, _TooSlow, *NETWORK_ERRORS) as error:
+        raise read_error(error, what, url, clock.limits) from None
     if len(data) > limit:
         raise ZooError(f"{what} at {url} is larger than {limit} bytes")
     return bytes(data)
+
+
+def read_error(error: BaseException, what: str, url: str, limits: Limits) -> ZooError:
+    """The one line for a read of ``what`` at ``url`` that met the deadline, the low-speed limit or the network."""
+    if isinstance(error, ZooError):
+        return error
+    if isinstance(error, _DeadlinePassed):
+        return ZooError(f"reading {what} at {url} took longer than {limits.deadline:g} s")
+    if isinstance(error, _TooSlow):
+        return ZooError(
+            f"reading {what} at {url} averaged {error.args[0]:.0f} B/s over {limits.speed_time:g} s, under the "
+            f"low-speed limit of {limits.speed_limit:g} B/s (QATZOO_SPEED_LIMIT/QATZOO_SPEED_TIME or "
+            "--speed-limit/--speed-time)"
+        )
+    return ZooError(f"cannot read {what} at {url}: {_reason(error)}")
 
 
 #: A model card larger than this is not downloaded (the published ones are 3-6 kB).
@@ -582,6 +622,8 @@ def fetch(
     speed_limit: float | None = None,
     speed_time: float | None = None,
     card: bool = True,
+    trust: str | os.PathLike | None = None,
+    pin: bool = False,
 ) -> Path:
     """Download (or reuse from the cache) a published model, verify its sha256, return its path; its contract
     and (``card``) its card and sample input are written beside it (``contract.json``, ``card.md``,
@@ -591,12 +633,15 @@ def fetch(
     ``deadline``: seconds for the whole download, retries included (``$QATZOO_DEADLINE``, 600);
     ``speed_limit``/``speed_time``: a transfer under ``speed_limit`` bytes/s for ``speed_time`` s is cut
     (``$QATZOO_SPEED_LIMIT``, 1024; ``$QATZOO_SPEED_TIME``, 30).
+    ``trust``: a TUF root.json to verify the zoo with (``$QATZOO_TRUST``); ``pin``: trust the zoo's own root on
+    first use and keep it in the cache (:mod:`qatzoo.zoo.trust`).
     """
     limits = Limits.resolve(stall=timeout, deadline=deadline, speed_limit=speed_limit, speed_time=speed_time)
     clock = Clock(limits)  # one deadline: index and model
-    index_data, index_url = read_index(index, clock=clock)
-    entry = find(index_data, spec)
-    path = fetch_entry(entry, index_url, clock, to=to, progress=progress, retries=retries)
+    opened = open_index(index, clock, trust=trust, pin=pin)
+    index_url = opened.url
+    entry = find(opened.index, spec)
+    path = fetch_entry(entry, index_url, clock, to=to, progress=progress, retries=retries, signed=opened.signed)
     if card:
         for extra in (fetch_card, fetch_sample):
             try:
@@ -614,26 +659,94 @@ def fetch(
 
 
 def fetch_entry(
-    entry: dict | IndexEntry, index_url: str, clock: Clock, to=None, progress: bool = True, retries: int = 4
+    entry: dict | IndexEntry,
+    index_url: str,
+    clock: Clock,
+    to=None,
+    progress: bool = True,
+    retries: int = 4,
+    signed=None,
 ) -> Path:
-    """Download (or reuse) the model of an index entry already read, within ``clock``'s deadline."""
+    """Download (or reuse) the model of an index entry already read, within ``clock``'s deadline.
+
+    ``signed``: the :class:`~qatzoo.zoo.trust.SignedZoo` of a signed index: the model is pinned by its signed
+    length and sha256, its contract, card and model-signing bundle are fetched as signed targets, and the bundle
+    is verified with the trusted targets key before the model is returned (else it all leaves the cache)."""
     entry = entry_of(entry)
     target = _cached_path(entry, index_url)
     url = model_url(entry, index_url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with _CacheLock(target.parent, clock, progress):
+            companions, checked = _signed_companions(entry, signed, target) if signed is not None else (None, False)
             if not _valid(target, entry):
                 target.unlink(missing_ok=True)  # a cached file that no longer matches is never used
                 _fetch_to_cache(entry, url, target, progress, retries, clock)
-        if entry.contract is not None:  # the validated contract of the index entry, beside the model
+                checked = False
+            if companions is not None and not checked:
+                _check_bundle(entry, target, companions, signed)
+        if companions is None and entry.contract is not None:  # the index entry's contract, beside the model
             write_json(target.with_name("contract.json"), entry.contract.plain)
     except OSError as error:
         raise ZooError(
             f"cannot write to the download cache {cache_dir()}: {error.strerror or error} "
             "(set QATZOO_CACHE to a writable folder)"
         ) from None
-    return _deliver(target, entry, to)
+    return _deliver(target, entry, to, signed=companions is not None)
+
+
+def _signed_companions(entry: IndexEntry, signed, target: Path) -> tuple[dict[str, bytes], bool]:
+    """The signed files a model's bundle covers besides the model (contract, card: those the zoo lists), and the
+    bundle itself, each checked against its signed length and sha256 (from the cache when the cached copy
+    matches, else fetched); the model's own pins checked against the signed targets. Also whether all of them came
+    from the cache: their bundle was then verified when they were cached, and is not verified again."""
+    from tuf.api.exceptions import LengthOrHashMismatchError
+
+    from qatzoo.zoo.signing import BUNDLE
+
+    label = f"{entry.name}@{entry.version}"
+    if entry.location.startswith("https://"):
+        raise ZooError(f"{label}: a signed zoo's models lie in the zoo, not at {entry.location}")
+    info = signed.target(entry.location)
+    if info.length != entry.size or info.hashes.get("sha256") != entry.sha256:
+        raise ZooError(f"{label}: index.json and the zoo's signed targets disagree on {entry.location}; refused")
+    folder = entry.location.rpartition("/")[0]
+    files, cached = {}, True
+    for name in ("contract.json", "card.md", BUNDLE):
+        path = f"{folder}/{name}"
+        info = signed.updater.get_targetinfo(path)
+        if info is None and name != BUNDLE:
+            continue
+        mine = target.with_name(name)
+        if info is not None and mine.is_file() and not mine.is_symlink() and mine.stat().st_size == info.length:
+            data = mine.read_bytes()
+            try:
+                info.verify_length_and_hashes(data)
+                files[name] = data
+                continue
+            except LengthOrHashMismatchError:
+                pass
+        files[name], cached = signed.read(path, f"{name} of {label}"), False
+    return files, cached
+
+
+def _check_bundle(entry: IndexEntry, target: Path, companions: dict[str, bytes], signed) -> None:
+    """Write the signed companions beside the cached model and verify the model-signing bundle over the three
+    with the trusted targets key; on a refusal nothing of the model stays in the cache."""
+    from qatzoo.zoo.signing import BUNDLE
+    from qatzoo.zoo.trust import verify_bundle
+
+    files = {"model_int8.tflite": target.read_bytes(), **{k: v for k, v in companions.items() if k != BUNDLE}}
+    try:
+        verify_bundle(files, companions[BUNDLE], signed.targets_keys())
+    except ZooError as error:
+        for name in ("model_int8.tflite", *companions):
+            target.with_name(name).unlink(missing_ok=True)
+        raise ZooError(
+            f"{entry.name}@{entry.version}: {error} with the zoo's trusted targets key; refused, nothing cached"
+        ) from None
+    for name, data in companions.items():
+        write_bytes(target.with_name(name), data)
 
 
 def _fetch_to_cache(entry: IndexEntry, url: str, target: Path, progress: bool, retries: int, clock: Clock) -> None:
@@ -708,7 +821,7 @@ def _sha256_fd(fd: int) -> str:
     return digest.hexdigest()
 
 
-def _deliver(path: Path, entry: IndexEntry, to) -> Path:
+def _deliver(path: Path, entry: IndexEntry, to, signed: bool = False) -> Path:
     if to is None:
         return path
     folder = Path(to)
@@ -727,16 +840,29 @@ def _deliver(path: Path, entry: IndexEntry, to) -> Path:
             os.replace(tmp, out)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        if entry.contract is not None:
+        if signed:  # the signed bytes the bundle covers, and the bundle: verify --bundle checks the copy later
+            from qatzoo.zoo.signing import BUNDLE
+
+            for name, suffix in (("contract.json", ".contract.json"), (BUNDLE, ".sig")):
+                if path.with_name(name).is_file():
+                    write_bytes(folder / f"{entry.name}-{entry.version}{suffix}", path.with_name(name).read_bytes())
+        elif entry.contract is not None:
             write_json(folder / f"{entry.name}-{entry.version}.contract.json", entry.contract.plain)
     except OSError as error:
         raise ZooError(f"cannot write {out}: {error.strerror or error}") from None
     return out
 
 
-def load(spec: str, index: str | os.PathLike | None = None, **kwargs):
+def load(
+    spec: str,
+    index: str | os.PathLike | None = None,
+    trust: str | os.PathLike | None = None,
+    pin: bool = False,
+    **kwargs,
+):
     """A published model, downloaded and verified first, behind its contract (:class:`qatzoo.model.Model`):
-    ``load(name).predict(raw)``; ``.interpreter`` is the LiteRT interpreter, ``.contract`` the contract."""
+    ``load(name).predict(raw)``; ``.interpreter`` is the LiteRT interpreter, ``.contract`` the contract.
+    ``trust``/``pin``: verify a signed zoo through TUF (see :func:`fetch`)."""
     from qatzoo.model import Model
 
     clock = Clock(
@@ -747,8 +873,8 @@ def load(spec: str, index: str | os.PathLike | None = None, **kwargs):
             speed_time=kwargs.pop("speed_time", None),
         )
     )
-    index_data, index_url = read_index(index, clock=clock)
-    entry = entry_of(find(index_data, spec))
+    opened = open_index(index, clock, trust=trust, pin=pin)
+    entry = entry_of(find(opened.index, spec))
     if entry.contract is None:
         raise ZooError(f"{entry.name}@{entry.version} was published without a contract; use zoo.fetch for the file")
-    return Model(fetch_entry(entry, index_url, clock, **kwargs), entry.contract)
+    return Model(fetch_entry(entry, opened.url, clock, signed=opened.signed, **kwargs), entry.contract)

@@ -56,6 +56,7 @@ PUBLISHED_FILES = {
     "sample.png",
     "sample.npy",
     "sample.csv",
+    "model.sig",  # the model-signing bundle of a signed zoo (qatzoo.zoo.signing)
 }
 #: A version folder holds this from its staging until its index entry is written: with it and no entry,
 #: the folder is the leftover of a killed publish.
@@ -426,13 +427,36 @@ def _discard(folder: Path) -> None:
     folder.rmdir()
 
 
-def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, data_dir: str | None = None) -> dict:
-    """Publish ``run_dir`` as the next version of ``name`` (default: the recipe's name). Never overwrites."""
+def publish(
+    run_dir: str | Path,
+    zoo_dir: str | Path,
+    name: str | None = None,
+    data_dir: str | None = None,
+    sign: str | Path | None = None,
+) -> dict:
+    """Publish ``run_dir`` as the next version of ``name`` (default: the recipe's name). Never overwrites.
+
+    ``sign``: the publisher's private key: a model-signing bundle (``model.sig``) is written beside the model and
+    the zoo's TUF metadata is re-signed with the new files (:mod:`qatzoo.zoo.signing`). A signed zoo is only ever
+    published to with its key (an unsigned publish would change its index under its clients' trusted metadata).
+    """
     run_dir, zoo_dir = Path(run_dir), Path(zoo_dir)
     if not run_dir.is_dir():
         raise ZooError(f"{run_dir} is not a run directory")
+    key = None
+    if sign is not None:  # checked before minutes of measuring: mode, place, format
+        from qatzoo.zoo.keys import load_private
+
+        key = load_private(sign, zoo_dir)
+    elif (zoo_dir / "metadata" / "root.json").is_file():
+        raise ZooError(
+            f"the zoo {zoo_dir} is signed (metadata/root.json): publish to it with --sign KEY, or its clients "
+            "that trust it would refuse its new index"
+        )
     report = _report(run_dir)  # read once: the entry and the figures are checked against it
     name = check_name(name or report.name)
+    if name == "metadata":  # the folder of a signed zoo's TUF metadata (qatzoo.zoo.signing.METADATA)
+        raise ZooError("the model name 'metadata' is reserved: a signed zoo keeps its TUF metadata in that folder")
     entry, blob, card, sample = measured_entry(run_dir, name, data_dir, report)  # slow part: outside the lock
     figures = _figures(run_dir, report)
     try:
@@ -467,6 +491,13 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
             os.chmod(staging, 0o777 & ~umask)  # the version folder as readable as the zoo (mkdtemp's is 0700)
             try:
                 contract_json = (json.dumps(entry["contract"], indent=2) + "\n").encode()
+                if key is not None:  # the bundle over the model, its contract and its card, beside them
+                    from qatzoo.zoo.signing import BUNDLE, sign_bundle
+
+                    bundle = sign_bundle(
+                        {"model_int8.tflite": blob, "contract.json": contract_json, "card.md": card.encode()}, key
+                    )
+                    figures = {**figures, BUNDLE: bundle}
                 for file_name, data in (
                     ("model_int8.tflite", blob),
                     ("card.md", card.encode()),
@@ -495,6 +526,10 @@ def publish(run_dir: str | Path, zoo_dir: str | Path, name: str | None = None, d
             _fault("indexed")
             (target / UNPUBLISHED).unlink()
             write_readme(zoo_dir)
+            if key is not None:  # the new index and files as TUF targets; timestamp.json last (the commit point)
+                from qatzoo.zoo.signing import sign_locked
+
+                sign_locked(zoo_dir, index, key)
     except OSError as error:
         raise ZooError(f"cannot write to the zoo {zoo_dir}: {error.strerror or error}") from None
     return entry

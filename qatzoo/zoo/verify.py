@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qatzoo.zoo.download import Clock, Limits, fetch_entry, read_index
+from qatzoo.zoo.download import Clock, Limits, fetch_entry, open_index
 from qatzoo.zoo.index import ZooError, find
 
 #: How far a re-measured metric may be from the index: LiteRT kernels are deterministic on one
@@ -70,16 +70,19 @@ def verify(
     deadline: float | None = None,
     speed_limit: float | None = None,
     speed_time: float | None = None,
+    trust=None,
+    pin: bool = False,
 ) -> dict:
     """Return ``{"name", "version", "metric", "index", "measured", "ok"}``; raise ZooError if it is off.
 
-    ``timeout``, ``deadline``, ``speed_limit``, ``speed_time``: the download's limits (see :func:`fetch`).
+    ``timeout``, ``deadline``, ``speed_limit``, ``speed_time``: the download's limits; ``trust``, ``pin``: a signed
+    zoo's root (see :func:`qatzoo.zoo.download.fetch`).
     """
     limits = Limits.resolve(stall=timeout, deadline=deadline, speed_limit=speed_limit, speed_time=speed_time)
     clock = Clock(limits)  # one deadline for index and model
-    index_data, index_url = read_index(index, clock=clock)
-    entry = find(index_data, spec)
-    path = fetch_entry(entry, index_url, clock, progress=progress)
+    opened = open_index(index, clock, trust=trust, pin=pin)
+    entry = find(opened.index, spec)
+    path = fetch_entry(entry, opened.url, clock, progress=progress, signed=opened.signed)
     from qatzoo.extras import missing
 
     if missing("train"):  # the test split is read through TensorFlow Datasets
