@@ -110,16 +110,6 @@ def test_the_baselines_capture_the_daily_and_weekly_cycles(electric, results):
         assert result["mae"] < persistence, name
 
 
-@pytest.mark.slow
-def test_data_without_seasonal_periods_keeps_the_co2_baselines(data_dir):
-    from qatzoo.zoo.verify import load_test_data
-
-    conf = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / "co2_weekly.yaml"))
-    co2 = load_test_data("co2_weekly", conf, data_dir)
-    assert "seasonal_periods" not in co2.info
-    assert set(baselines(co2)) == {"persistence", "seasonal_naive_drift", "fourier_arima", "seasonal_arima"}
-
-
 def test_dlinear_trend_is_the_edge_padded_moving_average():
     x = np.random.default_rng(2).normal(size=(3, 40))
     padded = np.concatenate([np.repeat(x[:, :1], 12, axis=1), x, np.repeat(x[:, -1:], 12, axis=1)], axis=1)

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from qatzoo.cli import main
 from qatzoo.zoo.download import Limits, _source_url, fetch, index_cache
 from qatzoo.zoo.index import SCHEMA_VERSION, ZooError, parse_index, read_index, validate_entry
 from tests.conftest import REPO
 from tests.zoo_server import ZooServer
+from tests.zoo_server import one_error_line as _one_error_line
+from tests.zoo_server import run_cli as _cli
 
 MODEL = "m/1/model_int8.tflite"
 
@@ -57,18 +58,6 @@ def zoo(tmp_path) -> Path:
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("QATZOO_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def _cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 # ---- hostile index entries: every one is refused with one line by every command that reads the index

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from qatzoo.cli import main
 from qatzoo.zoo import keys, signing
 from qatzoo.zoo.download import fetch, load
 from qatzoo.zoo.index import ZooError, read_index
 from tests.conftest import REPO
 from tests.installs import env
 from tests.zoo_server import ZooServer
+from tests.zoo_server import one_error_line as _one_error_line
+from tests.zoo_server import run_cli as _cli
 
 NAME = "mnist_cnn_int8"
 MODEL = f"{NAME}/1/model_int8.tflite"
@@ -65,18 +66,6 @@ def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("QATZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("QATZOO_TRUST", raising=False)
     return tmp_path / "cache"
-
-
-def _cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def _cached_models(cache: Path) -> list[Path]:

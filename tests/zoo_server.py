@@ -127,3 +127,19 @@ class ZooServer:
         time.sleep(0.01)
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """qatzoo's command line in this process (arguments as strings): its exit code, stdout and stderr."""
+    from qatzoo.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    """The only line of ``err``, which must be one ``error: ...`` line."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]

@@ -398,11 +398,16 @@ def fetch_card(entry: dict | IndexEntry, index_url: str, clock: Clock, to=None) 
         text.decode("utf-8")
     except UnicodeDecodeError:
         raise ZooError(f"{label} is not UTF-8 text") from None
+    return _keep(target, text, not cached, to, f"{entry.name}-{entry.version}.card.md", label)
+
+
+def _keep(target: Path, data: bytes, fresh: bool, to, name: str, label: str) -> Path:
+    """A fetched card or sample written beside the cached model (when ``fresh``) and as ``name`` in ``to``."""
     try:
-        if not cached:
-            write_bytes(target, text)
+        if fresh:
+            write_bytes(target, data)
         if to is not None:
-            write_bytes(Path(to) / f"{entry.name}-{entry.version}.card.md", text)
+            write_bytes(Path(to) / name, data)
     except OSError as error:
         raise ZooError(f"cannot write {label}: {error.strerror or error}") from None
     return target
@@ -433,14 +438,7 @@ def fetch_sample(entry: dict | IndexEntry, index_url: str, clock: Clock, to=None
         data = _read_bounded(model_url(entry, index_url, sample.location), clock, sample.size, label)
         if not matches(data):
             raise ZooError(f"{label} is tampered or truncated: its size or sha256 does not match the index; not saved")
-    try:
-        if fresh:
-            write_bytes(target, data)
-        if to is not None:
-            write_bytes(Path(to) / f"{entry.name}-{entry.version}.sample{suffix}", data)
-    except OSError as error:
-        raise ZooError(f"cannot write {label}: {error.strerror or error}") from None
-    return target
+    return _keep(target, data, fresh, to, f"{entry.name}-{entry.version}.sample{suffix}", label)
 
 
 def _reason(error: BaseException) -> str:
