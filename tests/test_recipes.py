@@ -103,14 +103,14 @@ def _assert_refused_on_tfmot(recipe: str, data_dir: str, tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("recipe", recipe_names())
+@pytest.mark.parametrize(
+    ("recipe", "engine"),
+    [(r, e) for r in recipe_names() for e in ENGINES if r not in ONE_ENGINE or e == ENGINE],
+)
 def test_recipe_runs_end_to_end_and_reports_true_int8_numbers(recipe, engine, compose_cfg, data_dir, tmp_path):
     if recipe in KERAS3_ONLY and engine == "tfmot":
         _assert_refused_on_tfmot(recipe, data_dir, tmp_path)
         return
-    if recipe in ONE_ENGINE and engine != ENGINE:
-        pytest.skip(f"{recipe} runs on the {ENGINE} engine only here (ONE_ENGINE)")
     cfg, metrics = _run_recipe(recipe, engine, compose_cfg, data_dir, tmp_path)
 
     for name in (
