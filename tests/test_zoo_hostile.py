@@ -621,7 +621,7 @@ def test_sigint_is_one_line_and_keeps_the_part_for_resume(zoo, cache):
         time.sleep(0.5)  # some bytes in (they reach the .part when the interrupted download closes it)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130
+        assert proc.returncode == 130, err[-2000:]  # once 2 in a whole-suite run (2 cores); its stderr, if again
         assert "interrupted" in _one_error_line(err.split("\r")[-1])
         kept = _part(f"{server.url}/index.json").stat().st_size
         assert kept > 0
