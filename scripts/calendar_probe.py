@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,15 +37,22 @@ def main() -> int:
     args = parser.parse_args()
 
     from qatzoo.bench.cpu import cpu_name
+    from qatzoo.config import recipe_names
 
+    unknown = [r for r in args.recipes if r not in recipe_names()]
+    if unknown:
+        print(f"error: not a recipe: {', '.join(unknown)} (recipes: {', '.join(recipe_names())})", file=sys.stderr)
+        return 2
     print(f"CPU: {cpu_name()}; float models, {args.order} harmonics of each period")
     for recipe in args.recipes:
-        probe(recipe, args)
+        if not probe(recipe, args):
+            print(f"error: {recipe} is not a forecast of a series with daily and weekly cycles", file=sys.stderr)
+            return 2
     return 0
 
 
-def probe(recipe: str, args) -> None:
-    """Train and print the four variants of one recipe."""
+def probe(recipe: str, args) -> bool:
+    """Train and print the four variants of one recipe; False for a recipe whose data has no seasonal periods."""
     import numpy as np
 
     from qatzoo import quiet
@@ -61,6 +69,8 @@ def probe(recipe: str, args) -> None:
     cfg = validate(compose([f"recipe={recipe}"] + ([f"paths.data_dir={args.data_dir}"] if args.data_dir else [])))
     data = load_data(cfg.data)
     info, scale = data.info, data.target_scale
+    if "seasonal_periods" not in info:
+        return False
     window, horizon = int(info["window"]), int(info["horizon"])
     starts = {"train": None, "val": None, "test": np.asarray(data.raw["test_starts"])}
     n, first_val, first_test = len(data.raw["series"]), info["first_val_step"], info["first_test_step"]
@@ -116,6 +126,7 @@ def probe(recipe: str, args) -> None:
                 f"{mae(model.predict(x['test'], verbose=0), 'test'):8.1f}",
                 flush=True,
             )
+    return True
 
 
 class _Shaped:
