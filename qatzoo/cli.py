@@ -310,11 +310,13 @@ def info_lines(entry: dict, versions: list[str]) -> list[str]:
         lines.append(f"  the int8 file against the strongest baseline on test: {cell(entry['significance'])}")
     table = entry.get("ptq_baselines") or {}
     if table.get("best"):
+        from qatzoo.report import wider
+
         method = table["methods"][table["best"]][e.metric]
         shown = f"{method:.2f}%" if e.unit == "%" else f"{method:.4f} {e.unit}"
         share = table.get("recovered")
         lines.append(
-            f"  best PTQ at {table['widths']}: {table['best']} {shown}; "
+            f"  best PTQ at {table['widths']}: {table['best']} {shown}{wider(table)}; "
             + ("not significantly worse than float" if share is None else f"QAT recovers {share:.0%} of its loss")
         )
     if e.deployment is not None:

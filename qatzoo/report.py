@@ -214,6 +214,7 @@ class PtqMethod(Record):
     p_vs_float: Probability = ABSENT
     full_integer: bool = ABSENT
     note: str = ABSENT
+    kept_8bit: list[str] = ABSENT
     error: str = ABSENT
 
 
@@ -227,6 +228,15 @@ class PtqBaselines(Record):
     qat_int8: FiniteFloat
     best: str = ABSENT
     recovered: FiniteFloat | None = None
+
+
+def wider(summary: dict) -> str:
+    """What makes the best PTQ file wider than the scheme's widths: the kernel ops the quantizer kept at 8 bits
+    where the scheme's weights are narrower (4 bits: depthwise convolutions), as a clause; "" when none. QAT
+    compared with that file is not compared at the same widths: a rule giving those layers 8-bit weights is."""
+    kept = summary["methods"].get(summary.get("best"), {}).get("kept_8bit") or []
+    weight_bits = int(summary["widths"][1:].partition("a")[0])
+    return f"; its {', '.join(kept)} kernels stayed 8-bit" if kept and weight_bits < 8 else ""
 
 
 def unscored(baselines: dict, metric: str) -> str | None:

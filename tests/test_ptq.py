@@ -149,6 +149,35 @@ def test_ptq_suite_scores_each_algorithm_on_its_own_file_at_the_schemes_widths()
     assert "| **QAT int8 (this file)** | 99.00 | - | - |" in lines
 
 
+def test_a_ptq_file_whose_depthwise_kernels_stayed_8_bit_says_so_where_qat_is_compared_with_it():
+    """LiteRT's quantizer takes no 4-bit DEPTHWISE_CONV_2D: those kernels stay 8-bit, so the best PTQ w4a8 file is
+    wider than a QAT scheme with every kernel at 4 bits. The row, the summary and the card's sentence say so; at
+    8 bits nothing is wider."""
+    from qatzoo.export import ptq_suite
+    from qatzoo.report import wider
+    from qatzoo.task import Task
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, activation="relu", name="dw")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+    x = _sample(64)
+    float_file, data = to_float_tflite(model), _splits(model, x)
+    four = ptq_suite.measure(float_file, x, data, weight_bits=4, algorithms=("min_max",))
+    assert four["methods"]["min_max"]["kept_8bit"] == ["DEPTHWISE_CONV_2D"]
+    summary = ptq_suite.summarize(four, Task("classification"), 100.0, 99.0)
+    assert wider(summary) == "; its DEPTHWISE_CONV_2D kernels stayed 8-bit"
+    assert any(
+        "(min_max; its DEPTHWISE_CONV_2D kernels stayed 8-bit)" in line
+        for line in ptq_suite.lines(summary, "accuracy", "%")
+    )
+    eight = ptq_suite.measure(float_file, x, data, weight_bits=8, algorithms=("min_max",))
+    assert "kept_8bit" not in eight["methods"]["min_max"]
+    assert wider(ptq_suite.summarize(eight, Task("classification"), 100.0, 99.0)) == ""
+
+
 def test_recovered_is_the_share_of_the_best_ptq_loss_qat_wins_back():
     from qatzoo.export.ptq_suite import recovered
     from qatzoo.task import Task

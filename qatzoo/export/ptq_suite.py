@@ -22,6 +22,7 @@ import numpy as np
 
 from qatzoo.export import checks, evaluate, ptq
 from qatzoo.export.tflite import strip_names
+from qatzoo.report import wider
 
 
 def widths_name(weight_bits: int, activation_bits: int) -> str:
@@ -89,6 +90,8 @@ def measure(
                 kinds = sorted({t["dtype"] for t in integer.non_integer})
                 result["full_integer"] = False
                 notes.append(f"not full integer: {len(integer.non_integer)} {'/'.join(kinds)} tensors computed")
+            if kept:
+                result["kept_8bit"] = list(kept)
             if notes:
                 result["note"] = "; ".join(notes)
         except ptq.PTQError as error:
@@ -162,12 +165,12 @@ def lines(summary: dict, metric: str, unit: str) -> list[str]:
         rows.append(f"No PTQ algorithm gave a full-integer {widths} file LiteRT runs.")
     elif summary["recovered"] is None:
         rows.append(
-            f"The best PTQ file ({summary['best']}) is not significantly worse than float (p = "
+            f"The best PTQ file ({summary['best']}{wider(summary)}) is not significantly worse than float (p = "
             f"{summary['methods'][summary['best']].get('p_vs_float', 1.0):.2g}): there is nothing for QAT to recover."
         )
     else:
         rows.append(
-            f"QAT recovers {summary['recovered']:.0%} of what the best PTQ file at {widths} ({summary['best']}) loses "
-            "against float (1 - QAT's gap / PTQ's gap)."
+            f"QAT recovers {summary['recovered']:.0%} of what the best PTQ file at {widths} ({summary['best']}"
+            f"{wider(summary)}) loses against float (1 - QAT's gap / PTQ's gap)."
         )
     return [*rows, ""]

@@ -519,7 +519,10 @@ def _print_summary(run_dir: Path, report: RunReport) -> None:
     if report.ptq_baselines and "best" in report.ptq_baselines:
         table = report.ptq_baselines
         share = table["recovered"]
-        best = f"the best PTQ {table['widths']} ({table['best']}, {report.format(table['methods'][table['best']][report.metric])})"
+        from qatzoo.report import wider
+
+        value = report.format(table["methods"][table["best"]][report.metric])
+        best = f"the best PTQ {table['widths']} ({table['best']}, {value}{wider(table)})"
         print(
             f"[qatzoo] {best} is not significantly worse than float: nothing for QAT to recover"
             if share is None
