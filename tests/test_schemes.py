@@ -145,6 +145,33 @@ def test_ends_rule_keeps_first_and_last_kernels_at_eight_bits():
     assert levels[1] <= 15 and levels[2] <= 15 and levels[3] > 15, levels
 
 
+@pytest.mark.skipif(not KERAS3, reason="the tfmot engine quantizes no DepthwiseConv2D (one line says so)")
+def test_w4a8_dw8_keeps_depthwise_kernels_at_eight_bits_and_the_rest_at_four(compose_cfg):
+    """quant=w4a8_dw8: the widths of LiteRT's quantizer's w4a8 files (no 4-bit DEPTHWISE_CONV_2D), so QAT and the
+    PTQ baselines are compared like for like. A 3x3 depthwise kernel has 9 weights per channel whatever its
+    bits, so the storage tells the widths apart: INT4 only where the values fit the 4-bit grid."""
+    from omegaconf import OmegaConf
+
+    fields = OmegaConf.to_container(compose_cfg("recipe=ds_cnn_fashion_int8", "quant=w4a8_dw8").quant, resolve=True)
+    fields.pop("_target_")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, activation="relu", name="dw")(x)
+    x = keras.layers.Conv2D(16, 1, activation="relu", name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+    sample = _sample()
+    qat = scheme(**fields).quantize(model, sample)
+    kernels = weight_levels(to_int8_tflite(qat, lambda: sample))
+    assert [(k["op"], k["storage"]) for k in kernels] == [
+        ("CONV_2D", "int4"),
+        ("DEPTHWISE_CONV_2D", "int8"),
+        ("CONV_2D", "int4"),
+        ("FULLY_CONNECTED", "int4"),
+    ], kernels
+
+
 @pytest.mark.slow
 def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
