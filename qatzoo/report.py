@@ -235,8 +235,8 @@ def wider(summary: dict) -> str:
     where the scheme's weights are narrower (4 bits: depthwise convolutions), as a clause; "" when none. QAT
     compared with that file is not compared at the same widths: a rule giving those layers 8-bit weights is."""
     kept = summary["methods"].get(summary.get("best"), {}).get("kept_8bit") or []
-    weight_bits = int(summary["widths"][1:].partition("a")[0])
-    return f"; its {', '.join(kept)} kernels stayed 8-bit" if kept and weight_bits < 8 else ""
+    bits = str(summary.get("widths", ""))[1:].partition("a")[0]  # "w4a8"; an index's odd string: no clause
+    return f"; its {', '.join(kept)} kernels stayed 8-bit" if kept and bits.isdigit() and int(bits) < 8 else ""
 
 
 def unscored(baselines: dict, metric: str) -> str | None:
