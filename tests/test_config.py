@@ -48,6 +48,7 @@ BAD = [
     (["quant=w4a8", "quant.activation_bits=4"], "quant.activation_bits: 4-bit activations cannot be exported"),
     (["quant.weight_symmetric=false"], "quant.weight_symmetric: int8 export needs symmetric weights"),
     (["quant.range=percentile"], "quant.range: expected one of ema, last_value, fixed, learned, got 'percentile'"),
+    (["quant=w4a8_dw8", "quant.storage=int5"], "quant.storage: expected one of int4, int8, int4_dense, got 'int5'"),
     (["quant.fixed_range=[1.0,6.0]"], "quant.fixed_range: expected [low, high] with low <= 0 <= high"),
     (["quant.keep_float=[@nrom]"], "quant.keep_float: unknown preset '@nrom'; presets are: @first, @last, @norm"),
     (["quant.rules=[{match: Dense}]"], "quant.rules[0]: sets neither weight_bits nor activation_bits"),

@@ -172,6 +172,21 @@ def test_w4a8_dw8_keeps_depthwise_kernels_at_eight_bits_and_the_rest_at_four(com
     ], kernels
 
 
+@pytest.mark.parametrize("preset", ["int8", "w4a8", "w4a8_dw8", "w4a8_ends8", "w4a8_npu", "w4a8_cpu"])
+def test_every_qat_scheme_takes_a_storage_override(compose_cfg, preset):
+    """quant.storage is a knob of every QAT scheme (conf/quant_knobs.yaml), so a selective scheme such as
+    w4a8_dw8 can be stored a byte each for TensorFlow Lite Micro and Vela without a preset of its own."""
+    from omegaconf import OmegaConf
+
+    for storage in ("int8", "int4_dense", "int4"):
+        cfg = compose_cfg("recipe=ds_cnn_fashion_int8", f"quant={preset}", f"quant.storage={storage}")
+        fields = OmegaConf.to_container(cfg.quant, resolve=True)
+        fields.pop("_target_")
+        assert scheme(**fields).storage == storage
+    plain = OmegaConf.to_container(compose_cfg("recipe=ds_cnn_fashion_int8", f"quant={preset}").quant)
+    assert plain["storage"] == {"w4a8_npu": "int8", "w4a8_cpu": "int4_dense"}.get(preset, "int4")
+
+
 @pytest.mark.slow
 def test_w4a8_run_reports_grid_storage_and_the_runtime(compose_cfg, tmp_path):
     from qatzoo.train.trainer import train
