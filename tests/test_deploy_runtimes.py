@@ -17,11 +17,18 @@ PUBLISHED = {
 CNN = PUBLISHED["mnist_cnn_int8@1"]
 
 
-def _litert(path: Path, x: np.ndarray) -> np.ndarray:
-    """LiteRT's int8 outputs for int8 inputs, one invoke per example (as the zoo's numbers are measured)."""
+def _litert(path: Path, x: np.ndarray, reference: bool = False) -> np.ndarray:
+    """LiteRT's int8 outputs for int8 inputs, one invoke per example (as the zoo's numbers are measured);
+    ``reference``: from LiteRT's reference kernels, without XNNPACK."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
     from qatzoo.export.litert import interpreter
 
-    it = interpreter(str(path))
+    if reference:
+        it = Interpreter(str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        it.allocate_tensors()
+    else:
+        it = interpreter(str(path))
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     outputs = []
     for example in x:
@@ -106,28 +113,13 @@ def test_every_published_model_runs_in_tflm_as_in_litert_or_names_the_ops_tflm_l
     assert got["equal_share"] >= (0.8 if name.startswith("mnist_cnn") else 0.3), got
 
 
-def _litert_reference(path: Path, x: np.ndarray) -> np.ndarray:
-    """LiteRT's int8 outputs from its reference kernels (no XNNPACK), one invoke per example."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    outputs = []
-    for example in x:
-        it.set_tensor(inp["index"], example[None])
-        it.invoke()
-        outputs.append(it.get_tensor(out["index"])[0])
-    return np.stack(outputs)
-
-
 @pytest.mark.parametrize("name", ["ds_cnn_fashion_int8@2", "mnist_cnn_int8@4"])
 def test_on_the_cnns_tflm_follows_litert_s_reference_kernels_and_xnnpack_is_what_rounds_apart(name):
     """The DS-CNN's TFLite Micro outputs are 31% equal to LiteRT's on the test split (at most 11 steps): that is
     XNNPACK's rounding (the zoo measures with it), not TFLM's - LiteRT's own reference kernels agree with TFLM."""
     path = PUBLISHED[name]
     x = _random_inputs(path)
-    micro, reference = tflm.run(path, x), _litert_reference(path, x)
+    micro, reference = tflm.run(path, x), _litert(path, x, reference=True)
     against_reference = tflm.agreement(micro, reference)
     assert against_reference["equal_share"] >= 0.95 and against_reference["max_step_diff"] <= 1, against_reference
     xnnpack = tflm.agreement(_litert(path, x), reference)
